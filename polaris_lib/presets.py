@@ -1,0 +1,378 @@
+"""Named presets and the one adapter from a stage config to `trl.GRPOConfig`.
+
+Three scales, one codebase (ARCHITECTURE.md):
+- `tiny`: CPU, the kit's own toy model; the whole pipeline in minutes (the embedded default).
+- `qwen3-*-24gb`: one consumer GPU, Unsloth LoRA + vLLM; every length scaled from the paper by
+  one stated ratio.
+- `*-paper`: the paper's values, each citing its source; meant for a multi-GPU engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from polaris_lib.config import (
+    ConfigError,
+    CurationConfig,
+    EvalConfig,
+    ModelConfig,
+    ProbeConfig,
+    RunConfig,
+    StageConfig,
+    ToyConfig,
+    YarnConfig,
+)
+
+# Qwen3-4B stage lengths in tokens (RECIPE.md §5: 40K / 48K / 52K total; 40K = 39,936 response
+# + 1,024 prompt) and stage lengths in optimizer steps (boundaries 450, 600, end ~700).
+QWEN3_4B_RESPONSE = (39936, 48128, 52224)
+QWEN3_4B_STEPS = (450, 150, 100)
+# R1-Distill-Qwen-7B: 16K / 24K / 32K, boundaries 520, 890, end ~1480 (RECIPE.md §5).
+R1_7B_RESPONSE = (15360, 23552, 31744)
+R1_7B_STEPS = (520, 370, 590)
+# Qwen3-1.7B: 40K / 48K, two stages (RECIPE.md §5; boundary not published).
+QWEN3_1P7B_RESPONSE = (39936, 48128)
+
+
+def _tiny() -> RunConfig:
+    """CPU toy world: 3 stages in the `make demo` budget on 2 cores."""
+    toy = ToyConfig()
+    stage_len = (48, 64, 80)  # characters: the multi-stage schedule at toy scale
+    stages = [
+        StageConfig(
+            stage=i + 1,
+            max_steps=20,
+            max_prompt_length=64,
+            max_completion_length=stage_len[i],
+            group_size=8,
+            prompts_per_step=16,
+            per_device_batch_size=64,
+            learning_rate=2e-5,  # 1e-6 is far too low for a 1M-parameter model (ENVIRONMENT-NOTES)
+            weight_decay=0.01,
+            save_steps=5,
+            seed=i,
+        )
+        for i in range(3)
+    ]
+    return RunConfig(
+        preset="tiny",
+        model=ModelConfig(
+            name_or_path="toy",
+            device="cpu",
+            dtype="float32",
+            instruction_suffix="",  # the toy prompt is its own instruction; keeps prompts short
+            max_context=toy.max_position_embeddings,
+        ),
+        toy=toy,
+        probe=ProbeConfig(
+            dataset="toy",
+            n_problems=32,
+            n_samples=8,
+            temperatures=[0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6],
+            max_new_tokens=80,
+        ),
+        curation=CurationConfig(
+            pool="toy", max_problems=256, max_new_tokens=80, checkpoint_every=64
+        ),
+        stages=stages,
+        yarn=YarnConfig(
+            factor=1.5,
+            original_max_position_embeddings=toy.max_position_embeddings,
+            eval_max_lengths=[64, 96, 128],
+            n_problems=32,
+            n_samples=4,
+        ),
+        eval=EvalConfig(
+            benchmarks=["toy", "aime24", "aime25"],
+            samples={"toy": 8, "aime24": 2, "aime25": 2},
+            max_problems=0,
+            temperature=1.0,
+            top_k=0,
+            max_new_tokens=96,
+            n_bootstrap=1000,
+            checkpoints=["base", "stage1", "stage2", "stage3"],
+        ),
+        notes="CPU, 2 cores: whole pipeline in minutes on the kit's own ~1M-parameter Qwen3.",
+    )
+
+
+def _consumer(model_id: str, ratio: float, lora_rank: int, prompts_per_step: int) -> RunConfig:
+    """One 24 GB GPU: Unsloth LoRA + colocated vLLM; paper lengths x `ratio`, paper rules."""
+    response = tuple(int(round(n * ratio / 64)) * 64 for n in QWEN3_4B_RESPONSE)
+    stages = [
+        StageConfig(
+            stage=i + 1,
+            max_steps=QWEN3_4B_STEPS[i],
+            max_prompt_length=1024,
+            max_completion_length=response[i],
+            prompts_per_step=prompts_per_step,
+            per_device_batch_size=8,
+            learning_rate=1e-5,  # LoRA needs ~10x the full-FT rate (Unsloth GRPO notebooks use 5e-6..5e-5)
+            save_steps=25,
+        )
+        for i in range(3)
+    ]
+    return RunConfig(
+        preset="",
+        model=ModelConfig(
+            name_or_path=model_id,
+            backend="unsloth",
+            device="cuda",
+            dtype="bfloat16",
+            max_context=40960,
+            lora_rank=lora_rank,
+            use_vllm=True,
+            gpu_memory_utilization=0.5,
+            gradient_checkpointing=True,
+        ),
+        probe=ProbeConfig(max_new_tokens=response[0], n_samples=8),
+        curation=CurationConfig(pool="math500", max_new_tokens=response[0]),
+        stages=stages,
+        yarn=YarnConfig(eval_max_lengths=[response[0], response[-1], int(response[-1] * 1.5)]),
+        eval=EvalConfig(max_new_tokens=int(response[-1] * 1.5)),
+        notes=f"One 24 GB GPU; every paper length x {ratio:g} (stated ratio), LoRA r={lora_rank}.",
+    )
+
+
+def _paper(
+    model_id: str,
+    response: tuple[int, ...],
+    steps: tuple[int, ...],
+    temps: tuple[float, ...],
+    max_context: int,
+    eval_temperature: float,
+) -> RunConfig:
+    """The paper's values (RECIPE.md §3); each literal below cites its source."""
+    stages = [
+        StageConfig(
+            stage=i + 1,
+            max_steps=steps[i],  # RECIPE §5 stage boundaries
+            max_prompt_length=1024,  # RECIPE §3: prompt <= 1024
+            max_completion_length=response[i],  # RECIPE §5 length schedule
+            temperature=temps[i],  # RECIPE §1 re-probe results per stage
+            top_p=1.0,  # RECIPE §3: top_p 1.0 in rollouts
+            top_k=0,  # RECIPE §3: top_k disabled in rollouts
+            group_size=8,  # RECIPE §3: n = 8
+            prompts_per_step=128,  # RECIPE §3: 128 prompts / 1024 trajectories per step
+            per_device_batch_size=8,
+            learning_rate=1e-6,  # RECIPE §3: AdamW lr 1e-6 constant
+            weight_decay=0.01,  # RECIPE §3
+            max_grad_norm=1.0,  # RECIPE §3
+            clip_low=0.2,  # RECIPE §3: clip-higher low 0.2
+            clip_high=0.28,  # RECIPE §3: clip-higher high 0.28
+            kl_beta=0.0,  # RECIPE §3: no KL, no reference model
+            entropy_coef=0.0,  # RECIPE §3: no entropy bonus
+            loss_type="dapo",  # RECIPE §3: token-mean over the batch
+            save_steps=25,
+        )
+        for i in range(len(response))
+    ]
+    return RunConfig(
+        preset="",
+        model=ModelConfig(
+            name_or_path=model_id,
+            device="cuda",
+            dtype="bfloat16",
+            max_context=max_context,
+            use_vllm=True,
+            gradient_checkpointing=True,
+        ),
+        probe=ProbeConfig(n_samples=16, max_new_tokens=response[0]),  # RECIPE §1: n=16 on AIME24
+        curation=CurationConfig(pool="polaris53k", samples_per_problem=8),  # RECIPE §2
+        stages=stages,
+        # RECIPE §6: YaRN factor 1.5, attention factor 1.0, Qwen3 pre-training context 32K
+        yarn=YarnConfig(factor=1.5, original_max_position_embeddings=32768, attention_factor=1.0),
+        # RECIPE §7: top_p 1.0, top_k 20, up to 90K new tokens
+        eval=EvalConfig(
+            benchmarks=["aime24", "aime25", "amc23", "minerva", "olympiad"],
+            temperature=eval_temperature,
+            top_p=1.0,
+            top_k=20,
+            max_new_tokens=90000,
+        ),
+        notes="Paper scale: 32 H800 (4 nodes x 8) for ~28 days for Qwen3-4B (RECIPE §3, §9).",
+    )
+
+
+_BUILDERS = {
+    "tiny": _tiny,
+    "qwen3-0.6b-24gb": lambda: _consumer(
+        "Qwen/Qwen3-0.6B", ratio=0.25, lora_rank=64, prompts_per_step=16
+    ),
+    "qwen3-1.7b-24gb": lambda: _consumer(
+        "Qwen/Qwen3-1.7B", ratio=0.2, lora_rank=32, prompts_per_step=8
+    ),
+    "qwen3-4b-24gb": lambda: _consumer(
+        "Qwen/Qwen3-4B", ratio=0.1, lora_rank=32, prompts_per_step=4
+    ),
+    "qwen3-4b-paper": lambda: _paper(
+        "Qwen/Qwen3-4B",
+        QWEN3_4B_RESPONSE,
+        QWEN3_4B_STEPS,
+        (1.4, 1.45, 1.5),  # RECIPE §1
+        max_context=40960,
+        eval_temperature=1.4,  # RECIPE §7: eval T 1.4
+    ),
+    "qwen3-1.7b-paper": lambda: _paper(
+        "Qwen/Qwen3-1.7B",
+        QWEN3_1P7B_RESPONSE,
+        (450, 150),
+        (1.5, 1.55),  # RECIPE §1, §5
+        max_context=40960,
+        eval_temperature=1.5,
+    ),
+    "r1-distill-7b-paper": lambda: _paper(
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        R1_7B_RESPONSE,
+        R1_7B_STEPS,
+        (0.7, 1.0, 1.1),
+        max_context=131072,
+        eval_temperature=1.0,  # RECIPE §1: 0.7 -> 1.0 -> 1.1
+    ),
+}
+
+PRESETS = tuple(_BUILDERS)
+
+
+def get_preset(name: str) -> RunConfig:
+    """A fresh RunConfig for a named preset."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    cfg = _BUILDERS[name]()
+    cfg.preset = name
+    return cfg
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy of `cfg` with dotted overrides applied and re-validated.
+
+    >>> apply_overrides(get_preset("tiny"), {"stages.0.max_steps": 3}).stages[0].max_steps
+    3
+
+    `stages.*.x` sets x in every stage; a value for a dataclass field is type-checked loosely
+    (ints accepted for floats).
+    """
+    d = copy.deepcopy(cfg.to_dict())
+    for key, value in overrides.items():
+        _set_dotted(d, key.split("."), value, key)
+    return RunConfig.from_dict(d)
+
+
+def _set_dotted(d: Any, parts: list[str], value: Any, full: str) -> None:
+    head, rest = parts[0], parts[1:]
+    if isinstance(d, list):
+        targets = d if head == "*" else [d[_index(head, len(d), full)]]
+        for t in targets:
+            _set_dotted(t, rest, value, full) if rest else None
+        if not rest:
+            raise ConfigError(f"override {full!r}: cannot replace a whole list element")
+        return
+    if not isinstance(d, dict) or head not in d:
+        known = ", ".join(sorted(d)) if isinstance(d, dict) else "(not a section)"
+        raise ConfigError(f"override {full!r}: no field {head!r}; known: {known}")
+    if rest:
+        _set_dotted(d[head], rest, value, full)
+    else:
+        d[head] = value
+
+
+def _index(s: str, n: int, full: str) -> int:
+    if not s.isdigit() or int(s) >= n:
+        raise ConfigError(f"override {full!r}: {s!r} is not a stage index in 0..{n - 1} (or '*')")
+    return int(s)
+
+
+def grpo_kwargs(
+    run: RunConfig, stage: int, temperature: float, output_dir: str, *, num_processes: int = 1
+) -> dict[str, Any]:
+    """Every `trl.GRPOConfig` keyword the kit sets for stage `stage` of `run`.
+
+    TRL and Unsloth change defaults between releases (TRL 1.15 turns gradient checkpointing on
+    and bf16 on by default), so nothing the recipe depends on is left to a default.
+    One optimizer step per generation batch: steps_per_generation = gradient_accumulation_steps
+    and num_iterations = 1 (RECIPE §3).
+    """
+    st = run.stage(stage)
+    on_cpu = run.model.device == "cpu"
+    rows_per_process = st.rollouts_per_step // num_processes
+    if st.rollouts_per_step % (num_processes * st.per_device_batch_size):
+        raise ConfigError(
+            f"stage {stage}: {st.rollouts_per_step} rollouts per step do not split into "
+            f"{num_processes} processes x per_device_batch_size {st.per_device_batch_size}"
+        )
+    accum = rows_per_process // st.per_device_batch_size
+    kwargs: dict[str, Any] = dict(
+        output_dir=output_dir,
+        # --- the algorithm (RECIPE §3) ---
+        num_generations=st.group_size,
+        beta=st.kl_beta,
+        epsilon=st.clip_low,
+        epsilon_high=st.clip_high,
+        loss_type=st.loss_type,
+        scale_rewards=st.scale_rewards,
+        entropy_coef=st.entropy_coef,
+        use_adaptive_entropy=False,
+        top_entropy_quantile=1.0,
+        importance_sampling_level="token",
+        num_iterations=1,
+        mask_truncated_completions=st.mask_truncated_completions,
+        # --- sampling ---
+        temperature=float(temperature),
+        top_p=st.top_p,
+        top_k=st.top_k,
+        max_completion_length=st.max_completion_length,
+        # --- batch geometry: one optimizer step per generation batch ---
+        per_device_train_batch_size=st.per_device_batch_size,
+        gradient_accumulation_steps=accum,
+        steps_per_generation=accum,
+        # --- optimisation ---
+        learning_rate=st.learning_rate,
+        lr_scheduler_type=st.lr_scheduler,
+        warmup_steps=st.warmup_steps,
+        weight_decay=st.weight_decay,
+        max_grad_norm=st.max_grad_norm,
+        optim="adamw_torch",
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        max_steps=st.max_steps,
+        seed=st.seed + run.seed,
+        # --- machinery ---
+        gradient_checkpointing=run.model.gradient_checkpointing,
+        bf16=run.model.dtype == "bfloat16" and not on_cpu,
+        fp16=run.model.dtype == "float16" and not on_cpu,
+        use_cpu=on_cpu,
+        use_vllm=run.model.use_vllm,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=run.model.gpu_memory_utilization,
+        shuffle_dataset=True,
+        disable_dropout=True,
+        remove_unused_columns=False,
+        save_strategy="steps",
+        save_steps=st.save_steps,
+        logging_steps=1,
+        report_to="none",
+        log_completions=False,
+    )
+    return kwargs
+
+
+def to_grpo_config(
+    run: RunConfig,
+    stage: int,
+    temperature: float,
+    output_dir: str,
+    *,
+    num_processes: int = 1,
+    **extra: Any,
+):
+    """Map stage `stage` of `run` to a `trl.GRPOConfig` (see `grpo_kwargs`); `extra` adds fields."""
+    from trl import GRPOConfig
+
+    kwargs = grpo_kwargs(run, stage, temperature, output_dir, num_processes=num_processes)
+    unknown = (set(extra) | set(kwargs)) - {f.name for f in dataclasses.fields(GRPOConfig)}
+    if unknown:
+        raise ConfigError(f"to_grpo_config: GRPOConfig has no field(s) {sorted(unknown)}")
+    kwargs.update(extra)
+    return GRPOConfig(**kwargs)
