@@ -353,6 +353,8 @@ class RunConfig:
     """Name of the preset this config was built from."""
     seed: int = 0
     """Global seed (each step derives its own from it)."""
+    run_dir: str = "reports/dev"
+    """Folder of this run's artifacts (reports/<run_id>); notebooks read and write only there."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The policy and its backend."""
     toy: ToyConfig | None = None

@@ -376,3 +376,59 @@ def to_grpo_config(
         raise ConfigError(f"to_grpo_config: GRPOConfig has no field(s) {sorted(unknown)}")
     kwargs.update(extra)
     return GRPOConfig(**kwargs)
+
+
+# Notebook parameters that are not config fields: the dotted-override dict and the stage selector.
+NOTEBOOK_ONLY_PARAMS = {"overrides", "stage"}
+
+
+def resolve(
+    preset: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    section: str | None = None,
+    **params: Any,
+) -> RunConfig:
+    """The config a notebook runs with: preset, then dotted `overrides`, then its parameters.
+
+    Parameters are the notebook's parameters-cell names (case-insensitive): a RunConfig field
+    (`SEED`, `RUN_DIR`) or a field of the notebook's `section` (`probe`, `curation`, `yarn`,
+    `eval`; `stages` sets the field in every stage). A None value keeps the preset's value.
+
+    >>> resolve("tiny", {"probe.n_samples": 4}, section="probe", SEED=3, OVERRIDE_TEMPERATURE=1.2).probe.override_temperature
+    1.2
+    """
+    cfg = get_preset(preset)
+    merged: dict[str, Any] = dict(overrides or {})
+    top = {f.name for f in dataclasses.fields(RunConfig)}
+    for name, value in params.items():
+        key = name.lower()
+        if value is None or key in NOTEBOOK_ONLY_PARAMS:
+            continue
+        if key in top:
+            merged[key] = value
+        elif section is not None and key in section_fields(section):
+            merged[f"{section}.*.{key}" if section == "stages" else f"{section}.{key}"] = value
+        else:
+            raise ConfigError(
+                f"parameter {name!r} is not a config field of the run or of {section!r}"
+            )
+    return apply_overrides(cfg, merged) if merged else cfg
+
+
+def section_fields(section: str) -> set[str]:
+    """Field names of one config section (probe, curation, stages, yarn, eval, model, toy)."""
+    from polaris_lib import config as c
+
+    types = {
+        "probe": c.ProbeConfig,
+        "curation": c.CurationConfig,
+        "stages": c.StageConfig,
+        "yarn": c.YarnConfig,
+        "eval": c.EvalConfig,
+        "model": c.ModelConfig,
+        "toy": c.ToyConfig,
+    }
+    if section not in types:
+        raise ConfigError(f"unknown config section {section!r}; one of {sorted(types)}")
+    return {f.name for f in dataclasses.fields(types[section])}

@@ -1,0 +1,187 @@
+"""The run folder: where every notebook writes, and the only thing later notebooks read.
+
+Layout (ARCHITECTURE.md "Runs"):
+
+    reports/<run_id>/
+        manifest.json                    written by the pipeline runner
+        01_temperature_probe_stage1/     one folder per executed notebook step
+            config.json  metrics.json  *.parquet  fig_*.png  notebook.ipynb
+        02_curate_by_difficulty/
+        03_grpo_stage_stage1/ ...
+        checkpoints/stage1/              model checkpoints (git-ignored)
+        report.html
+
+Every write is atomic (temporary file + os.replace), so a crash never leaves half a file that a
+resumed run would mistake for a finished one. Append-only logs (jsonl) flush and fsync each line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+# Step folder names, in pipeline order. Staged notebooks get a `_stage{k}` suffix.
+PROBE = "01_temperature_probe"
+CURATE = "02_curate_by_difficulty"
+STAGE = "03_grpo_stage"
+LENGTH = "04_length_extrapolation"
+EVAL = "05_eval_aime"
+REPORT = "06_report"
+STAGED_STEPS = (PROBE, STAGE)
+
+
+def step_dir(
+    run_dir: str | Path, step: str, stage: int | None = None, *, create: bool = True
+) -> Path:
+    """Folder of one notebook step, e.g. step_dir(run, STAGE, 2) -> run/03_grpo_stage_stage2."""
+    if step in STAGED_STEPS and stage is None:
+        raise ValueError(f"step {step} runs once per stage: pass stage=k")
+    name = f"{step}_stage{stage}" if step in STAGED_STEPS else step
+    path = Path(run_dir) / name
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def checkpoint_dir(run_dir: str | Path, stage: int) -> Path:
+    """Where stage k saves its policy (the final checkpoint the next stage and eval load)."""
+    return Path(run_dir) / "checkpoints" / f"stage{stage}"
+
+
+def policy_checkpoint(run_dir: str | Path, stage: int) -> str | None:
+    """The checkpoint stage `stage` starts from: stage k-1's final policy, None = base model."""
+    if stage <= 1:
+        return None
+    path = checkpoint_dir(run_dir, stage - 1) / "final"
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise FileNotFoundError(
+            f"stage {stage} starts from stage {stage - 1}'s policy, but {path} has no checkpoint: "
+            f"run 03_grpo_stage with STAGE={stage - 1} first"
+        )
+    return str(path)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars, paths and NaN made JSON-safe (NaN -> null: JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically (sorted keys, indented: diffs stay readable)."""
+    path = Path(path)
+    _atomic_write_bytes(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True).encode())
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON artifact."""
+    return json.loads(Path(path).read_text())
+
+
+def update_metrics(step: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Merge `metrics` (slash-spaced keys, e.g. "probe/chosen_temperature") into metrics.json."""
+    path = Path(step) / "metrics.json"
+    current = read_json(path) if path.exists() else {}
+    current.update(metrics)
+    write_json(path, current)
+    return current
+
+
+def write_config(step: str | Path, cfg: Any, **extra: Any) -> Path:
+    """Record the resolved config (a RunConfig or dict) the step ran with, plus extras."""
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    return write_json(Path(step) / "config.json", {**d, **extra})
+
+
+def write_parquet(path: str | Path, df) -> Path:
+    """Write a tidy table atomically."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    _atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def read_parquet(path: str | Path):
+    """Read a tidy table."""
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib Figure as PNG atomically (the report embeds these files)."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records to a jsonl log, one line each, flushed and fsynced (crash-safe)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a jsonl log, ignoring a torn last line left by a crash mid-write."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # torn final line from a crash: the step it belonged to is redone
+            raise
+    return out
+
+
+def rewrite_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Atomically replace a jsonl log (used to trim steps after a resume point)."""
+    data = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
+    _atomic_write_bytes(Path(path), data.encode())
