@@ -185,3 +185,29 @@ def rewrite_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Atomically replace a jsonl log (used to trim steps after a resume point)."""
     data = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
     _atomic_write_bytes(Path(path), data.encode())
+
+
+DONE_FILE = "_done.json"
+
+
+def finish_step(step: str | Path, required: Iterable[str], **info: Any) -> Path:
+    """Mark a step complete: every `required` artifact exists and is non-empty.
+
+    The pipeline treats a step folder without `_done.json` (or with a missing/empty artifact) as
+    unfinished and re-runs it, so call this last in a notebook.
+    """
+    step = Path(step)
+    missing = [r for r in required if not (step / r).exists() or (step / r).stat().st_size == 0]
+    if missing:
+        raise RuntimeError(f"step {step.name} is incomplete: missing or empty {missing}")
+    files = {r: (step / r).stat().st_size for r in required}
+    return write_json(step / DONE_FILE, {"artifacts": files, **info})
+
+
+def step_done(step: str | Path) -> bool:
+    """True when `finish_step` ran and every artifact it listed is still there, non-empty."""
+    step = Path(step)
+    if not (step / DONE_FILE).exists():
+        return False
+    listed = read_json(step / DONE_FILE).get("artifacts", {})
+    return all((step / r).exists() and (step / r).stat().st_size > 0 for r in listed)
