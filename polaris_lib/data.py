@@ -21,9 +21,9 @@ import pandas as pd
 from polaris_lib.data_schema import (
     ANSWER_PARSERS,
     ValidationReport,
-    _finish,
     gold_answers,
     normalise_answer,
+    normalise_frame,
     to_schema,
     validate,
 )
@@ -152,7 +152,7 @@ def _read_file(
     if fmt == "parquet" and {"prompt", "reward_model", "extra_info"} <= set(raw.columns):
         fmt = "verl"
     if fmt == "verl":
-        return _finish(read_verl(raw, source=source, default_source=path.stem))
+        return normalise_frame(read_verl(raw, source=source, default_source=path.stem))
     return to_schema(
         raw,
         source=source or path.stem,
@@ -219,7 +219,11 @@ def _load_hub(entry: CatalogEntry, split: str | None) -> pd.DataFrame:
 
 
 def _generate(entry: CatalogEntry, split: str | None, kwargs: dict) -> pd.DataFrame:
-    """Generated datasets (the toy task): import the generator lazily and call it."""
+    """Generated datasets (the toy task): import the generator lazily and call it.
+
+    toy_cfg (default: the module's ToyConfig()), n and seed are passed on, with any other
+    keyword the generator takes (e.g. min_terms for the toy task).
+    """
     module_name, func_name = entry.generator.split(":")
     module = importlib.import_module(module_name)
     cfg = kwargs.pop("toy_cfg", None)
@@ -227,12 +231,10 @@ def _generate(entry: CatalogEntry, split: str | None, kwargs: dict) -> pd.DataFr
         cfg = module.ToyConfig()
     if "n" not in kwargs:
         raise TypeError(f"load_dataset({entry.name!r}) needs n= (how many problems to generate)")
-    df = getattr(module, func_name)(
-        cfg, split or "train", n=kwargs.pop("n"), seed=kwargs.pop("seed", 0)
-    )
-    if kwargs:
-        raise TypeError(f"load_dataset({entry.name!r}): unexpected arguments {sorted(kwargs)}")
-    return df if "answers" in df.columns else df.assign(answers=[[a] for a in df["answer"]])
+    df = getattr(module, func_name)(cfg, split or "train", **{"seed": 0, **kwargs})
+    return normalise_frame(
+        df
+    )  # the generator emits the schema; this adds `answers` and fixes the order
 
 
 def load_dataset(

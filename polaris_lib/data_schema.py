@@ -69,8 +69,11 @@ def _answer_cells(raw, parser: Callable | None):
     return (alts[0] if alts else ""), alts
 
 
-def _finish(rows: pd.DataFrame, parser: Callable | None = None) -> pd.DataFrame:
+def normalise_frame(rows: pd.DataFrame, parser: Callable | None = None) -> pd.DataFrame:
     """Normalise answers and problems of a frame already holding the schema's columns."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"frame lacks schema column(s) {missing}; it has {list(rows.columns)}")
     cells = [_answer_cells(a, parser) for a in rows["answer"]]
     out = rows.copy()
     out["answer"] = pd.Series([c[0] for c in cells], index=rows.index, dtype=object)
@@ -114,7 +117,7 @@ def to_schema(
     for col in raw.columns:
         if col not in used and col not in out.columns:
             out[col] = raw[col].to_numpy()
-    return _finish(out, ANSWER_PARSERS[answer_parser] if answer_parser else None)
+    return normalise_frame(out, ANSWER_PARSERS[answer_parser] if answer_parser else None)
 
 
 def gold_answers(df: pd.DataFrame) -> list[str | list[str]]:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 INSTRUCTION_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
 
 # extra_info keys that carry identity rather than extra columns.
-_ID_KEYS = ("problem_id", "index", "id", "source")
+_ID_KEYS = ("problem_id", "index", "id", "source", "derived_columns")
 # Top-level verl columns that map to the schema (the rest are kept as extra columns).
 _VERL_COLUMNS = ("prompt", "reward_model", "extra_info")
 # Extra columns written at the top level of a verl row rather than inside extra_info.
@@ -94,7 +94,9 @@ def read_verl(raw: pd.DataFrame, *, source: str | None, default_source: str) -> 
             "answer": reward.get("ground_truth"),
             "source": src,
         }
-        row.update({k: v for k, v in rec.items() if k not in _VERL_COLUMNS})
+        # Top-level fields to_verl filled in itself (not columns of the exported frame) stay out.
+        derived = set(_as_list(info.get("derived_columns")) or ())
+        row.update({k: v for k, v in rec.items() if k not in _VERL_COLUMNS and k not in derived})
         row.update({k: v for k, v in info.items() if k not in _ID_KEYS})
         rows.append(row)
     return pd.DataFrame(
@@ -130,9 +132,11 @@ def to_verl(df: pd.DataFrame, path: str | os.PathLike, suffix: str = INSTRUCTION
     extras = [
         c for c in df.columns if c not in ("problem_id", "problem", "answer", "answers", "source")
     ]
+    derived = [c for c in _TOP_LEVEL_EXTRAS if c not in df.columns]
     records = []
     for pos, rec in enumerate(df.to_dict("records")):
         info = {"index": pos, "problem_id": rec["problem_id"], "source": rec["source"]}
+        info["derived_columns"] = derived
         info.update({c: _cell(rec[c]) for c in extras if c not in _TOP_LEVEL_EXTRAS})
         gold = _ground_truth(rec.get("answers"), rec["answer"], has_alts)
         records.append(

@@ -1,0 +1,19 @@
+"""Shared pytest fixtures (keep generic: other modules add theirs here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared local data ($POLARIS_DATA_DIR, else ../shared/data); skips when absent."""
+    path = Path(os.environ.get("POLARIS_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    if not path.is_dir():
+        pytest.skip(f"local data directory {path} not found (set POLARIS_DATA_DIR)")
+    return path
