@@ -253,6 +253,8 @@ def load_dataset(
     df.attrs["origin"] says where the rows came from, df.attrs["validation"] holds the report.
     """
     entry = catalog_entry(name)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 (or None for all rows), got {limit}")
     if generator_kwargs and not entry.generator:
         raise TypeError(f"load_dataset({name!r}): unexpected arguments {sorted(generator_kwargs)}")
     root = resolve_data_dir(data_dir)

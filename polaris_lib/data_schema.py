@@ -111,7 +111,8 @@ def to_schema(
         )
     out = pd.DataFrame({name: raw[col].to_numpy() for name, col in column_map.items()})
     ids = raw[id_column].tolist() if id_column else range(len(raw))
-    out.insert(0, "problem_id", [f"{source}/{i}" for i in ids])
+    # A missing original id stays missing (validation reports it) instead of becoming "src/None".
+    out.insert(0, "problem_id", [None if _missing(i) else f"{source}/{i}" for i in ids])
     out["source"] = source
     used = set(column_map.values())
     for col in raw.columns:
