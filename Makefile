@@ -1,0 +1,59 @@
+# polaris-kit: two commands do all the set-up.
+#   make demo   - create .venv if absent, install the CPU set, run the whole pipeline on `tiny`
+#   make test   - same bootstrap, then the test suite
+# Re-running either is fast: the install step re-runs only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.polaris-installed
+# Local copies of the datasets (tests and offline runs); override with POLARIS_DATA_DIR=...
+POLARIS_DATA_DIR ?= $(abspath ../shared/data)
+export POLARIS_DATA_DIR
+# Offline by default: the hub cannot be reached from CI; loaders fall back to local files.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export MPLBACKEND ?= Agg
+
+RUN_ID ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint lab bench clean-venv help
+
+help:
+	@echo "make demo   # bootstrap + polaris run --preset tiny (report at reports/$(RUN_ID)/report.html)"
+	@echo "make test   # bootstrap + test suite"
+	@echo "make lab    # JupyterLab on the project's kernel"
+	@echo "make lint   # ruff over the library, tests and notebooks"
+	@echo "make bench  # run the benchmarks (writes benchmarks/results/*.json)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The papermill/JupyterLab kernel must be this venv's Python, never another one.
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (polaris-kit)" >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name polaris-kit --display-name "polaris-kit" >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/polaris run --preset tiny --run-id $(RUN_ID)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check polaris_lib tests benchmarks scripts notebooks
+	$(BIN)/ruff format --check polaris_lib tests benchmarks scripts
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=. notebooks/
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,119 @@
+"""Presets carry the paper's numbers; the GRPOConfig adapter sets every algorithm field."""
+
+import dataclasses
+
+import pytest
+
+from polaris_lib.config import ConfigError
+from polaris_lib.presets import (
+    PRESETS,
+    QWEN3_4B_RESPONSE,
+    apply_overrides,
+    get_preset,
+    grpo_kwargs,
+    resolve,
+    to_grpo_config,
+)
+
+ALGORITHM_FIELDS = {
+    "beta",
+    "epsilon",
+    "epsilon_high",
+    "loss_type",
+    "num_generations",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_completion_length",
+    "mask_truncated_completions",
+    "learning_rate",
+    "lr_scheduler_type",
+    "entropy_coef",
+    "num_iterations",
+    "scale_rewards",
+    "weight_decay",
+    "max_grad_norm",
+    "steps_per_generation",
+    "gradient_accumulation_steps",
+}
+
+
+def test_paper_preset_has_the_papers_values():
+    cfg = get_preset("qwen3-4b-paper")
+    assert [s.temperature for s in cfg.stages] == [1.4, 1.45, 1.5]
+    assert [s.max_completion_length for s in cfg.stages] == list(QWEN3_4B_RESPONSE)
+    assert QWEN3_4B_RESPONSE[0] + 1024 == 40960  # "40K total (39,936 response)"
+    for s in cfg.stages:
+        assert (s.group_size, s.prompts_per_step, s.learning_rate) == (8, 128, 1e-6)
+        assert (s.clip_low, s.clip_high, s.kl_beta, s.entropy_coef) == (0.2, 0.28, 0.0, 0.0)
+        assert s.loss_type == "dapo" and s.lr_scheduler == "constant" and s.top_k == 0
+    assert cfg.eval.top_k == 20 and cfg.eval.temperature == 1.4
+    assert (cfg.yarn.factor, cfg.yarn.attention_factor) == (1.5, 1.0)
+    r1 = get_preset("r1-distill-7b-paper")
+    assert [s.temperature for s in r1.stages] == [0.7, 1.0, 1.1]
+
+
+def test_consumer_presets_scale_every_length_by_one_ratio():
+    for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
+        cfg = get_preset(name)
+        ratios = [
+            s.max_completion_length / p for s, p in zip(cfg.stages, QWEN3_4B_RESPONSE, strict=True)
+        ]
+        assert max(ratios) - min(ratios) < 0.01, (name, ratios)
+        assert cfg.model.backend == "unsloth" and cfg.model.lora_rank > 0
+
+
+def test_every_preset_builds_and_validates():
+    for name in PRESETS:
+        cfg = get_preset(name)
+        assert cfg.preset == name
+        for k in range(1, len(cfg.stages) + 1):
+            kw = grpo_kwargs(cfg, k, 1.0, "/tmp/x")
+            assert kw["per_device_train_batch_size"] * kw["gradient_accumulation_steps"] == (
+                cfg.stage(k).rollouts_per_step
+            )
+
+
+def test_adapter_sets_every_algorithm_field_explicitly():
+    kw = grpo_kwargs(get_preset("qwen3-4b-paper"), 2, 1.45, "/tmp/x")
+    assert ALGORITHM_FIELDS <= set(kw)
+    assert kw["epsilon"] == 0.2 and kw["epsilon_high"] == 0.28 and kw["beta"] == 0.0
+    assert kw["temperature"] == 1.45 and kw["max_completion_length"] == 48128
+
+
+def test_adapter_names_exist_in_installed_trl():
+    """API drift: a name we pass that TRL renamed or removed fails here, not mid-training."""
+    from trl import GRPOConfig
+
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for preset in ("tiny", "qwen3-4b-paper"):
+        missing = set(grpo_kwargs(get_preset(preset), 1, 1.0, "/tmp/x")) - names
+        assert not missing, f"GRPOConfig no longer has {missing}"
+
+
+def test_to_grpo_config_builds_a_real_config(tmp_path):
+    args = to_grpo_config(get_preset("tiny"), 1, 0.9, str(tmp_path))
+    assert args.temperature == 0.9 and args.use_cpu and not args.bf16
+    assert args.generation_batch_size == get_preset("tiny").stage(1).rollouts_per_step
+    with pytest.raises(ConfigError, match="no field"):
+        to_grpo_config(get_preset("tiny"), 1, 0.9, str(tmp_path), not_a_field=1)
+
+
+def test_overrides_and_notebook_parameters():
+    cfg = apply_overrides(get_preset("tiny"), {"stages.*.max_steps": 3, "probe.n_samples": 4})
+    assert [s.max_steps for s in cfg.stages] == [3, 3, 3] and cfg.probe.n_samples == 4
+    with pytest.raises(ConfigError, match="no field 'nope'"):
+        apply_overrides(get_preset("tiny"), {"probe.nope": 1})
+    with pytest.raises(ConfigError, match="stage index"):
+        apply_overrides(get_preset("tiny"), {"stages.7.max_steps": 1})
+    with pytest.raises(ConfigError, match="ascending"):  # overrides are re-validated
+        apply_overrides(get_preset("tiny"), {"probe.temperatures": [1.0, 0.5]})
+    cfg = resolve("tiny", {}, section="probe", SEED=5, OVERRIDE_TEMPERATURE=1.1, STAGE=2)
+    assert cfg.seed == 5 and cfg.probe.override_temperature == 1.1
+    with pytest.raises(ConfigError, match="not a config field"):
+        resolve("tiny", section="probe", BOGUS=1)
+
+
+def test_unknown_preset_lists_choices():
+    with pytest.raises(ConfigError, match="qwen3-4b-paper"):
+        get_preset("qwen3-8b")
