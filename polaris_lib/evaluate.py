@@ -1,0 +1,251 @@
+"""Evaluation the way POLARIS reports it (RECIPE.md §7): sample, grade, keep every response.
+
+Flow: resolve checkpoints (``base``, ``stage1``..``stageN``, ``final`` = the last stage) -> load
+each catalog benchmark -> sample k responses per problem with the preset's settings
+(`sampling.sample`: vLLM on a GPU, batched transformers on a CPU) -> grade with the kit's grader
+-> one parquet per (checkpoint, benchmark) pair under ``<step>/pairs/`` -> ``responses.parquet``.
+A re-run skips pairs already finished with the same settings; `regrade` re-scores a responses
+table without sampling again. The summary tables live in `polaris_lib.eval_tables`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polaris_lib import artifacts
+from polaris_lib.config import RunConfig, YarnConfig
+
+RESPONSE_COLUMNS = [
+    "checkpoint",
+    "benchmark",
+    "problem_id",
+    "sample_idx",
+    "text",
+    "n_tokens",
+    "finished",
+    "truncated",
+    "answers",
+    "correct",
+    "reason",
+]
+"""responses.parquet: one row per sampled response; `answers` (gold forms) makes it regradable."""
+
+TOY_EVAL_PROBLEMS = 128
+"""Toy test-split problems evaluated when eval.max_problems is 0 (the toy set has no fixed size)."""
+
+PAIRS = "pairs"
+"""Sub-folder of the step holding one finished parquet (+ settings json) per pair."""
+
+
+# ----------------------------------------------------------------------------- what to evaluate
+def checkpoint_path(run_dir: str | Path, name: str, n_stages: int) -> str | None:
+    """Folder of a named checkpoint: base -> None (the preset's model), stageK, final = stageN."""
+    if name == "base":
+        return None
+    m = re.fullmatch(r"stage(\d+)", name)
+    if name == "final":
+        k = n_stages
+    elif m and 1 <= int(m.group(1)) <= n_stages:
+        k = int(m.group(1))
+    else:
+        raise ValueError(f"checkpoint {name!r}: use 'base', 'final' or 'stage1'..'stage{n_stages}'")
+    path = artifacts.checkpoint_dir(run_dir, k) / "final"
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise FileNotFoundError(
+            f"checkpoint {name!r} needs {path}, which holds no model: run 03_grpo_stage with "
+            f"STAGE={k} first, or drop {name!r} from eval.checkpoints"
+        )
+    return str(path)
+
+
+def load_benchmark(name: str, cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """A catalog benchmark in the data schema; the toy task draws its held-out test split."""
+    from polaris_lib.data import catalog_entry, load_dataset
+
+    limit = cfg.eval.max_problems or None
+    if catalog_entry(name).generator:
+        n = limit or TOY_EVAL_PROBLEMS
+        return load_dataset(name, split="test", toy_cfg=cfg.toy, n=n, seed=cfg.seed)
+    return load_dataset(name, data_dir=data_dir, limit=limit)
+
+
+def harness_only(cfg: RunConfig, benchmark: str) -> bool:
+    """True when a score cannot mean anything: the toy model on a real (natural-language) benchmark."""
+    return cfg.model.name_or_path == "toy" and benchmark != "toy"
+
+
+def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dict:
+    """Everything that determines a pair's responses (a finished pair with other settings is redone)."""
+    ev = cfg.eval
+    return dict(
+        checkpoint_path=checkpoint,
+        k=ev.k_for(benchmark),
+        max_problems=ev.max_problems,
+        temperature=ev.temperature,
+        top_p=ev.top_p,
+        top_k=ev.top_k,
+        max_new_tokens=ev.max_new_tokens,
+        seed=cfg.seed,
+        suffix=cfg.model.instruction_suffix,
+        thinking=cfg.model.thinking,
+    )
+
+
+def plan(cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:
+    """The (checkpoint, benchmark) pairs this config evaluates, with k and problem counts."""
+    rows = []
+    for ck in cfg.eval.checkpoints:
+        path = checkpoint_path(cfg.run_dir, ck, len(cfg.stages))
+        for b in cfg.eval.benchmarks:
+            n = len(load_benchmark(b, cfg, data_dir))
+            k = cfg.eval.k_for(b)
+            rows.append(dict(checkpoint=ck, path=path or cfg.model.name_or_path, benchmark=b,
+                             problems=n, k=k, responses=n * k, harness_only=harness_only(cfg, b)))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- grading
+def _gold_forms(row) -> list[str]:
+    forms = row.get("answers")
+    if forms is None or (isinstance(forms, float) and np.isnan(forms)):
+        return [row["answer"]]
+    return list(forms)
+
+
+def grade_samples(samples: pd.DataFrame, problems: pd.DataFrame, grader=None, thinking=True):
+    """Attach each problem's gold forms and grade: adds `answers`, `correct` (1/0/NaN), `reason`."""
+    golds = {r["problem_id"]: _gold_forms(r) for r in problems.to_dict("records")}
+    unknown = sorted(set(samples["problem_id"]) - set(golds))
+    if unknown:
+        raise KeyError(f"samples for problems not in the benchmark: {unknown[:5]}")
+    out = samples.copy()
+    out["answers"] = [golds[p] for p in out["problem_id"]]
+    return regrade(out, grader=grader, thinking=thinking)
+
+
+def regrade(responses: pd.DataFrame, grader=None, thinking: bool = True) -> pd.DataFrame:
+    """Re-score a responses table from its `text` and `answers` (no resampling); returns a copy."""
+    from polaris_lib.rewards import default_grader
+
+    missing = {"text", "answers"} - set(responses.columns)
+    if missing:
+        raise KeyError(f"regrade needs columns {sorted(missing)}; has {list(responses.columns)}")
+    g = grader or default_grader(thinking)
+    results = g.grade_batch_results(
+        responses["text"].fillna("").tolist(), [list(a) for a in responses["answers"]]
+    )
+    out = responses.copy()
+    out["correct"] = np.array([np.nan if r.score is None else r.score for r in results], float)
+    out["reason"] = [r.reason for r in results]
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+def load_for_eval(cfg: RunConfig, checkpoint: str | None, yarn: YarnConfig | None = None):
+    """(model, tokenizer) to sample from: the kit's loader (vLLM-backed when the preset uses it)."""
+    from polaris_lib.models import load_policy
+
+    return load_policy(cfg.model, toy_cfg=cfg.toy, checkpoint=checkpoint, yarn=yarn)
+
+
+def evaluate_pair(model, tokenizer, problems, settings: dict, *, grader=None, sample_fn=None):
+    """Sample k responses per problem and grade them; returns (responses, timing dict)."""
+    from polaris_lib.sampling import sample
+
+    t0 = time.perf_counter()
+    samples = (sample_fn or sample)(
+        model,
+        tokenizer,
+        problems,
+        n=settings["k"],
+        temperature=settings["temperature"],
+        top_p=settings["top_p"],
+        top_k=settings["top_k"],
+        max_new_tokens=settings["max_new_tokens"],
+        seed=settings["seed"],
+        suffix=settings["suffix"],
+        progress=False,
+    )
+    t1 = time.perf_counter()
+    graded = grade_samples(samples, problems, grader, settings["thinking"])
+    t2 = time.perf_counter()
+    timing = dict(sample_s=t1 - t0, grade_s=t2 - t1, responses=len(graded),
+                  tokens=int(graded["n_tokens"].sum()))  # fmt: skip
+    return graded, timing
+
+
+def _pair_file(out: Path, checkpoint: str, benchmark: str) -> Path:
+    return out / PAIRS / f"{checkpoint}__{benchmark}.parquet"
+
+
+def pair_done(out: str | Path, checkpoint: str, benchmark: str, settings: dict) -> bool:
+    """A pair is finished when its parquet exists and was made with these settings."""
+    path = _pair_file(Path(out), checkpoint, benchmark)
+    meta = path.with_suffix(".json")
+    if not path.exists() or not meta.exists():
+        return False
+    return artifacts.read_json(meta).get("settings") == artifacts._jsonable(settings)
+
+
+def run_evaluation(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    load_fn: Callable | None = None,
+    sample_fn: Callable | None = None,
+    grader=None,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Evaluate every (checkpoint, benchmark) pair of cfg.eval; skip finished ones; write responses.
+
+    Each pair is written atomically (parquet, then its settings json) as soon as it is graded, so
+    an interrupted run resumes at the first unfinished pair. A checkpoint whose pairs are all
+    finished is not even loaded. Returns the combined table (also `<out>/responses.parquet`).
+    """
+    out = Path(out)
+    benches = {b: load_benchmark(b, cfg, data_dir) for b in cfg.eval.benchmarks}  # fail fast
+    frames = []
+    for ck in cfg.eval.checkpoints:
+        path = checkpoint_path(cfg.run_dir, ck, len(cfg.stages))
+        settings = {b: pair_settings(cfg, b, path) for b in benches}
+        todo = [b for b in benches if not pair_done(out, ck, b, settings[b])]
+        if todo:
+            model, tokenizer = (load_fn or load_for_eval)(cfg, path)
+            for b in todo:
+                df, timing = evaluate_pair(model, tokenizer, benches[b], settings[b],
+                                           grader=grader, sample_fn=sample_fn)  # fmt: skip
+                df.insert(0, "benchmark", b)
+                df.insert(0, "checkpoint", ck)
+                file = _pair_file(out, ck, b)
+                artifacts.write_parquet(file, df[RESPONSE_COLUMNS])
+                artifacts.write_json(
+                    file.with_suffix(".json"), dict(settings=settings[b], **timing)
+                )
+                acc = df["correct"].mean()
+                log(f"{ck} / {b}: {len(df)} responses, accuracy {acc:.3f}, "
+                    f"{timing['sample_s']:.1f} s sampling + {timing['grade_s']:.1f} s grading")  # fmt: skip
+            del model
+        for b in benches:
+            frames.append(pd.read_parquet(_pair_file(out, ck, b)))
+    responses = pd.concat(frames, ignore_index=True)
+    artifacts.write_parquet(out / "responses.parquet", responses)
+    return responses
+
+
+def timings(out: str | Path) -> pd.DataFrame:
+    """Per-pair sampling and grading seconds recorded by run_evaluation (throughput, grading share)."""
+    rows = []
+    for meta in sorted((Path(out) / PAIRS).glob("*.json")):
+        ck, b = meta.stem.split("__", 1)
+        d = artifacts.read_json(meta)
+        rows.append(
+            dict(checkpoint=ck, benchmark=b, **{k: v for k, v in d.items() if k != "settings"})
+        )
+    return pd.DataFrame(rows)

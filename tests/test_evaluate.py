@@ -1,0 +1,169 @@
+"""Evaluation (05): summaries on hand-made correctness tables, intervals, suffix, resume, regrade."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polaris_lib import eval_tables as et
+from polaris_lib import evaluate as ev
+from polaris_lib.presets import apply_overrides, get_preset
+
+
+def _table(correct: dict[str, list[int]], checkpoint="base", benchmark="b", **cols) -> pd.DataFrame:
+    rows = [
+        dict(checkpoint=checkpoint, benchmark=benchmark, problem_id=p, sample_idx=j, correct=float(c),
+             n_tokens=10 * (j + 1), truncated=False, reason="correct" if c else "wrong", text="")
+        for p, cs in correct.items() for j, c in enumerate(cs)
+    ]  # fmt: skip
+    df = pd.DataFrame(rows)
+    for k, v in cols.items():
+        df[k] = v
+    return df
+
+
+HAND = {"p1": [1, 0, 0, 1], "p2": [1, 1, 1, 1], "p3": [0, 0, 0, 0]}
+
+
+def test_avg_and_pass_at_k_on_a_hand_made_table():
+    s = et.summarize(_table(HAND), n_boot=200).iloc[0]
+    assert s["k"] == 4 and s["problems"] == 3 and s["responses"] == 12
+    assert s["avg"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert s["pass_at_k"] == pytest.approx(2 / 3)  # p1 and p2 solved at least once
+    assert (s["solve_none"], s["solve_all"]) == (1, 1)
+    assert s["mean_len"] == pytest.approx(25.0)
+    curve = et.pass_at_k_curve(_table(HAND)).set_index("k")["pass_at_k"]
+    # p1: 2 of 4 correct -> pass@1 = 0.5, pass@2 = 1 - C(2,2)/C(4,2) = 5/6, pass@3 = pass@4 = 1.
+    assert curve[1] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert curve[2] == pytest.approx((5 / 6 + 1 + 0) / 3)
+    assert curve[3] == pytest.approx(2 / 3) and curve[4] == pytest.approx(2 / 3)
+    assert list(curve.index) == [1, 2, 3, 4]
+
+
+def test_summary_rates_ungraded_and_per_problem():
+    df = _table(HAND)
+    df.loc[0, ["truncated", "reason", "correct"]] = [True, "no_think_close", 0.0]
+    df.loc[1, "reason"] = "no_boxed"  # finished but unformatted: a format error
+    df.loc[5, "correct"] = np.nan  # an unparseable gold: ungraded, excluded from the mean
+    s = et.summarize(df, n_boot=100).iloc[0]
+    assert s["truncation_rate"] == pytest.approx(1 / 12)
+    assert s["format_error_rate"] == pytest.approx(1 / 12)  # the truncated one is not counted
+    assert s["ungraded"] == 1
+    pp = et.per_problem_table(df).set_index("problem_id")
+    assert pp.loc["p1", "accuracy"] == pytest.approx(1 / 4) and pp.loc["p2", "n"] == 3
+
+
+def test_summary_rejects_uneven_or_duplicated_samples():
+    df = _table(HAND).iloc[:-1]
+    with pytest.raises(ValueError, match="p3"):
+        et.summarize(df)
+    with pytest.raises(ValueError, match="duplicate"):
+        et.summarize(pd.concat([_table(HAND), _table(HAND).iloc[:1]]))
+
+
+def test_bootstrap_interval_covers_the_truth_on_synthetic_benchmarks():
+    """Problems with true accuracy ~ U(0,1) (mean 0.5), k=4: the 95% interval covers 0.5 ~95%."""
+    rng = np.random.default_rng(0)
+    hits, reps = 0, 60
+    for r in range(reps):
+        p = rng.uniform(size=80)
+        table = {f"q{i}": rng.binomial(1, p[i], size=4).tolist() for i in range(80)}
+        s = et.summarize(_table(table), n_boot=400, seed=r).iloc[0]
+        hits += s["ci_lo"] <= 0.5 <= s["ci_hi"]
+        assert s["ci_lo"] <= s["avg"] <= s["ci_hi"]
+    assert 0.85 <= hits / reps <= 1.0
+
+
+def test_length_buckets_and_paper_comparison():
+    b = et.length_bucket([10, 40, 41, 80, 81], 80)
+    assert b.tolist() == ["< 40", "40-80", "40-80", "40-80", "> 80"]
+    acc = et.length_bucket_accuracy(_table(HAND), 25)  # lengths 10..40 against L=25
+    assert acc["bucket"].astype(str).tolist() == ["< 12.5", "12.5-25", "> 25"]
+    assert acc["n"].tolist() == [3, 3, 6] and acc["share"].sum() == pytest.approx(1.0)
+    s = et.summarize(pd.concat([_table(HAND, benchmark="aime24"),
+                                _table(HAND, "final", "aime24")]), n_boot=50)  # fmt: skip
+    cmp = et.paper_comparison(s, "Qwen/Qwen3-4B").set_index("checkpoint")
+    assert cmp.loc["base", "paper"] == 73.8 and cmp.loc["final", "paper"] == 81.2
+    assert cmp.loc["final", "paper_model"] == "POLARIS-4B-Preview"
+    assert et.paper_comparison(s, "toy").empty
+    m = et.eval_metrics(s, {"aime24": True})
+    assert m["eval/aime24/avg@4"] == pytest.approx(0.5) and m["eval/aime24/harness_only"] is True
+    assert m["eval/base/aime24/avg@4"] == pytest.approx(0.5) and "bootstrap" in m["eval/interval"]
+
+
+def test_checkpoint_names_resolve_to_stage_folders(tmp_path):
+    final = tmp_path / "checkpoints" / "stage2" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    assert ev.checkpoint_path(tmp_path, "base", 2) is None
+    assert ev.checkpoint_path(tmp_path, "final", 2) == str(final)
+    assert ev.checkpoint_path(tmp_path, "stage2", 2) == str(final)
+    with pytest.raises(FileNotFoundError, match="STAGE=1"):
+        ev.checkpoint_path(tmp_path, "stage1", 2)
+    with pytest.raises(ValueError, match="stage1"):
+        ev.checkpoint_path(tmp_path, "stage3", 2)
+
+
+def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
+    """The verl AIME prompts already end with the suffix; the loader strips it, sampling adds it once."""
+    from polaris_lib.data import INSTRUCTION_SUFFIX
+    from polaris_lib.sampling import prompt_texts
+    from polaris_lib.toy import build_tokenizer
+
+    cfg = apply_overrides(get_preset("qwen3-4b-paper"), {"eval.max_problems": 3})
+    problems = ev.load_benchmark("aime24", cfg, data_dir)
+    assert len(problems) == 3
+    raw = pd.read_parquet(data_dir / "benchmarks" / "aime24.parquet")
+    assert INSTRUCTION_SUFFIX in raw["prompt"].iloc[0][0]["content"]  # the file carries it
+    seen = {}
+
+    def recording_sample(model, tok, probs, **kw):
+        seen["prompts"] = prompt_texts(tok, probs, kw["suffix"])
+        return pd.DataFrame(dict(problem_id=probs.problem_id, sample_idx=0, text="", n_tokens=1,
+                                 finished=True, truncated=False))  # fmt: skip
+
+    settings = {**ev.pair_settings(cfg, "aime24", None), "k": 1}
+    ev.evaluate_pair(None, build_tokenizer(), problems, settings, sample_fn=recording_sample)
+    assert [p.count(INSTRUCTION_SUFFIX) for p in seen["prompts"]] == [1, 1, 1]
+
+
+def _tiny_toy_cfg(tmp_path):
+    return apply_overrides(get_preset("tiny"), {
+        "run_dir": str(tmp_path), "eval.benchmarks": ["toy"], "eval.max_problems": 3,
+        "eval.samples": {"toy": 2}, "eval.checkpoints": ["base"],
+    })  # fmt: skip
+
+
+def test_evaluation_resumes_and_regrades(tmp_path):
+    """Second call loads and samples nothing; regrade recomputes `correct` from the kept text."""
+    from polaris_lib.toy import reference_solution
+
+    cfg, calls = _tiny_toy_cfg(tmp_path), {"load": 0, "sample": 0}
+
+    def load(cfg, path):
+        calls["load"] += 1
+        return object(), None
+
+    def fake_sample(model, tok, probs, n, **kw):
+        calls["sample"] += 1
+        rows = [dict(problem_id=p, sample_idx=j, text=reference_solution(q) if j == 0 else "x",
+                     n_tokens=5, finished=True, truncated=False)
+                for p, q in zip(probs.problem_id, probs.problem, strict=True) for j in range(n)]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    out = tmp_path / "05"
+    first = ev.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    assert calls == {"load": 1, "sample": 1}
+    assert list(first.columns) == ev.RESPONSE_COLUMNS and len(first) == 6
+    assert first["correct"].tolist() == [1.0, 0.0] * 3
+    second = ev.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    assert calls == {"load": 1, "sample": 1}
+    pd.testing.assert_frame_equal(first, second)
+    assert (out / "responses.parquet").exists() and len(ev.timings(out)) == 1
+    # A changed setting (k) makes the pair unfinished again.
+    more = apply_overrides(cfg, {"eval.samples": {"toy": 3}})
+    ev.run_evaluation(more, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    assert calls == {"load": 2, "sample": 2}
+    broken = first.assign(correct=1.0 - first["correct"])
+    assert ev.regrade(broken)["correct"].tolist() == first["correct"].tolist()
