@@ -1,0 +1,166 @@
+"""Curation: pass rates (resumable chunks), the n/n drop, buckets, the >0.9 between-stage rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polaris_lib import curate
+
+
+class _Grader:
+    def grade_batch(self, texts, golds):
+        return [int(t == f"\\boxed{{{g[0]}}}") for t, g in zip(texts, golds, strict=True)]
+
+
+def _pool(m=10):
+    return pd.DataFrame(
+        {
+            "problem_id": [f"p{i}" for i in range(m)],
+            "problem": [f"q{i}" for i in range(m)],
+            "answer": [str(i) for i in range(m)],
+            "answers": [[str(i)] for i in range(m)],
+            "source": "test",
+            "level": [1 + i % 5 for i in range(m)],
+        }
+    )
+
+
+def _sampler(calls, n=8, crash_after=None):
+    """Problem p{i} is solved in (i mod (n+1)) of n samples."""
+
+    def fn(chunk, c):
+        if crash_after is not None and len(calls) >= crash_after:
+            raise KeyboardInterrupt("simulated crash")
+        calls.append(c)
+        rows = []
+        for pid, ans in zip(chunk.problem_id, chunk.answer, strict=True):
+            k = int(ans) % (n + 1)
+            for j in range(n):
+                text = f"\\boxed{{{ans if j < k else 'x'}}}"
+                rows.append(dict(problem_id=pid, sample_idx=j, text=text, n_tokens=4 + j,
+                                 finished=True, truncated=j == n - 1))  # fmt: skip
+        return pd.DataFrame(rows)
+
+    return fn
+
+
+def _estimate(tmp_path, sampler, on_chunk=None, pool=None):
+    return curate.estimate_pass_rates(
+        sampler, _pool() if pool is None else pool, n=8, grader=_Grader(), out=tmp_path,
+        checkpoint_every=3, key={"m": "x"}, on_chunk=on_chunk, progress=False,
+    )  # fmt: skip
+
+
+def test_pass_rates_are_k_over_n_in_pool_order(tmp_path):
+    rates = _estimate(tmp_path, _sampler([]))
+    assert rates.problem_id.tolist() == [f"p{i}" for i in range(10)]
+    assert rates.k.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]
+    assert rates.pass_rate.tolist() == pytest.approx([k / 8 for k in rates.k])
+    assert rates.truncation_rate.tolist() == pytest.approx([1 / 8] * 10)
+    assert rates.mean_tokens.tolist() == pytest.approx([7.5] * 10)
+
+
+def test_crash_at_60_percent_resumes_at_60_percent(tmp_path):
+    calls, progress = [], []
+    # 10 problems in chunks of 3 -> 4 chunks; crash while sampling the 3rd chunk (after 2 done).
+    with pytest.raises(KeyboardInterrupt):
+        _estimate(tmp_path, _sampler(calls, crash_after=2), lambda d, t: progress.append((d, t)))
+    assert calls == [0, 1] and progress == [(1, 4), (2, 4)]
+    rates = _estimate(tmp_path, _sampler(calls))
+    assert calls == [0, 1, 2, 3]  # chunks 0 and 1 were read back, not resampled
+    assert rates.k.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]
+    # A different pool order changes chunk contents: those chunks are redone, not mixed up.
+    _estimate(tmp_path, _sampler(calls), pool=_pool().iloc[::-1].reset_index(drop=True))
+    assert calls[4:] == [0, 1, 2, 3]
+
+
+def test_duplicate_ids_are_rejected(tmp_path):
+    pool = pd.concat([_pool(2), _pool(2)], ignore_index=True)
+    with pytest.raises(ValueError, match="duplicate problem ids.*p0"):
+        _estimate(tmp_path, _sampler([]), pool=pool)
+
+
+def test_solved_all_dropped_solved_none_kept_and_buckets(tmp_path):
+    pool = _pool()
+    rates = _estimate(tmp_path, _sampler([]))
+    curated, dropped = curate.select(pool, rates)
+    assert dropped.problem_id.tolist() == ["p8"]  # 8/8
+    assert {"p0", "p9"} <= set(curated.problem_id)  # 0/8 kept
+    assert len(curated) == 9 and {"level", "answers", "pass_rate", "k"} <= set(curated.columns)
+    b = curate.bucket_table(rates, 8)
+    assert b.bucket.tolist()[0] == "0/8" and b.problems.tolist() == [2, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert b.dropped.tolist() == [0] * 8 + [1] and b.kept.sum() == 9
+    kept_all, none = curate.select(pool, rates, drop_solved_all=False)
+    assert len(kept_all) == 10 and none.empty
+    assert curate.bucket_table(rates, 8, drop_solved_all=False).dropped.sum() == 0
+    with pytest.raises(ValueError, match="not in the pool"):
+        curate.select(pool.iloc[:5], rates)
+
+
+def test_by_level_and_reference_difficulty(tmp_path):
+    pool = _pool()
+    rates = _estimate(tmp_path, _sampler([]))
+    lv = curate.by_level(rates, pool)
+    assert lv.level.tolist() == [1, 2, 3, 4, 5] and lv.problems.tolist() == [2] * 5
+    assert lv.pass_rate.tolist() == pytest.approx([(0 + 5) / 16, 7 / 16, 9 / 16, 11 / 16, 4 / 16])
+    assert curate.parse_reference_difficulty("3/8") == 0.375
+    assert curate.parse_reference_difficulty(6) == 0.75
+    assert curate.parse_reference_difficulty(0.5) == 0.5
+    assert np.isnan(curate.parse_reference_difficulty(None))
+    cmp = curate.compare_difficulty(rates, pool.assign(difficulty=["8/8"] * 10))
+    assert cmp.reference_pass_rate.tolist() == [1.0] * 10
+    with pytest.raises(KeyError, match="difficulty"):
+        curate.compare_difficulty(rates, pool)
+
+
+# ----------------------------------------------------------------------------- >0.9 rule
+def _stage_problems():
+    return pd.DataFrame({"problem_id": ["a", "b", "c", "d", "e"], "problem": list("ABCDE")})
+
+
+def test_easy_drop_hand_made_log():
+    log = [
+        # a: 1.0 and 0.875 -> mean 0.9375 > 0.9: dropped
+        {"step": 1, "problem_id": "a", "rewards": [1] * 8},
+        {"step": 5, "problem_id": "a", "rewards": [1] * 7 + [0]},
+        # b: exactly 0.9 is not above the threshold: kept
+        {"step": 2, "problem_id": "b", "rewards": [1] * 8},
+        {"step": 6, "problem_id": "b", "rewards": [1] * 6 + [0, 0]},
+        {"step": 9, "problem_id": "b", "rewards": [1, 1, 1, 1, 1, 1, 1, 0]},
+        {"step": 12, "problem_id": "b", "rewards": [1, 1, 1, 1, 1, 1, 1, 1], "x": 0},
+        {"step": 15, "problem_id": "b", "rewards": [1, 1, 1, 1, 1, 1, 0, 1]},
+        # c: rescue made it look solved, but its pre-rescue rate is what counts: kept
+        {"step": 3, "problem_id": "c", "rewards": [1] * 8, "pass_rate_pre_rescue": 0.5},
+        # d: mean_reward form, 0.95: dropped
+        {"step": 4, "problem_id": "d", "mean_reward": 0.95},
+    ]  # e: never seen -> kept
+    kept, dropped = curate.easy_drop(log, _stage_problems(), threshold=0.9)
+    assert dropped.problem_id.tolist() == ["d", "a"]  # most solved first
+    assert dropped.mean_reward.tolist() == pytest.approx([0.95, 0.9375])
+    assert dropped["count"].tolist() == [1, 2]
+    assert kept.problem_id.tolist() == ["b", "c", "e"]
+    assert kept.stage_mean_reward.tolist()[:2] == pytest.approx([0.9, 0.5])
+    assert np.isnan(kept.stage_mean_reward.iloc[2]) and kept.stage_count.tolist() == [5, 1, 0]
+    # Same answer from a DataFrame log; a lower threshold drops more.
+    kept2, dropped2 = curate.easy_drop(pd.DataFrame(log), _stage_problems(), threshold=0.5)
+    assert dropped2.problem_id.tolist() == ["d", "a", "b"] and kept2.problem_id.tolist() == [
+        "c",
+        "e",
+    ]
+
+
+def test_easy_drop_bad_logs_name_the_record():
+    with pytest.raises(ValueError, match="record 0 has no problem_id"):
+        curate.easy_drop([{"rewards": [1]}], _stage_problems())
+    with pytest.raises(ValueError, match="record 1 .*'b'.* no pass_rate_pre_rescue"):
+        curate.easy_drop([{"problem_id": "a", "rewards": [1]}, {"problem_id": "b"}],
+                         _stage_problems())  # fmt: skip
+    with pytest.raises(ValueError, match="not in the stage's data: \\['zz'\\]"):
+        curate.easy_drop([{"problem_id": "zz", "rewards": [1]}], _stage_problems())
+
+
+def test_easy_drop_empty_log_keeps_everything():
+    kept, dropped = curate.easy_drop([], _stage_problems())
+    assert len(kept) == 5 and dropped.empty
