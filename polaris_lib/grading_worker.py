@@ -1,0 +1,271 @@
+"""Worker processes that run math-verify under a hard deadline (RECIPE §8, the hardened reward).
+
+math-verify bounds its own work with ``signal.alarm``, which only works in a main thread, and its
+``TimeoutException`` is a ``BaseException``. Some sympy work (a huge integer power) runs in C and
+ignores signals altogether. So verification runs in small worker processes: each one arms its own
+interval timer per task (a soft bound), and the parent kills and replaces any worker that misses
+``timeout_s + grace_s`` (the hard bound). The parent side is one driver thread per worker pulling
+jobs from a shared queue, so callers may submit from any thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+# Reasons a worker reports for one answer.
+CORRECT, WRONG, TIMEOUT, ERROR, GOLD_UNPARSEABLE = (
+    "correct",
+    "wrong",
+    "timeout",
+    "error",
+    "gold_unparseable",
+)
+_GOLD_CACHE_SIZE = 4096  # golds kept parsed per worker; problems recur across steps and epochs
+
+
+class _Deadline(BaseException):
+    """Raised by the worker's interval timer; a BaseException so library `except Exception` can't eat it."""
+
+
+def _on_alarm(signum, frame):
+    raise _Deadline()
+
+
+def _timed(fn, timeout_s: float):
+    """Run fn() under an ITIMER_REAL bound; return (value, reason) with reason None on success."""
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        try:
+            return fn(), None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Deadline:
+        return None, TIMEOUT
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - RecursionError, MemoryError, math-verify's BaseException
+        return None, ERROR
+
+
+def _parse_gold(golds: tuple[str, ...]) -> list:
+    """Parse each acceptable gold form; keep those math-verify understands (gold is boxed as answers are)."""
+    from math_verify import parse
+
+    parsed = [parse("\\boxed{" + g + "}", parsing_timeout=None) for g in golds]
+    return [p for p in parsed if p]
+
+
+def _verify_any(gold_parsed: list, answer: str) -> int:
+    """1 if the answer matches any acceptable gold form (gold first, as math-verify expects)."""
+    from math_verify import parse, verify
+
+    ans = parse(answer, parsing_timeout=None)
+    if not ans:
+        return 0
+    return int(any(verify(g, ans, timeout_seconds=None) for g in gold_parsed))
+
+
+def worker_main(conn, timeout_s: float, memory_mb: int) -> None:
+    """Worker loop: recv (golds, answers); send ('gold', ok) then ('item', score, reason) per answer."""
+    # Our own timer is the bound; math-verify's alarm(0) would cancel it, so its timeouts are off
+    # and its "timeout is disabled" warning is expected noise.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    if memory_mb > 0:
+        import resource
+
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    cache: OrderedDict[tuple[str, ...], list] = OrderedDict()
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        golds, answers = msg
+        reason = None
+        if golds in cache:
+            cache.move_to_end(golds)
+            gold_parsed = cache[golds]
+        else:
+            gold_parsed, reason = _timed(lambda g=golds: _parse_gold(g), timeout_s)
+            if reason is None:  # a timed-out parse may succeed on a calmer machine: not cached
+                cache[golds] = gold_parsed
+            if len(cache) > _GOLD_CACHE_SIZE:
+                cache.popitem(last=False)
+        conn.send(("gold", bool(gold_parsed), reason))
+        for answer in answers if gold_parsed else ():
+            score, reason = _timed(lambda a=answer, g=gold_parsed: _verify_any(g, a), timeout_s)
+            if reason is None:
+                reason = CORRECT if score else WRONG
+            conn.send(("item", score or 0, reason))
+
+
+@dataclass
+class Job:
+    """Answers to check against one gold; results[i] = (score, reason, seconds) when done."""
+
+    golds: tuple[str, ...]
+    answers: list[str]
+    on_done: object  # callable(job) invoked by the driver thread
+    index: list = field(default_factory=list)  # caller's positions of the answers
+    gold_ok: bool | None = None
+    results: list = field(default_factory=list)
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, ctx, timeout_s: float, memory_mb: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker_main, args=(child, timeout_s, memory_mb), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """A lazily started, reusable set of grading workers, each fed by its own driver thread."""
+
+    def __init__(
+        self,
+        processes: int,
+        timeout_s: float,
+        grace_s: float = 0.5,
+        start_method: str = "forkserver",
+        memory_mb: int = 4096,
+    ):
+        self.processes, self.timeout_s, self.grace_s = processes, timeout_s, grace_s
+        self.soft_timeout_s = timeout_s  # the worker's own timer; the parent kills at timeout+grace
+        self.memory_mb = memory_mb
+        self.ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            # Workers fork from a server that already imported math-verify: a replacement for a
+            # killed worker starts in milliseconds, and none inherits torch's threads from the parent.
+            self.ctx.set_forkserver_preload(["math_verify", "sympy"])
+        self.jobs: queue.Queue = queue.Queue()
+        self.kills = 0  # workers killed for missing the hard bound (or found dead)
+        self._threads: list[threading.Thread] = []
+        self._workers: list[_Worker | None] = [None] * processes
+        self._lock = threading.Lock()
+        _LIVE_POOLS.add(self)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; the driver threads (started on first use) call job.on_done(job) when done."""
+        with self._lock:
+            if not self._threads:
+                for i in range(self.processes):
+                    t = threading.Thread(target=self._drive, args=(i,), daemon=True)
+                    t.start()
+                    self._threads.append(t)
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        """Stop the driver threads and kill the workers; the pool restarts if used again."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self.jobs.put(None)
+        for t in threads:
+            t.join(timeout=10)
+        for i, w in enumerate(self._workers):
+            if w is not None:
+                w.kill()
+                self._workers[i] = None
+
+    def _worker(self, i: int) -> _Worker:
+        if self._workers[i] is None or not self._workers[i].proc.is_alive():
+            if self._workers[i] is not None:
+                self._workers[i].kill()
+            self._workers[i] = _Worker(self.ctx, self.soft_timeout_s, self.memory_mb)
+        return self._workers[i]
+
+    def _replace(self, i: int) -> None:
+        self.kills += 1
+        self._workers[i].kill()
+        self._workers[i] = None
+
+    def _drive(self, i: int) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                self._run(i, job)
+            except BaseException:  # noqa: BLE001 - a driver must never die with a job pending
+                job.results += [(0, ERROR, 0.0)] * (len(job.answers) - len(job.results))
+            finally:
+                job.on_done(job)
+
+    def _recv(self, i: int, t0: float):
+        """Next message from worker i, or None if it missed the hard bound or died."""
+        w = self._worker(i)
+        try:
+            if w.conn.poll(max(0.0, t0 + self.timeout_s + self.grace_s - time.monotonic())):
+                return w.conn.recv()
+        except (EOFError, OSError):
+            pass
+        self._replace(i)
+        return None
+
+    def _run(self, i: int, job: Job) -> None:
+        todo = list(job.answers)
+        while True:
+            t0 = time.monotonic()
+            try:
+                self._worker(i).conn.send((job.golds, todo))
+            except (OSError, ValueError):
+                self._replace(i)
+                continue
+            msg = self._recv(i, t0)
+            if msg is None or msg[2] is not None:  # gold parse timed out or failed: unknown
+                job.results += [(0, TIMEOUT if msg is None else msg[2], 0.0)] * len(todo)
+                return
+            job.gold_ok = msg[1]
+            if not job.gold_ok:
+                job.results += [(None, GOLD_UNPARSEABLE, 0.0)] * len(todo)
+                return
+            for k in range(len(todo)):
+                t0 = time.monotonic()
+                msg = self._recv(i, t0)
+                if msg is None:  # killed: this answer timed out, the rest go to a fresh worker
+                    job.results.append((0, TIMEOUT, time.monotonic() - t0))
+                    todo = todo[k + 1 :]
+                    break
+                job.results.append((msg[1], msg[2], time.monotonic() - t0))
+            else:
+                return
+            if not todo:
+                return
+
+
+_LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool.close()
+
+
+def default_processes() -> int:
+    """One worker per CPU the process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

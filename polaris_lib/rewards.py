@@ -1,0 +1,309 @@
+"""The recipe's reward: binary correctness by math-verify behind a hardened wrapper (RECIPE §8).
+
+A response scores 1 only if (thinking models) it closes its reasoning with ``</think>`` and the
+``\\boxed{}`` answer after the last ``</think>`` is equivalent to the gold under math-verify
+(gold first). The answer is the last box, together with the boxes directly before it that are
+joined to it only by ``,`` / ``and`` / ``or`` / ``$`` (at most 6, as math-verify's own boxed
+extraction): ``\\boxed{3}, \\boxed{5}`` is the set {3, 5}, as one multi-part answer.
+
+Gold forms: a str; an int/float (``142.0`` becomes ``"142"``); or a list/array of strings, read as
+*alternative acceptable forms* of one answer (MiniMath's Minerva lists e.g. ``["0.01", "0.02"]`` or
+``["7.5 \\times 10^7", "7.5 \\times 10^7\\n"]``; OlympiadBench lists hold one string). A multi-part
+gold answer is one string, e.g. ``"(3, 5)"`` or ``"$x=1, x=2$"``. A gold no form of which parses
+scores ``None`` (counted), never 0.
+
+Math-verify runs in killable worker processes (``grading_worker``), so the time bound holds in any
+thread; model output is only ever read by math-verify's LaTeX parser, never evaluated as code.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from polaris_lib import grading_worker as gw
+from polaris_lib.grading_worker import CORRECT, ERROR, GOLD_UNPARSEABLE, TIMEOUT, WRONG
+
+NO_THINK_CLOSE, NO_BOXED, TOO_LONG = "no_think_close", "no_boxed", "answer_too_long"
+REASONS = (CORRECT, WRONG, NO_THINK_CLOSE, NO_BOXED, TOO_LONG, TIMEOUT, GOLD_UNPARSEABLE, ERROR)
+THINK_CLOSE = "</think>"
+MAX_ANSWER_CHARS = 1000  # a boxed answer longer than this is not a final answer; never parsed
+MAX_GOLD_CHARS = 2000
+_MAX_BOXES = 6  # math-verify joins a first box and up to 5 more
+_BOX_OPEN = re.compile(r"\\boxed\s*\{")
+# Text allowed between two boxes of one multi-part answer: math delimiters, ",", ";", "and", "or".
+_BOX_JOINER = re.compile(r"^[\s$,;]*(?:\\[)\]][\s$,;]*)*(?:and|or)?[\s$,;]*(?:\\[(\[][\s$]*)*$")
+_BRACE = re.compile(r"[{}]")
+_NORM_DROP = re.compile(r"\s+|\$|\\left|\\right|\\!|\\,|\\;|\\ ")
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    """One sample's verdict: score 1/0 (None when the gold is unparseable), why, and seconds spent."""
+
+    score: int | None
+    reason: str
+    seconds: float = 0.0
+
+
+def normalize_gold(gold) -> tuple[str, ...]:
+    """Gold of any stored type -> tuple of acceptable forms (stripped, outer $ removed).
+
+    >>> normalize_gold(142.0), normalize_gold(["9.6\\n", "$x$"])
+    (('142',), ('9.6', 'x'))
+    """
+    if isinstance(gold, np.generic):
+        gold = gold.item()
+    if isinstance(gold, bool) or gold is None:
+        return ()
+    if isinstance(gold, int | float):
+        if isinstance(gold, float) and not np.isfinite(gold):
+            return ()
+        return (str(int(gold)) if float(gold).is_integer() else repr(gold),)
+    if isinstance(gold, str):
+        forms = [gold]
+    else:
+        forms = [str(g) for g in gold]
+    out = []
+    for g in forms:
+        g = g.strip()
+        while len(g) >= 2 and g[0] == "$" and g[-1] == "$":
+            g = g[1:-1].strip()
+        # Unbalanced braces would only survive as math-verify's raw-string fallback: not a gold.
+        if g and len(g) <= MAX_GOLD_CHARS and _balanced(g) and g not in out:
+            out.append(g)
+    return tuple(out)
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _box_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every \\boxed{...}, end just past its closing brace or -1 if it never closes.
+
+    One pass over the braces with a stack, so nested or unbalanced junk stays linear in length.
+    """
+    opens = {m.end() - 1: m.start() for m in _BOX_OPEN.finditer(text)}  # "{" position -> start
+    spans: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            pos = stack.pop()
+            if pos in opens:
+                spans[opens[pos]] = m.end()
+    return sorted((start, spans.get(start, -1)) for start in opens.values())
+
+
+def extract_boxed(response: str, thinking: bool = True) -> tuple[list[str] | None, str | None]:
+    """Boxed parts of the final answer, or (None, reason) when the response has no gradable answer.
+
+    >>> extract_boxed("<think>...</think> so \\\\boxed{3} and \\\\boxed{5}.")
+    (['3', '5'], None)
+    >>> extract_boxed("<think>cut off", thinking=True)
+    (None, 'no_think_close')
+    """
+    if thinking:
+        cut = response.rfind(THINK_CLOSE)
+        if cut < 0:
+            return None, NO_THINK_CLOSE
+        response = response[cut + len(THINK_CLOSE) :]
+    spans = _box_spans(response)
+    if not spans or spans[-1][1] < 0:  # none, or the last box never closes (truncated output)
+        return None, NO_BOXED
+    chosen = [spans[-1]]
+    for start, end in reversed(spans[:-1]):
+        if len(chosen) == _MAX_BOXES or end < 0 or end > chosen[0][0]:
+            break
+        if not _BOX_JOINER.match(response[end : chosen[0][0]]):
+            break
+        chosen.insert(0, (start, end))
+    parts = [response[response.index("{", s) + 1 : e - 1].strip() for s, e in chosen]
+    if sum(map(len, parts)) > MAX_ANSWER_CHARS:
+        return None, TOO_LONG
+    if not any(parts):
+        return None, NO_BOXED
+    return parts, None
+
+
+def _norm(s: str) -> str:
+    """Cheap canonical string for the exact-match short-circuit (never decides a 0)."""
+    s = _NORM_DROP.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return s.rstrip(".")
+
+
+def _as_text(response) -> str | None:
+    if isinstance(response, bytes):
+        return response.decode("utf-8", errors="replace")
+    return response if isinstance(response, str) else None
+
+
+class Grader:
+    """Batch grader: golds parsed once per worker, exact matches short-circuited, work in processes.
+
+    Thread-safe; the worker pool starts on first use, is reused, and is shut down at exit.
+    ``counts`` tallies every verdict's reason since construction.
+    """
+
+    def __init__(
+        self,
+        thinking: bool = True,
+        timeout_s: float = 5.0,
+        processes: int | None = None,
+        start_method: str = "forkserver",
+        chunk_size: int = 16,
+        short_circuit: bool = True,
+    ):
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        if processes is not None and processes < 1:
+            raise ValueError(f"processes must be >= 1 (or None for one per CPU), got {processes}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.thinking, self.timeout_s, self.chunk_size = thinking, timeout_s, chunk_size
+        self.short_circuit = short_circuit  # off: every answer goes through math-verify (tests)
+        self.pool = gw.WorkerPool(processes or gw.default_processes(), timeout_s, 0.5, start_method)
+        self.counts: Counter[str] = Counter()
+        self._gold_ok: dict[tuple[str, ...], bool] = {}
+        self._lock = threading.Lock()
+
+    def grade(self, response: str, gold) -> int | None:
+        """Score one response (1, 0, or None for an unparseable gold)."""
+        return self.grade_batch([response], [gold])[0]
+
+    def grade_batch(self, responses: list[str], golds: list) -> list[int | None]:
+        """Scores for responses[i] against golds[i]."""
+        return [r.score for r in self.grade_batch_results(responses, golds)]
+
+    def grade_batch_results(self, responses: list[str], golds: list) -> list[GradeResult]:
+        """GradeResult for responses[i] against golds[i]; blocks until every sample is decided."""
+        if len(responses) != len(golds):
+            raise ValueError(f"{len(responses)} responses but {len(golds)} golds")
+        results: list[GradeResult | None] = [None] * len(responses)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        pending: dict[tuple[str, ...], list[tuple[int, str, bool]]] = {}
+        for i, (resp, gold) in enumerate(zip(responses, golds, strict=True)):
+            key = normalize_gold(gold)
+            if not key:
+                results[i] = GradeResult(None, GOLD_UNPARSEABLE)
+                continue
+            groups.setdefault(key, []).append(i)
+            text = _as_text(resp)
+            parts, reason = (
+                extract_boxed(text, self.thinking) if text is not None else (None, ERROR)
+            )
+            if parts is None:
+                results[i] = GradeResult(0, reason)
+                continue
+            exact = self.short_circuit and _norm(",".join(parts)) in {_norm(g) for g in key}
+            answer = ", ".join("\\boxed{" + p + "}" for p in parts)
+            pending.setdefault(key, []).append((i, answer, exact))
+        self._run_jobs(groups, pending, results)
+        with self._lock:
+            self.counts.update(r.reason for r in results)
+        return results
+
+    def _run_jobs(self, groups, pending, results) -> None:
+        """Send to workers what needs math-verify (and unknown golds); fill results in place."""
+        done = threading.Semaphore(0)
+        jobs = []
+        for key in groups:
+            items = pending.get(key, [])
+            hard = [(i, a) for i, a, exact in items if not exact]
+            if not hard and key in self._gold_ok:
+                continue
+            for c in range(0, max(1, len(hard)), self.chunk_size):
+                chunk = hard[c : c + self.chunk_size]
+                answers, index = [a for _, a in chunk], [i for i, _ in chunk]
+                jobs.append(gw.Job(key, answers, lambda j: done.release(), index))
+        for job in jobs:
+            self.pool.submit(job)
+        for _ in jobs:
+            done.acquire()
+        for job in jobs:
+            if job.gold_ok is not None:  # None: the worker failed before judging the gold
+                self._gold_ok[job.golds] = job.gold_ok
+            for i, (score, reason, secs) in zip(job.index, job.results, strict=True):
+                results[i] = GradeResult(score, reason, secs)
+        for key, idx in groups.items():
+            gold_ok = self._gold_ok.get(key)
+            for i in idx:
+                if gold_ok is False:
+                    results[i] = GradeResult(None, GOLD_UNPARSEABLE)
+                elif gold_ok is None and results[i] is None:  # gold parse failed or timed out
+                    results[i] = GradeResult(0, TIMEOUT)
+                elif results[i] is None:  # exact match, gold known to parse
+                    results[i] = GradeResult(1, CORRECT)
+
+    def close(self) -> None:
+        """Stop the worker processes (they restart if the grader is used again)."""
+        self.pool.close()
+
+
+_DEFAULT: dict[tuple[bool, float], Grader] = {}
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_grader(thinking: bool = True, timeout_s: float = 5.0) -> Grader:
+    """The process-wide grader for these settings (created once, reused)."""
+    with _DEFAULT_LOCK:
+        key = (thinking, float(timeout_s))
+        if key not in _DEFAULT:
+            _DEFAULT[key] = Grader(thinking=thinking, timeout_s=timeout_s)
+        return _DEFAULT[key]
+
+
+def grade(response: str, gold, *, thinking: bool = True, timeout_s: float = 5.0) -> int | None:
+    """1 if the boxed final answer matches gold, 0 if not, None if the gold is unparseable.
+
+    >>> grade("<think>1+1</think> The answer is \\\\boxed{\\\\frac{4}{2}}", "2")
+    1
+    """
+    return default_grader(thinking, timeout_s).grade(response, gold)
+
+
+def _completion_text(completion) -> str:
+    """Plain string, or the last assistant message of a conversational completion."""
+    if isinstance(completion, str):
+        return completion
+    for msg in reversed(list(completion)):
+        if isinstance(msg, dict) and msg.get("role", "assistant") == "assistant":
+            content = msg.get("content", "")
+            if isinstance(content, list):  # multimodal-style content parts
+                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
+
+
+def make_reward_fn(grader: Grader | None = None, thinking: bool = True):
+    """TRL reward function reading gold from the dataset's ``answer`` column.
+
+    >>> fn = make_reward_fn()
+    >>> fn(prompts=["1+1?"], completions=["<think>.</think> \\\\boxed{2}"], answer=["2"])
+    [1.0]
+    """
+    g = grader or default_grader(thinking)
+
+    def polaris_correct(prompts, completions, completion_ids=None, **columns) -> list[float | None]:
+        if "answer" not in columns:
+            raise KeyError(
+                f"reward needs an 'answer' column; dataset columns: {sorted(columns)} "
+                "(map your gold column to 'answer' in the dataset catalog)"
+            )
+        texts = [_completion_text(c) for c in completions]
+        scores = g.grade_batch(texts, list(columns["answer"]))
+        return [None if s is None else float(s) for s in scores]
+
+    polaris_correct.grader = g
+    return polaris_correct

@@ -1,0 +1,246 @@
+"""Tests for the grader (polaris_lib/rewards.py, polaris_lib/grading_worker.py) with real math-verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polaris_lib.rewards import Grader, extract_boxed, grade, make_reward_fn, normalize_gold
+
+DATA = Path(os.environ.get("POLARIS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
+BENCHMARKS = ["aime24", "aime25", "amc23", "minerva", "olympiad"]
+
+
+@pytest.fixture(scope="module")
+def grader():
+    g = Grader(timeout_s=2.0, processes=2)
+    yield g
+    g.close()
+
+
+def wrap(answer: str) -> str:
+    return f"<think>x</think> The answer is \\boxed{{{answer}}}"
+
+
+def load_golds(name: str) -> list:
+    if name in BENCHMARKS:
+        pd = pytest.importorskip("pandas")
+        path = DATA / "benchmarks" / f"{name}.parquet"
+        if not path.exists():
+            pytest.skip(f"{path} absent (set POLARIS_DATA_DIR)")
+        return [r["ground_truth"] for r in pd.read_parquet(path)["reward_model"]]
+    path = DATA / "pools" / f"{name}.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} absent (set POLARIS_DATA_DIR)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if name == "gsm8k_test":
+        return [r["answer"].split("####")[-1].strip() for r in rows]
+    return [r["answer"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def data_grader():
+    g = Grader(timeout_s=5.0, processes=2)
+    yield g
+    g.close()
+
+
+def self_grade(name: str, g: Grader, stride: int = 1) -> None:
+    golds = load_golds(name)[::stride]
+    pairs = [(wrap(form), gold) for gold in golds for form in normalize_gold(gold)]
+    assert len(pairs) >= len(golds)
+    results = g.grade_batch_results([p[0] for p in pairs], [p[1] for p in pairs])
+    bad = [(pairs[i][1], r.reason) for i, r in enumerate(results) if r.score != 1]
+    assert not bad, f"{len(bad)} golds fail to self-grade: {bad[:10]}"
+
+
+@pytest.mark.parametrize("name", BENCHMARKS + ["math500", "gsm8k_test"])
+def test_every_gold_self_grades(name, data_grader):
+    """Each stored gold, boxed in every acceptable form, grades 1 (gold parsed by math-verify).
+
+    Minerva/Olympiad golds are slow to parse (physics formulas): every 4th here, all in the slow tier.
+    """
+    self_grade(name, data_grader, stride=4 if name in {"minerva", "olympiad"} else 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BENCHMARKS + ["math500", "gsm8k_test"])
+def test_every_gold_self_grades_through_verify(name):
+    """Same, with the exact-match short-circuit off: math-verify's verify decides every pair."""
+    g = Grader(timeout_s=5.0, processes=2, short_circuit=False)
+    try:
+        self_grade(name, g)
+    finally:
+        g.close()
+
+
+def test_normalize_gold_types():
+    assert normalize_gold(142.0) == ("142",)
+    assert normalize_gold(np.float64(2.5)) == ("2.5",)
+    assert normalize_gold(7) == ("7",)
+    assert normalize_gold(np.array(["9.6\n", "9.6"], dtype=object)) == ("9.6",)
+    assert normalize_gold("$\\frac{1}{2}$") == ("\\frac{1}{2}",)
+    assert normalize_gold("  ") == ()
+    assert normalize_gold(float("nan")) == ()
+
+
+@pytest.mark.parametrize(
+    "answer, gold",
+    [
+        ("\\frac{1}{2}", "0.5"),
+        ("\\dfrac{3}{4}", "\\frac{3}{4}"),
+        ("x=5", "5"),
+        ("[1, 2)", "[1,2)"),
+        ("(3, 5)", "(3,5)"),
+        ("10\\text{ cm}", "10"),
+        ("30^\\circ", "30"),
+        ("\\sqrt{8}", "2\\sqrt{2}"),
+        ("25", "025"),
+    ],
+)
+def test_classic_equivalences(answer, gold, grader):
+    assert grader.grade(wrap(answer), gold) == 1
+
+
+@pytest.mark.parametrize(
+    "answer, gold",
+    [("\\frac{1}{3}", "0.5"), ("6", "5"), ("(3, 6)", "(3,5)"), ("[1, 2]", "[1,2)")],
+)
+def test_wrong_answers_score_zero(answer, gold, grader):
+    assert grader.grade_batch_results([wrap(answer)], [gold])[0].reason == "wrong"
+
+
+def test_multi_part_boxes_count_together(grader):
+    resp = "<think>x</think> The roots are $\\boxed{3}$ and $\\boxed{5}$."
+    assert extract_boxed(resp) == (["3", "5"], None)
+    assert grader.grade(resp, "3, 5") == 1
+    assert grader.grade(resp, "(3, 5)") == 1  # math-verify reads a pair of boxes as a set
+    # A box separated by prose is an earlier attempt, not a part: only the last box counts.
+    resp2 = "<think>x</think> First \\boxed{4}. Wait, recheck: so \\boxed{5}"
+    assert extract_boxed(resp2) == (["5"], None)
+    assert grader.grade(resp2, "5") == 1
+
+
+def test_format_failures(grader):
+    results = grader.grade_batch_results(
+        [
+            "I think \\boxed{5}",  # reasoning never closed
+            "<think>long reasoning, cut off at the length limit \\boxed{5",  # truncated
+            "<think>x</think> the answer is 5",  # no box: math-verify alone would credit it
+            "<think>\\boxed{5}</think> so it is five",  # box only inside the reasoning
+            "<think>x</think> \\boxed{5",  # last box never closes
+        ],
+        ["5"] * 5,
+    )
+    assert [r.score for r in results] == [0] * 5
+    assert [r.reason for r in results] == [
+        "no_think_close",
+        "no_think_close",
+        "no_boxed",
+        "no_boxed",
+        "no_boxed",
+    ]
+
+
+def test_non_thinking_mode():
+    g = Grader(thinking=False, timeout_s=2.0, processes=1)
+    try:
+        assert g.grade("Clearly \\boxed{\\frac{1}{2}}", "0.5") == 1
+        assert g.grade("the answer is 0.5", "0.5") == 0
+    finally:
+        g.close()
+
+
+def test_unparseable_gold_is_none_and_counted(grader):
+    before = grader.counts["gold_unparseable"]
+    scores = grader.grade_batch([wrap("5"), wrap("5"), wrap("5")], ["", None, "\\frac{"])
+    assert scores == [None, None, None]
+    assert grader.counts["gold_unparseable"] - before == 3
+
+
+def test_list_gold_means_alternatives(grader):
+    gold = ["0.01\n", "0.02\n"]
+    assert grader.grade_batch([wrap("0.02"), wrap("0.01"), wrap("0.03")], [gold] * 3) == [1, 1, 0]
+
+
+def test_timeout_holds_in_thread():
+    """A hopeless comparison from a non-main thread returns within the bound (+ grace), as 0."""
+    g = Grader(timeout_s=1.0, processes=1)
+    out = []
+    resp = wrap("9^{9^{9^{9^{9}}}}")
+    try:
+        g.grade(wrap("1"), "1")  # warm the pool so start-up is not timed
+        t = threading.Thread(target=lambda: out.append(g.grade_batch_results([resp], ["3"])))
+        t0 = time.monotonic()
+        t.start()
+        t.join(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        g.close()
+    assert out and out[0][0].score == 0
+    assert out[0][0].reason in {"timeout", "wrong"}
+    assert elapsed < 1.0 + 1.5
+
+
+def test_killed_worker_is_replaced():
+    """The hard bound: a worker stuck in C code is killed and the next answer still grades."""
+    g = Grader(timeout_s=0.5, processes=1)
+    g.pool.soft_timeout_s = 60.0  # disable the worker's own timer: only the kill can stop it
+    try:
+        t0 = time.monotonic()
+        res = g.grade_batch_results([wrap("9^{9^{9^{9}}}"), wrap("3")], ["3", "3"])
+        elapsed = time.monotonic() - t0
+    finally:
+        g.close()
+    assert [(r.score, r.reason) for r in res] == [(0, "timeout"), (1, "correct")]
+    assert g.pool.kills == 1
+    assert res[0].seconds < 0.5 + 1.0 and elapsed < 10
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "9^" * 200 + "9",
+        "{" * 5000,
+        "\\frac{" * 500 + "1" + "}" * 500,
+        "x" * 100_000,
+        "\ud800\udfff\x00\x7f" * 100,
+        "\\boxed{" * 1000,
+    ],
+)
+def test_adversarial_returns_quickly(junk, grader):
+    t0 = time.monotonic()
+    score = grader.grade(f"<think>{junk}</think> \\boxed{{{junk}}} {junk}", "5")
+    assert score == 0
+    assert time.monotonic() - t0 < grader.timeout_s + 1.5
+
+
+def test_bytes_and_non_text_responses(grader):
+    assert grader.grade(b"<think>x</think> \\boxed{5}\xff", "5") == 1
+    assert grader.grade_batch_results([None], ["5"])[0].reason == "error"
+
+
+def test_grade_function_and_reward_fn():
+    assert grade(wrap("\\frac{4}{2}"), 2.0) == 1
+    fn = make_reward_fn()
+    assert fn.__name__ == "polaris_correct"
+    plain = fn(prompts=["p", "p"], completions=[wrap("2"), wrap("3")], answer=["2", "2"])
+    assert plain == [1.0, 0.0]
+    conv = [[{"role": "assistant", "content": wrap("2")}]]
+    assert fn(prompts=[[{"role": "user", "content": "p"}]], completions=conv, answer=["2"]) == [1.0]
+    assert fn(prompts=["p"], completions=[wrap("2")], answer=[""]) == [None]
+    with pytest.raises(KeyError, match="answer"):
+        fn(prompts=["p"], completions=[wrap("2")], solution=["2"])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="timeout_s"):
+        Grader(timeout_s=0)
+    with pytest.raises(ValueError, match="golds"):
+        Grader(processes=1).grade_batch(["a"], [])
