@@ -1,0 +1,99 @@
+"""Tests for polaris_lib/metrics.py: hand-computed cases and a bootstrap coverage check."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polaris_lib.metrics import (
+    avg_at_k,
+    bootstrap_ci,
+    distinct_n,
+    format_error_rate,
+    pass_at_k,
+    per_problem,
+    summarize,
+    truncation_rate,
+)
+
+
+@pytest.mark.parametrize("n, c, k", [(4, 1, 2), (8, 3, 4), (16, 0, 1), (16, 16, 8), (10, 2, 9)])
+def test_pass_at_k_matches_binomial_formula(n, c, k):
+    assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k))
+
+
+def test_pass_at_k_equals_enumeration_over_subsets():
+    """pass@k is the chance a random k-subset of the n samples holds a correct one."""
+    samples = [1, 0, 0, 1, 0]
+    subsets = list(combinations(samples, 3))
+    assert pass_at_k(5, 2, 3) == pytest.approx(np.mean([any(s) for s in subsets]))
+
+
+def test_pass_at_k_stable_for_large_n():
+    # C(1024, 512) overflows floats; the product form stays exact enough.
+    assert 0.0 < pass_at_k(1024, 1, 512) == pytest.approx(0.5)
+    assert pass_at_k(1024, 0, 512) == 0.0
+    with pytest.raises(ValueError, match="k <= n"):
+        pass_at_k(4, 1, 5)
+
+
+def test_avg_at_k_hand_computed():
+    # problem means 0.5, 1.0, 0.0 -> 0.5; a None/NaN sample is ignored within its problem.
+    assert avg_at_k([[1, 0, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]]) == pytest.approx(0.5)
+    assert avg_at_k([[1, np.nan], [0, 0]]) == pytest.approx(0.5)
+
+
+def test_distinct_4_hand_computed():
+    texts = ["a b c d e", "a b c d e"]  # 2 + 2 four-grams, 2 unique
+    assert distinct_n(texts, 4) == pytest.approx(0.5)
+    assert distinct_n(["a b c d e f"], 4) == pytest.approx(1.0)
+    assert math.isnan(distinct_n(["too short"], 4))
+
+
+def test_rates():
+    assert format_error_rate(["\\boxed{1}", "x", "y", "\\boxed{2}"]) == 0.5
+    assert truncation_rate([True, False]) == 0.5
+
+
+def test_bootstrap_coverage_on_synthetic_case():
+    """A 95% CI over problems covers the true mean in roughly 95% of repeated experiments."""
+    rng = np.random.default_rng(1)
+    true_p = rng.uniform(0, 1, size=2000)  # a large population of per-problem accuracies
+    truth = true_p.mean()
+    hits = 0
+    trials = 200
+    for t in range(trials):
+        sample = rng.choice(true_p, size=60)
+        lo, hi = bootstrap_ci(sample, n_boot=400, seed=t)
+        hits += lo <= truth <= hi
+    assert 0.88 <= hits / trials <= 0.99
+    assert bootstrap_ci([0.5, 0.5], seed=0) == (0.5, 0.5)
+
+
+def test_summarize_tidy_table():
+    df = pd.DataFrame(
+        {
+            "problem_id": ["p1"] * 4 + ["p2"] * 4 + ["p3"] * 4,
+            "sample_idx": list(range(4)) * 3,
+            "correct": [1, 0, 0, 0] + [1, 1, 1, 1] + [0, 0, 0, None],
+            "text": ["a b c d \\boxed{1}"] * 11 + ["no box"],
+            "truncated": [False] * 11 + [True],
+        }
+    )
+    pp = per_problem(df)
+    assert pp.loc["p3", "n"] == 3  # the ungraded sample is not counted
+    out = summarize(df, ks=(1, 2), n_boot=200)
+    assert out["avg@4"] == pytest.approx((0.25 + 1.0 + 0.0) / 3)
+    assert out["pass@1"] == pytest.approx(out["avg@4"])
+    assert out["pass@2"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    assert (out["solve_none"], out["solve_all"], out["ungraded"]) == (1, 1, 1)
+    assert out["format_error_rate"] == pytest.approx(1 / 12)
+    assert out["truncation_rate"] == pytest.approx(1 / 12)
+    # Pooled per problem: p1/p2 have 4 identical 5-token texts -> 2 four-grams x4, 2 unique.
+    assert out["distinct4"] == pytest.approx(np.mean([2 / 8, 2 / 8, 2 / 6]))
+    with pytest.raises(KeyError, match="correct"):
+        summarize(df.drop(columns="correct"))
