@@ -301,3 +301,47 @@ def save(
         **{f"curate/bucket_{r.k}": int(r.problems) for r in buckets.itertuples()},
     }
     return artifacts.update_metrics(out, m)
+
+
+def sanity_tables(pool_name: str, pass_rates: pd.DataFrame, pool: pd.DataFrame) -> dict:
+    """The pool's sanity views: pass rate by MATH level, by toy term count, vs POLARIS difficulty."""
+    views = {}
+    if "level" in pool.columns:
+        views["level"] = by_level(pass_rates, pool, "level")
+    if pool_name == "toy":  # the toy's `difficulty` is its number of terms, not a pass rate
+        views["difficulty"] = by_level(pass_rates, pool, "difficulty")
+    elif "difficulty" in pool.columns:
+        views["reference"] = compare_difficulty(pass_rates, pool)
+    return views
+
+
+def check_artifacts(step: str | Path) -> dict:
+    """Validate a finished curation folder; returns its metrics."""
+    step = Path(step)
+    rates = pd.read_parquet(step / "pass_rates.parquet")
+    curated = pd.read_parquet(step / "curated.parquet")
+    m = artifacts.read_json(step / "metrics.json")
+    if missing := [c for c in PASS_COLUMNS + ["problem", "answer"] if c not in rates.columns]:
+        raise ValueError(f"{step}/pass_rates.parquet lacks {missing}")
+    if rates.problem_id.duplicated().any() or not set(curated.problem_id) <= set(rates.problem_id):
+        raise ValueError(f"{step}: curated ids must be unique pool ids")
+    kept, dropped = m["curate/kept"], m["curate/dropped_solved_all"]
+    if kept != len(curated) or m["curate/pool_size"] != len(rates) or kept + dropped != len(rates):
+        raise ValueError(f"{step}: metrics disagree with the tables")
+    return m
+
+
+def sanity_figure_name(view: str) -> str:
+    """File name of a sanity view's figure."""
+    return (
+        "fig_difficulty_vs_reference.png" if view == "reference" else f"fig_pass_rate_by_{view}.png"
+    )
+
+
+def describe(run, temperature: float) -> str:
+    """Figure caption: preset, model, pool, seed, temperature, samples per problem."""
+    c = run.curation
+    return (
+        f"preset {run.preset} · model {run.model.name_or_path} · pool {c.pool} · seed {run.seed} · "
+        f"T={temperature:g} · {c.samples_per_problem} samples/problem · max {c.max_new_tokens} tokens"
+    )

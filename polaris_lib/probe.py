@@ -363,3 +363,36 @@ def save(out: str | Path, samples: pd.DataFrame, table: pd.DataFrame, decision: 
 def paper_reference(model_name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The paper's Qwen3-4B curve (accuracy, distinct-4) when the model is a Qwen3-4B, else None."""
     return (PAPER_QWEN3_4B, PAPER_QWEN3_4B_DISTINCT4) if "qwen3-4b" in model_name.lower() else None
+
+
+def describe(run, stage: int, n_problems: int) -> str:
+    """Figure caption: preset, model, stage, seed and probe size."""
+    p = run.probe
+    return (
+        f"preset {run.preset} · model {run.model.name_or_path} · stage {stage} · seed {run.seed} · "
+        f"{p.dataset}: {n_problems} problems × {p.n_samples} samples · max {p.max_new_tokens} tokens"
+    )
+
+
+def check_artifacts(step: str | Path) -> dict:
+    """Validate a finished probe folder (tables' columns, one choice); returns its metrics."""
+    step = Path(step)
+    samples = pd.read_parquet(step / "samples.parquet")
+    table = pd.read_parquet(step / "per_temperature.parquet")
+    m = artifacts.read_json(step / "metrics.json")
+    if list(samples.columns) != SAMPLE_COLUMNS:
+        raise ValueError(f"{step}/samples.parquet columns {list(samples.columns)}")
+    need = {"temperature", "accuracy", "acc_lo", "acc_hi", "distinct4", "truncation_rate", "zone"}
+    if not need <= set(table.columns) or not set(table.zone) <= set(ZONES):
+        raise ValueError(f"{step}/per_temperature.parquet lacks {need - set(table.columns)}")
+    if sorted(set(samples.temperature)) != table.temperature.tolist():
+        raise ValueError(f"{step}: samples and per-temperature table cover different grids")
+    keys = (
+        "probe/chosen_temperature",
+        "probe/rule",
+        "probe/overridden",
+        "probe/distinct4_at_chosen",
+    )
+    if missing := [k for k in keys if k not in m]:
+        raise ValueError(f"{step}/metrics.json lacks {missing}")
+    return m

@@ -164,3 +164,21 @@ def test_easy_drop_bad_logs_name_the_record():
 def test_easy_drop_empty_log_keeps_everything():
     kept, dropped = curate.easy_drop([], _stage_problems())
     assert len(kept) == 5 and dropped.empty
+
+
+def test_curation_figures_render(tmp_path):
+    from polaris_lib import artifacts
+    from polaris_lib.plots import curate as curate_plots
+
+    pool = _pool().assign(difficulty=["1/8", "8/8"] * 5)
+    rates = _estimate(tmp_path, _sampler([]), pool=pool)
+    fig = curate_plots.pass_rate_histogram(curate.bucket_table(rates, 8), caption_text="t",
+                                           temperature=1.0)  # fmt: skip
+    assert artifacts.save_figure(fig, tmp_path / "h.png").stat().st_size > 5_000
+    views = curate.sanity_tables("polaris53k", rates, pool)
+    assert set(views) == {"level", "reference"}
+    for name, view in views.items():
+        fig = curate_plots.sanity_figure(name, view, caption_text="t")
+        path = artifacts.save_figure(fig, tmp_path / curate.sanity_figure_name(name))
+        assert path.stat().st_size > 5_000
+    assert set(curate.sanity_tables("toy", rates, pool)) == {"level", "difficulty"}

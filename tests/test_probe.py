@@ -202,3 +202,23 @@ def test_partial_grid_resumes_without_redoing_done_temperatures(tmp_path):
 def test_paper_reference_only_for_qwen3_4b():
     assert probe.paper_reference("Qwen/Qwen3-4B") is not None
     assert probe.paper_reference("toy") is None
+
+
+def test_probe_figures_render(tmp_path):
+    from polaris_lib import artifacts
+    from polaris_lib.plots import probe as probe_plots
+
+    acc = np.array(PAPER_ACC)
+    table = pd.DataFrame({"temperature": PAPER_GRID, "accuracy": acc, "acc_lo": acc - 0.02,
+                          "acc_hi": acc + 0.02, "distinct4": np.linspace(0.4, 0.85, 10),
+                          "truncation_rate": np.linspace(0, 0.2, 10),
+                          "mean_tokens": np.linspace(100, 200, 10)})  # fmt: skip
+    m = probe.decide(table, get_preset("qwen3-4b-paper").probe)
+    assert set(table.zone) == {"robust", "exploration", "collapse"}
+    fig = probe_plots.probe_curve(table, m["probe/chosen_temperature"], caption_text="test",
+                                  reference=probe.paper_reference("Qwen/Qwen3-4B"))  # fmt: skip
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "paper Qwen3-4B AIME24 accuracy" in labels and "performance collapse" in labels
+    assert artifacts.save_figure(fig, tmp_path / "p.png").stat().st_size > 10_000
+    fig = probe_plots.truncation_curve(table, caption_text="test")
+    assert artifacts.save_figure(fig, tmp_path / "t.png").stat().st_size > 5_000
