@@ -76,12 +76,12 @@ def load_benchmark(name: str, cfg: RunConfig, data_dir: str | Path | None = None
 
 
 def harness_only(cfg: RunConfig, benchmark: str) -> bool:
-    """True when a score cannot mean anything: the toy model on a real (natural-language) benchmark."""
+    """True when a score cannot mean anything: the toy model on a real (language) benchmark."""
     return cfg.model.name_or_path == "toy" and benchmark != "toy"
 
 
 def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dict:
-    """Everything that determines a pair's responses (a finished pair with other settings is redone)."""
+    """Everything that determines a pair's responses (a pair done with other settings is redone)."""
     ev = cfg.eval
     return dict(
         checkpoint_path=checkpoint,
@@ -106,7 +106,8 @@ def plan(cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:
             n = len(load_benchmark(b, cfg, data_dir))
             k = cfg.eval.k_for(b)
             rows.append(dict(checkpoint=ck, path=path or cfg.model.name_or_path, benchmark=b,
-                             problems=n, k=k, responses=n * k, harness_only=harness_only(cfg, b)))  # fmt: skip
+                             problems=n, k=k, responses=n * k,
+                             harness_only=harness_only(cfg, b)))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -148,16 +149,49 @@ def regrade(responses: pd.DataFrame, grader=None, thinking: bool = True) -> pd.D
 
 # ----------------------------------------------------------------------------- running
 def load_for_eval(cfg: RunConfig, checkpoint: str | None, yarn: YarnConfig | None = None):
-    """(model, tokenizer) to sample from: the kit's loader (vLLM-backed when the preset uses it)."""
+    """(model, tokenizer) to sample from: a vllm.LLM when the preset samples with vLLM on plain
+    transformers weights, else the kit's loader (Unsloth fast_inference or transformers)."""
+    if cfg.model.use_vllm and cfg.model.backend == "transformers":
+        return _load_vllm(cfg, checkpoint, yarn)
     from polaris_lib.models import load_policy
 
     return load_policy(cfg.model, toy_cfg=cfg.toy, checkpoint=checkpoint, yarn=yarn)
 
 
-def evaluate_pair(model, tokenizer, problems, settings: dict, *, grader=None, sample_fn=None):
+def _load_vllm(cfg: RunConfig, checkpoint: str | None, yarn: YarnConfig | None):
+    """vLLM offline engine; YaRN goes in through hf_overrides and the extended max_model_len
+    (RECIPE.md §6); without it vLLM uses the model's own context."""
+    from vllm import LLM
+
+    path = checkpoint or cfg.model.name_or_path
+    kwargs = dict(model=path, dtype=cfg.model.dtype, seed=cfg.seed,
+                  gpu_memory_utilization=cfg.model.gpu_memory_utilization)  # fmt: skip
+    if yarn is not None and yarn.enabled:
+        from transformers import AutoConfig
+
+        from polaris_lib.rope import vllm_yarn_kwargs
+
+        kwargs.update(vllm_yarn_kwargs(AutoConfig.from_pretrained(path), yarn))
+    llm = LLM(**kwargs)
+    return llm, llm.get_tokenizer()
+
+
+def lora_request_for(model, checkpoint: str | None):
+    """The LoRA request an Unsloth fast_inference model needs to sample a LoRA checkpoint (its
+    vLLM engine holds the base weights only), else None."""
+    if checkpoint and (Path(checkpoint) / "adapter_config.json").exists():
+        if hasattr(model, "load_lora"):
+            return model.load_lora(checkpoint)
+    return None
+
+
+def evaluate_pair(
+    model, tokenizer, problems, settings: dict, *, grader=None, sample_fn=None, lora_request=None
+):
     """Sample k responses per problem and grade them; returns (responses, timing dict)."""
     from polaris_lib.sampling import sample
 
+    extra = {"lora_request": lora_request} if lora_request is not None else {}
     t0 = time.perf_counter()
     samples = (sample_fn or sample)(
         model,
@@ -171,6 +205,7 @@ def evaluate_pair(model, tokenizer, problems, settings: dict, *, grader=None, sa
         seed=settings["seed"],
         suffix=settings["suffix"],
         progress=False,
+        **extra,
     )
     t1 = time.perf_counter()
     graded = grade_samples(samples, problems, grader, settings["thinking"])
@@ -191,6 +226,18 @@ def pair_done(out: str | Path, checkpoint: str, benchmark: str, settings: dict) 
     if not path.exists() or not meta.exists():
         return False
     return artifacts.read_json(meta).get("settings") == artifacts._jsonable(settings)
+
+
+def write_pair(out, checkpoint: str, benchmark: str, df, settings: dict, timing: dict) -> None:
+    """Write a finished pair: the responses parquet, then its settings json (the 'done' mark)."""
+    file = _pair_file(Path(out), checkpoint, benchmark)
+    artifacts.write_parquet(file, df[RESPONSE_COLUMNS])
+    artifacts.write_json(file.with_suffix(".json"), dict(settings=settings, **timing))
+
+
+def read_pair(out, checkpoint: str, benchmark: str) -> pd.DataFrame:
+    """The responses of one finished pair."""
+    return pd.read_parquet(_pair_file(Path(out), checkpoint, benchmark))
 
 
 def run_evaluation(
@@ -218,29 +265,25 @@ def run_evaluation(
         todo = [b for b in benches if not pair_done(out, ck, b, settings[b])]
         if todo:
             model, tokenizer = (load_fn or load_for_eval)(cfg, path)
+            lora = lora_request_for(model, path)
             for b in todo:
-                df, timing = evaluate_pair(model, tokenizer, benches[b], settings[b],
-                                           grader=grader, sample_fn=sample_fn)  # fmt: skip
+                df, timing = evaluate_pair(model, tokenizer, benches[b], settings[b], grader=grader,
+                                           sample_fn=sample_fn, lora_request=lora)  # fmt: skip
                 df.insert(0, "benchmark", b)
                 df.insert(0, "checkpoint", ck)
-                file = _pair_file(out, ck, b)
-                artifacts.write_parquet(file, df[RESPONSE_COLUMNS])
-                artifacts.write_json(
-                    file.with_suffix(".json"), dict(settings=settings[b], **timing)
-                )
+                write_pair(out, ck, b, df, settings[b], timing)
                 acc = df["correct"].mean()
-                log(f"{ck} / {b}: {len(df)} responses, accuracy {acc:.3f}, "
-                    f"{timing['sample_s']:.1f} s sampling + {timing['grade_s']:.1f} s grading")  # fmt: skip
+                log(f"{ck} / {b}: {len(df)} responses, accuracy {acc:.3f}, {timing['sample_s']:.1f}"
+                    f" s sampling + {timing['grade_s']:.1f} s grading")  # fmt: skip
             del model
-        for b in benches:
-            frames.append(pd.read_parquet(_pair_file(out, ck, b)))
+        frames += [read_pair(out, ck, b) for b in benches]
     responses = pd.concat(frames, ignore_index=True)
     artifacts.write_parquet(out / "responses.parquet", responses)
     return responses
 
 
 def timings(out: str | Path) -> pd.DataFrame:
-    """Per-pair sampling and grading seconds recorded by run_evaluation (throughput, grading share)."""
+    """Per-pair sampling and grading seconds recorded by run_evaluation (throughput, grading)."""
     rows = []
     for meta in sorted((Path(out) / PAIRS).glob("*.json")):
         ck, b = meta.stem.split("__", 1)

@@ -1,4 +1,4 @@
-"""Evaluation (05): summaries on hand-made correctness tables, intervals, suffix, resume, regrade."""
+"""Evaluation (05): summaries on hand-made tables, intervals, suffix, resume, regrade."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from polaris_lib.presets import apply_overrides, get_preset
 
 def _table(correct: dict[str, list[int]], checkpoint="base", benchmark="b", **cols) -> pd.DataFrame:
     rows = [
-        dict(checkpoint=checkpoint, benchmark=benchmark, problem_id=p, sample_idx=j, correct=float(c),
-             n_tokens=10 * (j + 1), truncated=False, reason="correct" if c else "wrong", text="")
+        dict(checkpoint=checkpoint, benchmark=benchmark, problem_id=p, sample_idx=j,
+             correct=float(c), n_tokens=10 * (j + 1), truncated=False,
+             reason="correct" if c else "wrong", text="")
         for p, cs in correct.items() for j, c in enumerate(cs)
     ]  # fmt: skip
     df = pd.DataFrame(rows)
@@ -106,7 +107,7 @@ def test_checkpoint_names_resolve_to_stage_folders(tmp_path):
 
 
 def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
-    """The verl AIME prompts already end with the suffix; the loader strips it, sampling adds it once."""
+    """verl AIME prompts end with the suffix; the loader strips it and sampling adds it once."""
     from polaris_lib.data import INSTRUCTION_SUFFIX
     from polaris_lib.sampling import prompt_texts
     from polaris_lib.toy import build_tokenizer
@@ -147,9 +148,10 @@ def test_evaluation_resumes_and_regrades(tmp_path):
 
     def fake_sample(model, tok, probs, n, **kw):
         calls["sample"] += 1
+        pairs = zip(probs.problem_id, probs.problem, strict=True)
         rows = [dict(problem_id=p, sample_idx=j, text=reference_solution(q) if j == 0 else "x",
                      n_tokens=5, finished=True, truncated=False)
-                for p, q in zip(probs.problem_id, probs.problem, strict=True) for j in range(n)]  # fmt: skip
+                for p, q in pairs for j in range(n)]  # fmt: skip
         return pd.DataFrame(rows)
 
     out = tmp_path / "05"

@@ -1,0 +1,71 @@
+"""Figures of notebook 04 (length extrapolation): one function per figure, tidy tables in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from polaris_lib.plots import PAPER_STYLE, caption, new_figure
+
+VARIANT_LABELS = {"none": "no RoPE scaling", "yarn": "YaRN", "linear": "linear interpolation"}
+
+
+def avg_vs_max_length(avg: pd.DataFrame, caption_text: str, trained_length: int):
+    """avg@k (95% bootstrap interval) against the response budget, one line per RoPE variant."""
+    fig, ax = new_figure(6.4, 4.0)
+    for v, g in avg.groupby("variant", sort=False):
+        g = g.sort_values("max_length")
+        err = 100 * np.vstack([g["avg"] - g["ci_lo"], g["ci_hi"] - g["avg"]]).astype(float)
+        ax.errorbar(g["max_length"], 100 * g["avg"], yerr=np.abs(err), marker="o", capsize=4,
+                    label=VARIANT_LABELS.get(v, v))  # fmt: skip
+    ax.axvline(trained_length, **PAPER_STYLE, label=f"trained length L = {trained_length}")
+    ax.set_xlabel("maximum response length (tokens)")
+    ax.set_ylabel("avg@k (% correct)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy against the response budget, with and without YaRN")
+    ax.legend(fontsize=8)
+    caption(fig, caption_text)
+    return fig
+
+
+def accuracy_by_length_bucket(buckets: pd.DataFrame, caption_text: str):
+    """Accuracy per response-length bucket (< L/2, L/2-L, > L) per variant, at the largest budget."""
+    top = buckets[buckets["max_length"] == buckets["max_length"].max()]
+    labels = list(top["bucket"].cat.categories)
+    variants = list(dict.fromkeys(top["variant"]))
+    fig, ax = new_figure(6.4, 4.0)
+    w = 0.8 / max(1, len(variants))
+    for i, v in enumerate(variants):
+        g = top[top["variant"] == v].set_index("bucket").reindex(labels)
+        pos = np.arange(len(labels)) + i * w
+        ax.bar(pos, 100 * g["accuracy"].fillna(0), width=w, label=VARIANT_LABELS.get(v, v))
+        for p, n in zip(pos, g["n"].fillna(0).astype(int), strict=True):
+            ax.text(p, 1, f"n={n}", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels)
+    ax.set_xlabel(f"response length (tokens), budget {int(top['max_length'].max())}")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy by response length (bars with n = 0 are empty buckets)")
+    ax.legend(fontsize=8)
+    caption(fig, caption_text)
+    return fig
+
+
+def loss_by_position(loss: pd.DataFrame, caption_text: str, context: int, extended: int):
+    """Teacher-forced per-token loss against absolute position, one line per RoPE variant.
+
+    `context` marks the model's original max positions, `extended` the context YaRN claims
+    (original x factor).
+    """
+    fig, ax = new_figure(6.4, 4.0)
+    for v, g in loss.groupby("variant", sort=False):
+        ax.plot(g["position"], g["loss"], label=VARIANT_LABELS.get(v, v), linewidth=1.4)
+    ax.axvline(context, **PAPER_STYLE, label=f"original context ({context})")
+    ax.axvline(extended, color="0.6", linestyle=":", label=f"YaRN context ({extended})")
+    ax.set_yscale("log")
+    ax.set_xlabel("position in the sequence (tokens)")
+    ax.set_ylabel("per-token loss (nats, mean over traces)")
+    ax.set_title("Loss on held-out reference traces by position")
+    ax.legend(fontsize=8)
+    caption(fig, caption_text)
+    return fig

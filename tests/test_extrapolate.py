@@ -1,0 +1,103 @@
+"""Length extrapolation (04): RoPE variants take effect, the experiment resumes, tables add up."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from polaris_lib import extrapolate as ex
+from polaris_lib.presets import apply_overrides, get_preset
+
+
+@pytest.fixture(scope="module")
+def toy_checkpoint(tmp_path_factory):
+    """An untrained toy Qwen3 saved like a stage checkpoint (no warm start: seconds, not minutes)."""
+    from polaris_lib.toy import build_model, build_tokenizer
+
+    cfg = get_preset("tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoints" / "stage1" / "final"
+    tok = build_tokenizer()
+    build_model(cfg.toy, tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_linear_parameters_keep_theta():
+    from transformers import Qwen3Config
+
+    qwen3 = Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    p = ex.linear_rope_parameters(qwen3, 1.5)
+    assert p == {"rope_type": "linear", "factor": 1.5, "rope_theta": 1e6}
+
+
+def test_variants_load_and_change_position_handling(toy_checkpoint):
+    cfg = get_preset("tiny")
+    r = ex.rope_check(cfg, toy_checkpoint).set_index("variant")
+    yarn, none, linear = r.loc["yarn"], r.loc["none"], r.loc["linear"]
+    assert (
+        yarn["rope_type"] == "yarn" and yarn["rotary_rope_type"] == "yarn" and yarn["yarn_applied"]
+    )
+    assert yarn["factor"] == 1.5 and yarn["original_max_position_embeddings"] == 128
+    assert yarn["rope_theta"] == cfg.toy.rope_theta and yarn["attention_scaling"] == 1.0
+    # YaRN rescales only the low-frequency dims; linear interpolation rescales all of them.
+    assert 0 < yarn["inv_freq_changed"] < yarn["inv_freq_dims"]
+    assert linear["inv_freq_changed"] == linear["inv_freq_dims"] and not linear["yarn_applied"]
+    assert linear["rope_type"] == "linear" and linear["rope_theta"] == cfg.toy.rope_theta
+    assert none["logit_diff_inside"] == 0 and none["logit_diff_beyond"] == 0
+    assert yarn["logit_diff_beyond"] > 1e-4 and linear["logit_diff_beyond"] > 1e-4
+
+
+def test_extrapolation_runs_resumes_and_summarises(tmp_path):
+    from polaris_lib.toy import reference_solution
+
+    cfg = apply_overrides(get_preset("tiny"), {"yarn.n_problems": 6, "yarn.n_samples": 2,
+                                               "yarn.eval_max_lengths": [40, 200]})  # fmt: skip
+    problems = ex.extrapolation_problems(cfg)
+    assert len(problems) == 6 and problems["difficulty"].max() <= cfg.toy.max_terms + ex.EXTRA_TERMS
+    calls = {"load": 0, "sample": 0}
+
+    def load(cfg, checkpoint, variant):
+        calls["load"] += 1
+        return variant, None
+
+    def fake_sample(model, tok, probs, n, max_new_tokens, **kw):
+        """'yarn' solves everything, 'none' only sample 0; a response longer than the budget is cut."""
+        calls["sample"] += 1
+        rows = []
+        for p, q in zip(probs.problem_id, probs.problem, strict=True):
+            for j in range(n):
+                text = reference_solution(q) if model == "yarn" or j == 0 else "x"
+                cut = len(text) > max_new_tokens
+                rows.append(dict(problem_id=p, sample_idx=j, text=text[:max_new_tokens],
+                                 n_tokens=min(len(text), max_new_tokens), finished=not cut,
+                                 truncated=cut))  # fmt: skip
+        return pd.DataFrame(rows)
+
+    kw = dict(checkpoint=None, variants=("none", "yarn"), load_fn=load, sample_fn=fake_sample,
+              log=lambda s: None)  # fmt: skip
+    res = ex.run_extrapolation(cfg, tmp_path, problems, **kw)
+    assert calls == {"load": 2, "sample": 4} and len(res) == 2 * 2 * 6 * 2
+    again = ex.run_extrapolation(cfg, tmp_path, problems, **kw)
+    assert calls == {"load": 2, "sample": 4}
+    pd.testing.assert_frame_equal(res, again)
+    avg = ex.avg_vs_length(res, n_boot=50).set_index(["variant", "max_length"])["avg"]
+    assert avg[("yarn", 200)] == 1.0 and avg[("none", 200)] == 0.5
+    assert avg[("yarn", 40)] < 1.0  # long traces are cut at 40 tokens and score 0
+    b = ex.bucket_accuracy(res, trained_length=80)
+    assert (
+        set(b["variant"]) == {"none", "yarn"}
+        and b.groupby(["variant", "max_length"])["share"].sum().round(6).eq(1).all()
+    )
+    items = ex.accuracy_by_item(res)
+    assert list(items.columns) == ["none", "yarn"] and (items["yarn"] == 1.0).all()
+
+
+def test_position_loss_reaches_beyond_the_original_context(toy_checkpoint):
+    cfg = get_preset("tiny")
+    none, tok = ex.load_variant(cfg, toy_checkpoint, "none")
+    yarn, _ = ex.load_variant(cfg, toy_checkpoint, "yarn")
+    pairs = ex.reference_texts(cfg, tok, n=6)
+    loss = ex.position_loss({"none": none, "yarn": yarn}, tok, pairs)
+    assert set(loss["variant"]) == {"none", "yarn"}
+    assert loss["position"].max() > cfg.toy.max_position_embeddings
+    assert (loss["loss"] > 0).all() and loss.groupby("variant")["n"].sum().nunique() == 1
