@@ -1,0 +1,227 @@
+"""The `polaris` command: run the pipeline, plan GPU memory, build reports, export, register a kernel.
+
+polaris run --preset tiny [--run-id X] [--seed N] [-p stages.*.max_steps 5 ...] [--steps 01,02]
+polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
+polaris report RUN_ID            |  polaris report --compare RUN_A RUN_B
+polaris export verl --preset qwen3-4b-paper --out exports/qwen3-4b-paper
+polaris kernel [--name polaris-kit] [--user]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from polaris_lib.config import ConfigError
+
+
+def _overrides(pairs: list[list[str]] | None) -> dict | None:
+    from polaris_lib.pipeline import parse_value
+
+    if pairs is None:
+        return None
+    return {name: parse_value(value) for name, value in pairs}
+
+
+def _add_override_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="dotted config override, e.g. -p probe.n_samples 4 -p 'stages.*.max_steps' 5 "
+        "(VALUE parsed as JSON when it parses). Given on a resumed run, replaces the stored set.",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from polaris_lib.presets import PRESETS
+
+    ap = argparse.ArgumentParser(prog="polaris", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run or resume the notebook pipeline for a preset")
+    r.add_argument(
+        "--preset", choices=PRESETS, help="preset (default: the run's stored one, else tiny)"
+    )
+    r.add_argument(
+        "--run-id", help="run folder name under --reports-dir (default: the preset name)"
+    )
+    r.add_argument("--seed", type=int, help="global seed (default: stored, else 0)")
+    _add_override_arg(r)
+    r.add_argument("--steps", help="run only these steps (comma-separated prefixes: 01,02,03_grpo)")
+    r.add_argument("--rerun-from", metavar="STEP", help="re-run STEP (prefix) and all after it")
+    r.add_argument("--compare", nargs="+", metavar="RUN_ID", help="also build a compare report")
+    r.add_argument("--reports-dir", default="reports", help="where run folders live")
+    r.add_argument("--notebooks-dir", default="notebooks", help="notebooks to execute")
+    r.add_argument("--heartbeat", type=float, default=30.0, help="seconds between progress lines")
+
+    p = sub.add_parser("plan", help="estimate GPU memory per stage of a preset")
+    p.add_argument("--preset", required=True, choices=PRESETS)
+    p.add_argument("--gpu-memory", type=float, default=24.0, help="GPU memory in GiB (default 24)")
+    _add_override_arg(p)
+
+    rep = sub.add_parser("report", help="rebuild report.html from a run folder's files")
+    rep.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    rep.add_argument("--compare", nargs="+", metavar="RUN_ID", help="overlay two or more runs")
+    rep.add_argument("--reports-dir", default="reports")
+    rep.add_argument("--out", help="output folder (compare default: reports/compare-<a>-<b>)")
+
+    e = sub.add_parser("export", help="export a preset to another engine")
+    e.add_argument("target", choices=["verl"])
+    e.add_argument("--preset", required=True, choices=PRESETS)
+    e.add_argument("--out", help="output folder (default: exports/<preset>)")
+
+    k = sub.add_parser("kernel", help="register this environment as a JupyterLab kernel")
+    k.add_argument("--name", default="polaris-kit")
+    k.add_argument("--user", action="store_true", help="install in the user's Jupyter dir")
+    return ap
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from polaris_lib.pipeline import StepFailed, run_pipeline
+
+    try:
+        res = run_pipeline(
+            a.preset,
+            a.run_id,
+            seed=a.seed,
+            overrides=_overrides(a.param),
+            steps=a.steps,
+            rerun_from=a.rerun_from,
+            reports_dir=a.reports_dir,
+            notebooks_dir=a.notebooks_dir,
+            heartbeat_s=a.heartbeat,
+        )
+    except StepFailed as exc:
+        print(f"\n[polaris] FAILED: {exc}", file=sys.stderr)
+        print(
+            "[polaris] fix the cause and rerun the same command: finished steps are kept",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"[polaris] run folder: {res.run_dir} ({res.status})")
+    if a.compare:
+        _compare([res.run_dir.name, *a.compare], a.reports_dir, None)
+    if res.report:
+        print(f"[polaris] report: {res.report}")
+    return 0
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from polaris_lib.presets import apply_overrides, get_preset
+
+    try:
+        from polaris_lib.plan import plan_run
+    except ImportError as exc:
+        print(
+            f"polaris plan: the memory planner (polaris_lib/plan.py: plan_run) is not "
+            f"available in this checkout ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = get_preset(a.preset)
+    ov = _overrides(a.param)
+    cfg = apply_overrides(cfg, ov) if ov else cfg
+    table = plan_run(cfg, a.gpu_memory)
+    print(f"preset {a.preset} ({cfg.model.name_or_path}) on a {a.gpu_memory:g} GiB GPU")
+    print(format_plan(table))
+    return 0
+
+
+def format_plan(table) -> str:
+    """The planner's table with GB rounded, then one verdict line (and fixes) per stage."""
+    shown = table.drop(columns=[c for c in ("suggestions",) if c in table.columns])
+    gb = [c for c in shown.columns if c.endswith("_gb")]
+    lines = [shown.round({c: 1 for c in gb}).to_string(index=False), ""]
+    for _, row in table.iterrows():
+        stage = row.get("stage", "?")
+        if "fits" not in row:
+            continue
+        total = f"{row['total_gb']:.1f} GB" if "total_gb" in row else "estimate"
+        if row["fits"]:
+            lines.append(f"stage {stage}: fits ({total})")
+            continue
+        lines.append(f"stage {stage}: does NOT fit ({total}); to make it fit, change one of:")
+        lines += [f"    - {s}" for s in (row.get("suggestions") or [])]
+    return "\n".join(lines)
+
+
+def _compare(run_ids: list[str], reports_dir: str, out: str | None) -> Path:
+    from polaris_lib.report import build_compare_report
+
+    out_dir = Path(out) if out else Path(reports_dir) / ("compare-" + "-".join(run_ids))
+    path = build_compare_report([Path(reports_dir) / r for r in run_ids], out_dir)
+    print(f"[polaris] compare report: {path}")
+    return path
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    ids = [*a.run_ids, *(a.compare or [])]
+    if a.compare and len(ids) < 2:
+        print("polaris report --compare needs two or more run ids", file=sys.stderr)
+        return 2
+    if not a.compare and len(ids) != 1:
+        print("polaris report: give one RUN_ID (or --compare RUN_A RUN_B ...)", file=sys.stderr)
+        return 2
+    missing = [r for r in ids if not (Path(a.reports_dir) / r).is_dir()]
+    if missing:
+        print(f"polaris report: no run folder {Path(a.reports_dir) / missing[0]}", file=sys.stderr)
+        return 2
+    if a.compare:
+        _compare(ids, a.reports_dir, a.out)
+        return 0
+    from polaris_lib.report import build_report
+
+    path = build_report(Path(a.reports_dir) / ids[0], Path(a.out) if a.out else None)
+    print(f"[polaris] report: {path}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    try:
+        from polaris_lib.export import export_verl
+    except ImportError as exc:
+        print(
+            f"polaris export: the verl exporter (polaris_lib/export.py) is not available in "
+            f"this checkout ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(a.out or f"exports/{a.preset}")
+    result = export_verl(a.preset, out)
+    print(f"[polaris] exported {a.preset} for verl: {result or out}")
+    return 0
+
+
+def cmd_kernel(a: argparse.Namespace) -> int:
+    from polaris_lib.kernel import register_lab_kernel
+
+    python = register_lab_kernel(a.name, user=a.user)
+    print(f"[polaris] kernel {a.name!r} registered: {python}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    handlers = {
+        "run": cmd_run,
+        "plan": cmd_plan,
+        "report": cmd_report,
+        "export": cmd_export,
+        "kernel": cmd_kernel,
+    }
+    try:
+        return handlers[a.command](a)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"polaris {a.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\n[polaris] interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

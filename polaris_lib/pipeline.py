@@ -1,0 +1,482 @@
+"""Batch-run the notebooks with papermill: one resumable run folder per run (ARCHITECTURE "Runs").
+
+Order (NOTEBOOKS.md): 01 probe (stage 1) -> 02 curate -> 03 stage 1 -> 01 probe (stage 2) ->
+03 stage 2 -> ... -> 04 length extrapolation -> 05 eval -> 06 report.
+
+Resuming: a step is skipped when its folder is complete (`artifacts.step_done`) AND the
+fingerprint of the config it depends on (its own sections plus every earlier step's fingerprint)
+matches the one recorded in the manifest when it finished. The first step that must run again
+invalidates every step after it: their folders (and checkpoints) are deleted before anything runs,
+so artifacts of two configs never mix. A step that failed or was interrupted with an unchanged
+config keeps its folder: the notebooks resume their own partial work (probe grid, curation
+chunks, trainer checkpoints) deterministically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polaris_lib import artifacts as A
+from polaris_lib.kernel import ensure_kernel
+from polaris_lib.manifest import Manifest, environment, now
+from polaris_lib.presets import resolve
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Config sections each notebook reads directly; earlier steps enter through the fingerprint chain.
+_COMMON = ("seed", "model", "toy")
+_SECTIONS = {
+    A.PROBE: ("probe",),
+    A.CURATE: ("curation",),
+    A.STAGE: ("curation",),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
+    A.LENGTH: ("yarn",),
+    A.EVAL: ("eval", "yarn"),  # eval may apply YaRN
+}
+
+
+class StepFailed(RuntimeError):
+    """A notebook failed: the message names the cell, the error and the partial notebook."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook execution: its folder name, notebook file stem and stage (staged notebooks)."""
+
+    name: str
+    notebook: str
+    stage: int | None = None
+
+
+def plan_steps(n_stages: int) -> list[Step]:
+    """The pipeline for a preset with `n_stages` GRPO stages, in execution order."""
+    steps = []
+    for k in range(1, n_stages + 1):
+        steps.append(Step(f"{A.PROBE}_stage{k}", A.PROBE, k))
+        if k == 1:
+            steps.append(Step(A.CURATE, A.CURATE))
+        steps.append(Step(f"{A.STAGE}_stage{k}", A.STAGE, k))
+    return steps + [Step(A.LENGTH, A.LENGTH), Step(A.EVAL, A.EVAL), Step(A.REPORT, A.REPORT)]
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists -> dotted keys: {"stages": [{"max_steps": 3}]} -> {"stages.0.max_steps": 3}."""
+    if isinstance(d, dict) and d:
+        items = d.items()
+    elif isinstance(d, list) and d:
+        items = ((str(i), v) for i, v in enumerate(d))
+    else:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def step_config(cfg: dict[str, Any], step: Step) -> dict[str, Any]:
+    """The dotted config values `step` depends on directly (the report depends on everything)."""
+    if step.notebook == A.REPORT:
+        return {k: v for k, v in flatten(cfg).items() if not k.startswith("run_dir")}
+    keys = _COMMON + _SECTIONS[step.notebook]
+    sub = {k: cfg.get(k) for k in keys}
+    if step.notebook == A.STAGE:
+        sub[f"stages.{step.stage - 1}"] = cfg["stages"][step.stage - 1]
+    return flatten(sub)
+
+
+def fingerprints(cfg: dict[str, Any], steps: list[Step]) -> list[str]:
+    """Chained hashes: step i's covers its own config values and step i-1's fingerprint."""
+    out, prev = [], ""
+    for step in steps:
+        blob = json.dumps(step_config(cfg, step), sort_keys=True, default=str) + prev
+        prev = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        out.append(prev)
+    return out
+
+
+def changed_keys(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose value differs between two step configs."""
+    old = old or {}
+    return sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+
+
+def parse_value(text: str) -> Any:
+    """A -p VALUE: JSON literal when it parses (4, 1.5, true, null, [1,2], "x"), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@dataclass
+class RunResult:
+    """What `run_pipeline` did: the run folder, final status and the steps it executed."""
+
+    run_dir: Path
+    status: str
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    report: Path | None = None
+
+
+def _fmt_s(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def _rel(path: Path, root: Path) -> str:
+    """Path as the notebooks see it: relative to the repo root when inside it (portable configs)."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _select(steps: list[Step], spec: str | list[str] | None) -> set[str]:
+    """Step names matching a --steps spec ("01,03" matches every probe and every stage step)."""
+    if not spec:
+        return {s.name for s in steps}
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    parts = [p.strip() for p in parts if p.strip()]
+    chosen = {s.name for s in steps for p in parts if s.name == p or s.name.startswith(p)}
+    unknown = [p for p in parts if not any(s.name.startswith(p) for s in steps)]
+    if unknown:
+        names = ", ".join(s.name for s in steps)
+        raise ValueError(f"--steps: {unknown} match no step; steps are: {names}")
+    return chosen
+
+
+def _wipe(run_dir: Path, step: Step) -> None:
+    """Delete a step's folder (and a stage's checkpoints) so stale artifacts cannot be mixed in."""
+    shutil.rmtree(run_dir / step.name, ignore_errors=True)
+    if step.notebook == A.STAGE:
+        shutil.rmtree(A.checkpoint_dir(run_dir, step.stage), ignore_errors=True)
+    if step.notebook == A.REPORT:
+        (run_dir / "report.html").unlink(missing_ok=True)
+
+
+def decide(
+    man: Manifest,
+    run_dir: Path,
+    steps: list[Step],
+    fps: list[str],
+    cfg: dict,
+    rerun_from: str | None,
+) -> tuple[int | None, str]:
+    """Index of the first step that must run, and why (None: everything is complete)."""
+    for i, (step, fp) in enumerate(zip(steps, fps, strict=True)):
+        rec = man.step(step.name) or {}
+        if rerun_from and step.name.startswith(rerun_from):
+            return i, f"--rerun-from {rerun_from}"
+        if rec.get("status") == "done" and rec.get("fingerprint") not in (None, fp):
+            keys = changed_keys(rec.get("config"), step_config(cfg, step))
+            why = f"config changed ({', '.join(keys[:6])})" if keys else "an earlier step changed"
+            return i, why
+        if rec.get("status") == "done" and A.step_done(run_dir / step.name):
+            continue
+        if rec.get("status") == "done":
+            return i, "artifacts missing or incomplete"
+        if rec.get("status") == "failed":
+            return i, f"previous attempt failed ({rec.get('error') or 'error'})"
+        return i, "not run yet"
+    return None, "complete"
+
+
+def run_pipeline(
+    preset: str | None = None,
+    run_id: str | None = None,
+    *,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    steps: str | list[str] | None = None,
+    rerun_from: str | None = None,
+    reports_dir: str | Path = "reports",
+    notebooks_dir: str | Path = "notebooks",
+    repo_root: str | Path = REPO_ROOT,
+    kernel_name: str = "python3",
+    heartbeat_s: float = 30.0,
+    log=print,
+) -> RunResult:
+    """Run (or resume) the pipeline for `preset` into reports_dir/run_id; raises StepFailed."""
+    repo_root = Path(repo_root)
+    reports_dir = Path(reports_dir)
+    reports_dir = reports_dir if reports_dir.is_absolute() else repo_root / reports_dir
+    notebooks_dir = Path(notebooks_dir)
+    notebooks_dir = notebooks_dir if notebooks_dir.is_absolute() else repo_root / notebooks_dir
+    stored = Manifest.load(reports_dir / run_id) if run_id else None
+    preset = preset or (stored.data["preset"] if stored else "tiny")
+    run_id = run_id or preset
+    run_dir = reports_dir / run_id
+    stored = stored or Manifest.load(run_dir)
+    if stored:
+        seed = stored.data.get("seed", 0) if seed is None else seed
+        overrides = stored.data.get("overrides", {}) if overrides is None else overrides
+        if stored.data.get("preset") != preset:
+            log(f"[polaris] run {run_id}: preset {stored.data.get('preset')} -> {preset}")
+    seed, overrides = seed or 0, dict(overrides or {})
+    rel_run = _rel(run_dir, repo_root)
+    cfg_obj = resolve(preset, overrides, SEED=seed, RUN_DIR=rel_run)  # ConfigError on bad input
+    cfg = cfg_obj.to_dict()
+    plan = plan_steps(len(cfg_obj.stages))
+    fps = fingerprints(cfg, plan)
+    chosen = _select(plan, steps)
+    kernel_python = ensure_kernel(kernel_name, log=log)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(run_dir):
+        man = stored or Manifest.create(run_dir, run_id=run_id)
+        interrupted = man.mark_interrupted()
+        for name in interrupted:
+            log(f"[polaris] step {name} was interrupted last time: it will run again")
+        man.data.update(
+            run_id=run_id,
+            run_dir=rel_run,
+            preset=preset,
+            seed=seed,
+            overrides=overrides,
+            seeds={
+                "run": seed,
+                "toy": cfg["toy"]["seed"] if cfg.get("toy") else None,
+                "stages": [s["seed"] + seed for s in cfg["stages"]],
+            },
+            kernel={"name": kernel_name, "python": kernel_python},
+            status="running",
+            **environment(repo_root),
+        )
+        man.data["invocations"].append({"argv": sys.argv, "started": now(), "status": "running"})
+        man.set_steps(
+            [{"step": s.name, "notebook": f"{s.notebook}.ipynb", "stage": s.stage} for s in plan]
+        )
+        man.save()
+        result = RunResult(run_dir=run_dir, status="running")
+        try:
+            _run_steps(
+                man,
+                run_dir,
+                plan,
+                fps,
+                cfg,
+                chosen,
+                rerun_from,
+                notebooks_dir,
+                repo_root,
+                dict(
+                    preset=preset,
+                    seed=seed,
+                    overrides=overrides,
+                    rel_run=rel_run,
+                    kernel_name=kernel_name,
+                    heartbeat_s=heartbeat_s,
+                ),
+                result,
+                log,
+            )
+        except BaseException as exc:
+            man.data["status"] = "failed"
+            man.data["invocations"][-1].update(ended=now(), status="failed", error=repr(exc)[:300])
+            man.save()
+            raise
+        done = all((man.step(s.name) or {}).get("status") == "done" for s in plan)
+        man.data["status"] = result.status = "done" if done else "partial"
+        man.data["invocations"][-1].update(ended=now(), status=result.status)
+        man.save()
+    report = run_dir / "report.html"
+    result.report = report if report.exists() else None
+    return result
+
+
+def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p, result, log):
+    first, why = decide(man, run_dir, plan, fps, cfg, rerun_from)
+    if first is None:
+        log(f"[polaris] run {run_dir.name}: every step is complete and up to date")
+        result.skipped = [s.name for s in plan]
+        return
+    step = plan[first]
+    resume_in_place = why.startswith("previous attempt failed")
+    if why.startswith(("config changed", "--rerun", "artifacts missing")) or (
+        any((man.step(s.name) or {}).get("status") == "done" for s in plan[first + 1 :])
+    ):
+        log(f"[polaris] step {step.name}: {why} -> re-running {step.name} and everything after")
+    elif first > 0:
+        log(f"[polaris] resuming at {step.name} ({why}); {first} step(s) already complete")
+    if not any(s.name in chosen for s in plan[first:]):
+        log(f"[polaris] the selected steps are complete; next would be {step.name} ({why})")
+        result.skipped = [s.name for s in plan]
+        return
+    if step.name not in chosen:
+        raise ValueError(
+            f"step {step.name} must run first ({why}): add it to --steps or drop --steps"
+        )
+    for i, s in enumerate(plan[first:], start=first):
+        rec = man.step(s.name)
+        if not (i == first and resume_in_place):
+            _wipe(run_dir, s)
+        if rec.get("status") == "done" or not (i == first and resume_in_place):
+            rec.update(status="pending", fingerprint=None)
+    man.save()
+    result.skipped = [s.name for s in plan[:first]]
+    stopped = None
+    for i, s in enumerate(plan[first:], start=first):
+        if stopped or s.name not in chosen:
+            # every later step reads this one's artifacts: stop at the first unselected step
+            stopped = stopped or s.name
+            man.step(s.name)["status"] = "skipped"
+            man.save()
+            result.skipped.append(s.name)
+            continue
+        _execute(man, run_dir, s, fps[i], step_config(cfg, s), nb_dir, root, p, i, len(plan), log)
+        result.executed.append(s.name)
+    if stopped:
+        log(f"[polaris] stopped before {stopped} (not selected by --steps); later steps need it")
+
+
+def _execute(man, run_dir, step, fp, step_cfg, nb_dir, root, p, i, n, log) -> None:
+    """Run one notebook with papermill; record the attempt; raise StepFailed on error."""
+    import papermill as pm
+
+    nb = nb_dir / f"{step.notebook}.ipynb"
+    out_dir = run_dir / step.name
+    out_nb = out_dir / "notebook.ipynb"
+    if not nb.exists():
+        man.step(step.name)["status"] = "failed"
+        man.save()
+        raise StepFailed(f"step {step.name}: notebook {nb} not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = dict(
+        PRESET=p["preset"], RUN_DIR=p["rel_run"], SEED=p["seed"], OVERRIDES=p["overrides"]
+    )
+    if step.stage is not None:
+        params["STAGE"] = step.stage
+    log(f"[polaris] ({i + 1}/{n}) {step.name}: running {nb.name} -> {_rel(out_nb, root)}")
+    man.start_attempt(step.name)
+    watch = _Watch(step.name, p["heartbeat_s"], log)
+    t0 = time.time()
+    try:
+        with watch:
+            pm.execute_notebook(
+                str(nb),
+                str(out_nb),
+                parameters=params,
+                kernel_name=p["kernel_name"],
+                cwd=str(root),
+                progress_bar=False,
+                stdout_file=sys.stdout,
+                stderr_file=sys.stderr,
+            )
+        if not A.step_done(out_dir):
+            raise StepFailed(
+                f"step {step.name}: the notebook finished but its folder is incomplete "
+                f"(no {A.DONE_FILE}: the notebook must call artifacts.finish_step last)"
+            )
+    except KeyboardInterrupt:
+        man.end_attempt(step.name, "failed", "interrupted (Ctrl-C)", peak_rss_gb=watch.peak_gb)
+        raise
+    except Exception as exc:
+        msg = _describe_failure(step, exc, _rel(out_nb, root))
+        man.end_attempt(step.name, "failed", msg.splitlines()[1][:500], peak_rss_gb=watch.peak_gb)
+        raise StepFailed(msg) from exc
+    man.end_attempt(
+        step.name,
+        "done",
+        None,
+        fingerprint=fp,
+        config=step_cfg,
+        output=_rel(out_nb, root),
+        peak_rss_gb=watch.peak_gb,
+    )
+    log(f"[polaris] ({i + 1}/{n}) {step.name}: done in {_fmt_s(time.time() - t0)}")
+
+
+def _describe_failure(step: Step, exc: Exception, out_nb: str) -> str:
+    """Cell index, source and error of a failed notebook, and where the partial notebook is."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        src = exc.source if isinstance(exc.source, str) else "".join(exc.source)
+        lines = src.splitlines()
+        shown = "\n".join("    " + ln for ln in lines[:25]) + (
+            "\n    ..." if len(lines) > 25 else ""
+        )
+        return (
+            f"step {step.name} failed in cell {exc.cell_index} of the executed notebook (In [{exc.exec_count}]):\n"
+            f"{exc.ename}: {exc.evalue}\n--- cell source ---\n{shown}\n"
+            f"partially executed notebook: {out_nb}"
+        )
+    return (
+        f"step {step.name} failed:\n{type(exc).__name__}: {exc}\n"
+        f"partially executed notebook: {out_nb}"
+    )
+
+
+class _Watch:
+    """Heartbeat while a step runs: elapsed time every `every` s, and the kernel's peak RSS."""
+
+    def __init__(self, name: str, every: float, log):
+        self.name, self.every, self.log = name, every, log
+        self.peak_gb = 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            kids = psutil.Process().children(recursive=True)
+            rss = sum(k.memory_info().rss for k in kids if k.is_running())
+        except (psutil.Error, OSError):
+            return
+        self.peak_gb = max(self.peak_gb, round(rss / 2**30, 3))
+
+    def _loop(self) -> None:
+        t0, last = time.time(), time.time()
+        while not self._stop.wait(1.0):
+            self._sample()
+            if self.every and time.time() - last >= self.every:
+                last = time.time()
+                self.log(
+                    f"[polaris] {self.name}: running for {_fmt_s(last - t0)} "
+                    f"(kernel peak RSS {self.peak_gb:.2f} GB)"
+                )
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _RunLock:
+    """One runner per run folder: a second `polaris run` on the same id refuses to start."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+
+    def __enter__(self):
+        import psutil
+
+        if self.path.exists():
+            try:
+                pid = int(self.path.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and psutil.pid_exists(pid):
+                raise RuntimeError(
+                    f"run folder {self.path.parent} is in use by process {pid}; wait for it or "
+                    f"stop it (kill {pid}) and rerun"
+                )
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
