@@ -1,0 +1,184 @@
+"""Intra-batch informative substitution (RECIPE.md §4), as pure functions over a batch dict.
+
+A GRPO group whose rewards are all equal (all 0 or all 1 with the binary reward) has zero
+advantage: it adds tokens to the loss denominator and nothing to the gradient. POLARIS replaces
+each such group by a copy of a randomly chosen *mixed* group (without replacement while enough
+exist). The authors' code copies the responses but not the ground-truth answer, so copies were
+re-graded against the wrong answer; here a copy is made by re-indexing *rows*, so every per-row
+entry of the batch (prompt, completion, masks, advantages, old log-probs, importance weights,
+rewards, answers, problem ids) moves together and nothing is re-graded.
+
+Layout: rows of one prompt are contiguous (`group_size` rows per group), as in the batch TRL's
+`_generate_and_score_completions` returns before it shuffles. Shapes: rewards (N,), N = G x n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+ALL0, ALL1, MIXED = "all0", "all1", "mixed"
+SUBSTITUTE, SKIP, TRAIN_MIXED = "substitute", "skip", "train_mixed"
+
+
+def group_kinds(rewards: torch.Tensor | np.ndarray, group_size: int) -> np.ndarray:
+    """Kind of each group: 'mixed' (two distinct rewards), else 'all0' / 'all1'.
+
+    NaN rewards (unscorable rows, advantage 0 in TRL) are ignored; an all-NaN group is 'all0'.
+    A constant group is 'all1' when its value is >= 0.5 (binary reward: exactly all-1).
+
+    >>> group_kinds(np.array([0, 0, 1, 1, 1, 1]), 2).tolist()
+    ['all0', 'all1', 'all1']
+    """
+    r = torch.as_tensor(np.asarray(rewards, dtype=np.float64)).view(-1, group_size)
+    if r.numel() == 0:
+        return np.array([], dtype=object)
+    finite = torch.isfinite(r)
+    hi = torch.where(finite, r, torch.full_like(r, -np.inf)).max(dim=1).values
+    lo = torch.where(finite, r, torch.full_like(r, np.inf)).min(dim=1).values
+    kinds = np.full(r.shape[0], ALL0, dtype=object)
+    kinds[(hi >= 0.5).numpy()] = ALL1
+    kinds[(hi > lo).numpy()] = MIXED
+    return kinds
+
+
+def decide(n_mixed: int, n_groups: int, policy: str, min_mixed_fraction: float) -> str:
+    """What to do with a batch: 'substitute', 'skip' or 'train_mixed'.
+
+    The authors' code substitutes only when more than `min_mixed_fraction` (1/3) of the groups
+    are mixed and otherwise skips the step; 'train_mixed' instead trains on the mixed groups
+    alone. A batch without any mixed group has nothing to learn from: it is always skipped.
+
+    >>> decide(5, 16, "skip", 1 / 3), decide(6, 16, "skip", 1 / 3), decide(5, 16, "train_mixed", 1 / 3)
+    ('skip', 'substitute', 'train_mixed')
+    """
+    if policy not in (SKIP, TRAIN_MIXED):
+        raise ValueError(f"low_mixed_policy must be 'skip' or 'train_mixed', got {policy!r}")
+    if n_mixed == 0:
+        return SKIP
+    if n_mixed / n_groups <= min_mixed_fraction + 1e-12:
+        return policy
+    return SUBSTITUTE
+
+
+def plan_donors(kinds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Donor group for every group: itself when mixed, else a mixed group drawn at random.
+
+    Donors are drawn without replacement while enough mixed groups exist; when uninformative
+    groups outnumber mixed ones, a fresh permutation of the mixed groups is started.
+
+    >>> plan_donors(np.array(["mixed", "all0", "all1", "mixed"]), np.random.default_rng(0)).tolist()
+    [0, 3, 0, 3]
+    """
+    donors = np.arange(len(kinds))
+    mixed = np.flatnonzero(kinds == MIXED)
+    targets = np.flatnonzero(kinds != MIXED)
+    if len(mixed) == 0 or len(targets) == 0:
+        return donors
+    draws: list[int] = []
+    while len(draws) < len(targets):
+        draws.extend(rng.permutation(mixed).tolist())
+    donors[targets] = draws[: len(targets)]
+    return donors
+
+
+def row_index(donors: np.ndarray, group_size: int) -> torch.Tensor:
+    """Row index that copies group donors[g] into group g (rows of a group contiguous)."""
+    d = torch.as_tensor(donors, dtype=torch.long)
+    return (d[:, None] * group_size + torch.arange(group_size)[None, :]).reshape(-1)
+
+
+def is_row_entry(value: Any, n_rows: int) -> bool:
+    """True for a per-row entry of the batch: a tensor or list whose first dimension is n_rows."""
+    if isinstance(value, torch.Tensor):
+        return value.ndim >= 1 and value.shape[0] == n_rows
+    return isinstance(value, list) and len(value) == n_rows
+
+
+def reindex_rows(batch: dict[str, Any], index: torch.Tensor, n_rows: int) -> dict[str, Any]:
+    """A copy of `batch` with every per-row entry re-indexed by `index` (others unchanged)."""
+    out = {}
+    for key, value in batch.items():
+        if not is_row_entry(value, n_rows):
+            out[key] = value
+        elif isinstance(value, torch.Tensor):
+            out[key] = value.index_select(0, index.to(value.device))
+        else:
+            out[key] = [value[i] for i in index.tolist()]
+    return out
+
+
+def loss_mask(batch: dict[str, Any]) -> torch.Tensor:
+    """The tokens TRL's loss counts: completion_mask (x tool_mask when present)."""
+    mask = batch["completion_mask"]
+    return mask if batch.get("tool_mask") is None else mask * batch["tool_mask"]
+
+
+@dataclass
+class SubstitutionResult:
+    """What `substitute` did to one generation batch (all counts over groups)."""
+
+    action: str
+    """'substitute', 'skip' or 'train_mixed' (see `decide`)."""
+    kinds: np.ndarray
+    """Kind of each group before substitution: all0 / all1 / mixed."""
+    donors: np.ndarray
+    """Donor group of each group (itself when kept)."""
+
+    @property
+    def n_substituted(self) -> int:
+        """Groups whose rows were overwritten by a copy of another group."""
+        return int((self.donors != np.arange(len(self.donors))).sum())
+
+    def fractions(self) -> dict[str, float]:
+        """Per-step fractions of groups (the trainer logs these under polaris/...)."""
+        g = max(1, len(self.kinds))
+        return {
+            "frac_all0": float((self.kinds == ALL0).sum() / g),
+            "frac_all1": float((self.kinds == ALL1).sum() / g),
+            "frac_mixed": float((self.kinds == MIXED).sum() / g),
+            "frac_substituted": self.n_substituted / g,
+            "skipped": float(self.action == SKIP),
+            "train_mixed": float(self.action == TRAIN_MIXED),
+        }
+
+
+def substitute(
+    batch: dict[str, Any],
+    rewards: torch.Tensor,
+    group_size: int,
+    *,
+    policy: str,
+    min_mixed_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[dict[str, Any], SubstitutionResult]:
+    """Apply informative substitution to a whole (global) batch whose rows are group-contiguous.
+
+    - 'substitute': uninformative groups become copies of mixed donor groups (every per-row
+      entry re-indexed together, so copies keep their donors' rewards, answers and advantages);
+    - 'train_mixed': uninformative rows get an all-zero completion mask (out of the loss and of
+      the token count);
+    - 'skip': the batch is returned unchanged; the caller must make the step a no-op.
+    The loss token count `num_items_in_batch` (TRL's dapo normaliser) is recomputed.
+    """
+    n_rows = rewards.shape[0]
+    if n_rows % group_size:
+        raise ValueError(f"substitution: {n_rows} rows do not split into groups of {group_size}")
+    kinds = group_kinds(rewards.detach().cpu(), group_size)
+    action = decide(int((kinds == MIXED).sum()), len(kinds), policy, min_mixed_fraction)
+    donors = np.arange(len(kinds))
+    if action == SUBSTITUTE:
+        donors = plan_donors(kinds, rng)
+        batch = reindex_rows(batch, row_index(donors, group_size), n_rows)
+    elif action == TRAIN_MIXED:
+        keep = torch.as_tensor(np.repeat(kinds == MIXED, group_size))
+        batch = dict(batch)
+        mask = batch["completion_mask"]
+        batch["completion_mask"] = mask * keep.to(mask.device, mask.dtype).unsqueeze(1)
+    if "num_items_in_batch" in batch:
+        count = loss_mask(batch).sum()
+        batch["num_items_in_batch"] = count.to(batch["num_items_in_batch"].dtype)
+    return batch, SubstitutionResult(action=action, kinds=kinds, donors=donors)

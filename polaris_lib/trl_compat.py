@@ -1,0 +1,66 @@
+"""Compatibility shims for the pinned TRL (1.15.0); each one says why it exists.
+
+CPU log-prob kernel. TRL 1.15 patches the policy with a fused LM head whose forward always calls
+`trl.trainer.utils._ChunkedLogProbFunction`, a Triton kernel; without Triton (every CPU-only
+install, including the kit's CPU set) that name is None and the first GRPO loss raises
+``'NoneType' object has no attribute 'apply'``. TRL's other kernels fall back to plain torch;
+this one does not. `install_cpu_logprob_fallback` puts a plain-torch function with the same
+signature and outputs in its place, only when the kernel is missing (GPU installs are untouched).
+It materialises the (tokens x vocab) logits, which is fine for the toy model's 102-token vocab.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_OUTPUTS = ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+
+def torch_chunked_logprob(
+    hidden: torch.Tensor,  # (N, H)
+    weight: torch.Tensor,  # (V, H)
+    bias: torch.Tensor | None,  # (V,)
+    targets: torch.Tensor,  # (N,)
+    temperature: float,
+    chunk_size: int,
+    final_logit_softcapping: float | None = None,
+    logit_scale: float = 1.0,
+    outputs: tuple[str, ...] = _OUTPUTS,
+):
+    """Per-token log p(target) (and the optional fields) of softcap(scale * h W^T + b) / T.
+
+    Same contract as TRL's `ChunkedLogProbFunction.apply`: returns (log_probs, entropy,
+    log_sum_sq_probs, mean_logits, is_top1), the optional ones None unless named in `outputs`.
+    `chunk_size` is accepted for signature compatibility; autograd provides the backward.
+    """
+    del chunk_size
+    z = hidden.float() @ weight.float().t()
+    if bias is not None:
+        z = z + bias.float()
+    z = z * logit_scale
+    if final_logit_softcapping is not None:
+        z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
+    z = z / temperature  # (N, V)
+    logp = torch.log_softmax(z, dim=-1)
+    log_probs = logp.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp.exp() * logp).sum(-1) if "entropy" in outputs else None
+    log_sum_sq = torch.logsumexp(2 * logp, dim=-1) if "log_sum_sq_probs" in outputs else None
+    mean_logits = z.mean(-1) if "mean_logits" in outputs else None
+    is_top1 = (z.argmax(-1) == targets) if "is_top1" in outputs else None
+    return log_probs, entropy, log_sum_sq, mean_logits, is_top1
+
+
+class _TorchChunkedLogProb:
+    """Stand-in exposing `.apply` like the autograd.Function it replaces."""
+
+    apply = staticmethod(torch_chunked_logprob)
+
+
+def install_cpu_logprob_fallback() -> bool:
+    """Install the plain-torch kernel when TRL's Triton one is unavailable; True if installed."""
+    from trl.trainer import utils
+
+    if getattr(utils, "_ChunkedLogProbFunction", None) is not None:
+        return False
+    utils._ChunkedLogProbFunction = _TorchChunkedLogProb
+    return True
