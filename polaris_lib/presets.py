@@ -98,8 +98,19 @@ def _tiny() -> RunConfig:
     )
 
 
-def _consumer(model_id: str, ratio: float, lora_rank: int, prompts_per_step: int) -> RunConfig:
-    """One 24 GB GPU: Unsloth LoRA + colocated vLLM; paper lengths x `ratio`, paper rules."""
+def _consumer(
+    model_id: str,
+    ratio: float,
+    lora_rank: int,
+    prompts_per_step: int,
+    micro_batch: int,
+    vllm_memory: float,
+) -> RunConfig:
+    """One 24 GB GPU: Unsloth LoRA + colocated vLLM; paper lengths x `ratio`, paper rules.
+
+    `ratio`, `micro_batch` and `vllm_memory` were chosen with `polaris plan --gpu-memory 24` so
+    that every stage fits (the longest length that fits, at the paper's group size of 8).
+    """
     response = tuple(int(round(n * ratio / 64)) * 64 for n in QWEN3_4B_RESPONSE)
     stages = [
         StageConfig(
@@ -108,7 +119,7 @@ def _consumer(model_id: str, ratio: float, lora_rank: int, prompts_per_step: int
             max_prompt_length=1024,
             max_completion_length=response[i],
             prompts_per_step=prompts_per_step,
-            per_device_batch_size=8,
+            per_device_batch_size=micro_batch,
             learning_rate=1e-5,  # LoRA needs ~10x the full-FT rate (Unsloth GRPO notebooks use 5e-6..5e-5)
             save_steps=25,
         )
@@ -124,7 +135,7 @@ def _consumer(model_id: str, ratio: float, lora_rank: int, prompts_per_step: int
             max_context=40960,
             lora_rank=lora_rank,
             use_vllm=True,
-            gpu_memory_utilization=0.5,
+            gpu_memory_utilization=vllm_memory,
             gradient_checkpointing=True,
         ),
         probe=ProbeConfig(max_new_tokens=response[0], n_samples=8),
@@ -205,13 +216,28 @@ def _paper(
 _BUILDERS = {
     "tiny": _tiny,
     "qwen3-0.6b-24gb": lambda: _consumer(
-        "Qwen/Qwen3-0.6B", ratio=0.25, lora_rank=64, prompts_per_step=16
+        "Qwen/Qwen3-0.6B",
+        ratio=0.2,
+        lora_rank=64,
+        prompts_per_step=16,
+        micro_batch=2,
+        vllm_memory=0.5,
     ),
     "qwen3-1.7b-24gb": lambda: _consumer(
-        "Qwen/Qwen3-1.7B", ratio=0.2, lora_rank=32, prompts_per_step=8
+        "Qwen/Qwen3-1.7B",
+        ratio=0.15,
+        lora_rank=32,
+        prompts_per_step=8,
+        micro_batch=4,
+        vllm_memory=0.5,
     ),
     "qwen3-4b-24gb": lambda: _consumer(
-        "Qwen/Qwen3-4B", ratio=0.1, lora_rank=32, prompts_per_step=4
+        "Qwen/Qwen3-4B",
+        ratio=0.1,
+        lora_rank=32,
+        prompts_per_step=4,
+        micro_batch=1,
+        vllm_memory=0.66,
     ),
     "qwen3-4b-paper": lambda: _paper(
         "Qwen/Qwen3-4B",

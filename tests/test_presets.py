@@ -117,3 +117,12 @@ def test_overrides_and_notebook_parameters():
 def test_unknown_preset_lists_choices():
     with pytest.raises(ConfigError, match="qwen3-4b-paper"):
         get_preset("qwen3-8b")
+
+
+def test_consumer_presets_fit_24gb_by_the_planner():
+    """The consumer presets were sized with `polaris plan`; a change that breaks the fit fails."""
+    from polaris_lib.plan import plan_run
+
+    for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
+        table = plan_run(get_preset(name), 24)
+        assert table["fits"].all(), (name, table[["stage", "total_gb"]].to_dict("records"))
