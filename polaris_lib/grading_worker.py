@@ -30,6 +30,7 @@ CORRECT, WRONG, TIMEOUT, ERROR, GOLD_UNPARSEABLE = (
     "error",
     "gold_unparseable",
 )
+STARTUP_TIMEOUT_S = 120.0
 _GOLD_CACHE_SIZE = 4096  # golds kept parsed per worker; problems recur across steps and epochs
 
 
@@ -88,6 +89,7 @@ def worker_main(conn, timeout_s: float, memory_mb: int) -> None:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     cache: OrderedDict[tuple[str, ...], list] = OrderedDict()
+    conn.send(("ready",))  # the parent's deadlines start only now, after any __main__ re-import
     while True:
         try:
             msg = conn.recv()
@@ -134,6 +136,11 @@ class _Worker:
         self.proc = ctx.Process(target=worker_main, args=(child, timeout_s, memory_mb), daemon=True)
         self.proc.start()
         child.close()
+        # forkserver/spawn children re-import the parent's __main__ script (with its torch import):
+        # wait for that with a generous bound, so no grading deadline ever includes start-up.
+        if not self.conn.poll(STARTUP_TIMEOUT_S) or self.conn.recv() != ("ready",):
+            self.kill()
+            raise RuntimeError(f"grading worker did not start within {STARTUP_TIMEOUT_S} s")
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -160,7 +167,7 @@ class WorkerPool:
         if start_method == "forkserver":
             # Workers fork from a server that already imported math-verify: a replacement for a
             # killed worker starts in milliseconds, and none inherits torch's threads from the parent.
-            self.ctx.set_forkserver_preload(["math_verify", "sympy"])
+            self.ctx.set_forkserver_preload(["polaris_lib.grading_warmup"])
         self.jobs: queue.Queue = queue.Queue()
         self.kills = 0  # workers killed for missing the hard bound (or found dead)
         self._threads: list[threading.Thread] = []
@@ -168,14 +175,22 @@ class WorkerPool:
         self._lock = threading.Lock()
         _LIVE_POOLS.add(self)
 
-    def submit(self, job: Job) -> None:
-        """Queue a job; the driver threads (started on first use) call job.on_done(job) when done."""
+    def start(self, wait: bool = False) -> None:
+        """Start the driver threads, each spawning its worker now (in parallel); optionally wait."""
         with self._lock:
             if not self._threads:
+                self._ready = [threading.Event() for _ in range(self.processes)]
                 for i in range(self.processes):
                     t = threading.Thread(target=self._drive, args=(i,), daemon=True)
                     t.start()
                     self._threads.append(t)
+            ready = self._ready
+        for event in ready if wait else ():
+            event.wait(STARTUP_TIMEOUT_S)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; a driver thread calls job.on_done(job) when it is done."""
+        self.start()
         self.jobs.put(job)
 
     def close(self) -> None:
@@ -204,6 +219,11 @@ class WorkerPool:
         self._workers[i] = None
 
     def _drive(self, i: int) -> None:
+        try:
+            self._worker(i)
+        except RuntimeError:
+            pass  # retried when the first job arrives
+        self._ready[i].set()
         while (job := self.jobs.get()) is not None:
             try:
                 self._run(i, job)

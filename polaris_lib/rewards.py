@@ -33,6 +33,7 @@ REASONS = (CORRECT, WRONG, NO_THINK_CLOSE, NO_BOXED, TOO_LONG, TIMEOUT, GOLD_UNP
 THINK_CLOSE = "</think>"
 MAX_ANSWER_CHARS = 1000  # a boxed answer longer than this is not a final answer; never parsed
 MAX_GOLD_CHARS = 2000
+_VERDICT_CACHE_SIZE = 200_000
 _MAX_BOXES = 6  # math-verify joins a first box and up to 5 more
 _BOX_OPEN = re.compile(r"\\boxed\s*\{")
 # Text allowed between two boxes of one multi-part answer: math delimiters, ",", ";", "and", "or".
@@ -176,7 +177,13 @@ class Grader:
         self.pool = gw.WorkerPool(processes or gw.default_processes(), timeout_s, 0.5, start_method)
         self.counts: Counter[str] = Counter()
         self._gold_ok: dict[tuple[str, ...], bool] = {}
+        self._verdicts: dict[tuple[tuple[str, ...], str], int] = {}
         self._lock = threading.Lock()
+
+    def warm_up(self) -> Grader:
+        """Start every worker now and wait for them (otherwise the first batch pays start-up)."""
+        self.pool.start(wait=True)
+        return self
 
     def grade(self, response: str, gold) -> int | None:
         """Score one response (1, 0, or None for an unparseable gold)."""
@@ -208,6 +215,9 @@ class Grader:
                 continue
             exact = self.short_circuit and _norm(",".join(parts)) in {_norm(g) for g in key}
             answer = ", ".join("\\boxed{" + p + "}" for p in parts)
+            if (verdict := self._verdicts.get((key, answer))) is not None:
+                results[i] = GradeResult(verdict, CORRECT if verdict else WRONG)
+                continue
             pending.setdefault(key, []).append((i, answer, exact))
         self._run_jobs(groups, pending, results)
         with self._lock:
@@ -220,12 +230,16 @@ class Grader:
         jobs = []
         for key in groups:
             items = pending.get(key, [])
-            hard = [(i, a) for i, a, exact in items if not exact]
+            hard: dict[str, list[int]] = {}  # samples often repeat an answer: verify it once
+            for i, a, exact in items:
+                if not exact:
+                    hard.setdefault(a, []).append(i)
             if not hard and key in self._gold_ok:
                 continue
-            for c in range(0, max(1, len(hard)), self.chunk_size):
-                chunk = hard[c : c + self.chunk_size]
-                answers, index = [a for _, a in chunk], [i for i, _ in chunk]
+            uniq = list(hard.items())
+            for c in range(0, max(1, len(uniq)), self.chunk_size):
+                chunk = uniq[c : c + self.chunk_size]
+                answers, index = [a for a, _ in chunk], [ix for _, ix in chunk]
                 jobs.append(gw.Job(key, answers, lambda j: done.release(), index))
         for job in jobs:
             self.pool.submit(job)
@@ -234,8 +248,13 @@ class Grader:
         for job in jobs:
             if job.gold_ok is not None:  # None: the worker failed before judging the gold
                 self._gold_ok[job.golds] = job.gold_ok
-            for i, (score, reason, secs) in zip(job.index, job.results, strict=True):
-                results[i] = GradeResult(score, reason, secs)
+            for ix, a, (score, reason, secs) in zip(
+                job.index, job.answers, job.results, strict=True
+            ):
+                if reason in (CORRECT, WRONG):
+                    self._remember(job.golds, a, score)
+                for i in ix:
+                    results[i] = GradeResult(score, reason, secs)
         for key, idx in groups.items():
             gold_ok = self._gold_ok.get(key)
             for i in idx:
@@ -245,6 +264,13 @@ class Grader:
                     results[i] = GradeResult(0, TIMEOUT)
                 elif results[i] is None:  # exact match, gold known to parse
                     results[i] = GradeResult(1, CORRECT)
+
+    def _remember(self, key: tuple[str, ...], answer: str, score: int) -> None:
+        """Cache a verdict; problems recur across steps and models repeat their answers."""
+        with self._lock:
+            if len(self._verdicts) >= _VERDICT_CACHE_SIZE:
+                self._verdicts.clear()  # crude bound; a refill costs one verify per answer
+            self._verdicts[(key, answer)] = score
 
     def close(self) -> None:
         """Stop the worker processes (they restart if the grader is used again)."""

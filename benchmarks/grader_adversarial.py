@@ -1,0 +1,181 @@
+"""Grader worst case: >= 1,000 adversarial responses; max wall time per sample and survival.
+
+Categories: huge powers/factorials, deep nesting, 100 KB outputs, unbalanced braces, non-UTF8 and
+surrogate junk, random LaTeX token soup, heavy sympy constructs, adversarial golds. Every sample is
+graded in one batch (per-sample time measured around its math-verify work, plus the parent's
+extraction), and a stratified subset again one call at a time from a non-main thread (end-to-end
+wall per call, the number a training loop sees). Writes benchmarks/results/grader_adversarial.json.
+
+    .venv/bin/python benchmarks/grader_adversarial.py [--timeout 2.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from polaris_lib.rewards import Grader, extract_boxed
+
+OUT = Path(__file__).parent / "results" / "grader_adversarial.json"
+TOKENS = r"\frac{ } { ^ _ \sqrt{ \sum_{ \int \left( \right) \begin{matrix} \end{matrix} & \\ x y 9 0 . , = + - \cdot \infty \pi \text{ \boxed{ $ \lim_{ !".split()
+
+
+def towers(rng: random.Random) -> str:
+    base, h = rng.choice([2, 3, 7, 9, 10, 99]), rng.randint(3, 7)
+    s = str(base)
+    for _ in range(h):
+        s = f"{rng.choice([base, rng.randint(2, 999)])}^{{{s}}}"
+    return rng.choice([s, f"({s})!", f"{s} - {s}", f"\\binom{{{s}}}{{{rng.randint(2, 99)}}}"])
+
+
+def nesting(rng: random.Random) -> str:
+    d = rng.randint(50, 3000)
+    kind = rng.randrange(4)
+    if kind == 0:
+        return "\\frac{" * d + "1" + "}{2}" * d
+    if kind == 1:
+        return "(" * d + "x" + ")" * d
+    if kind == 2:
+        return "\\sqrt{" * d + "2" + "}" * d
+    return "{" * d + str(d) + "}" * rng.randint(0, d)
+
+
+def long_text(rng: random.Random) -> str:
+    size = rng.choice([10_000, 50_000, 100_000])
+    unit = rng.choice(["x", "1+", "\\boxed{1}", "a b c d ", "\\frac{1}{2}"])
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def unbalanced(rng: random.Random) -> str:
+    n = rng.randint(1, 2000)
+    return rng.choice(
+        ["\\boxed{" * n, "}" * n + "\\boxed{5", "\\left(" * n, "{" * n + "}" * (n // 2)]
+    )
+
+
+def junk_bytes(rng: random.Random) -> str:
+    raw = bytes(rng.randrange(256) for _ in range(rng.randint(10, 5000)))
+    text = raw.decode("utf-8", errors=rng.choice(["surrogateescape", "replace", "ignore"]))
+    return text + rng.choice(["\ud800", "\udfff", "\x00", "\u202e", ""]) * rng.randint(1, 50)
+
+
+def soup(rng: random.Random) -> str:
+    return " ".join(rng.choice(TOKENS) for _ in range(rng.randint(5, 400)))
+
+
+def heavy(rng: random.Random) -> str:
+    n = rng.randint(5, 12)
+    matrix = " \\\\ ".join(" & ".join("x" for _ in range(n)) for _ in range(n))
+    return rng.choice(
+        [
+            f"\\sum_{{k=1}}^{{10^{{{n}}}}} k^{{{n}}}",
+            f"\\int_0^{{{n}}} e^{{x^{{{n}}}}} dx",
+            f"\\prod_{{k=1}}^{{10^{{{n}}}}} (1+\\frac{{1}}{{k}})",
+            f"x^{{x^{{x^{{x^{{{n}}}}}}}}} = y",
+            f"\\begin{{pmatrix}}{matrix}\\end{{pmatrix}}^{{{n * 100}}}",
+            f"{n}!!!!!!!!",
+            f"10^{{10^{{{n}}}}} \\bmod 7",
+        ]
+    )
+
+
+CATEGORIES = {
+    "towers": towers,
+    "nesting": nesting,
+    "long": long_text,
+    "unbalanced": unbalanced,
+    "junk_bytes": junk_bytes,
+    "soup": soup,
+    "heavy": heavy,
+}
+
+
+def build(n: int, seed: int = 0) -> list[tuple[str, str, object]]:
+    """(category, response, gold) triples; every 10th sample also uses an adversarial gold."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        cat = list(CATEGORIES)[i % len(CATEGORIES)]
+        x = CATEGORIES[cat](rng)
+        wrap = rng.randrange(4)
+        resp = [
+            f"<think>{x}</think> The answer is \\boxed{{{x}}}",
+            f"<think>ok</think> \\boxed{{{x}}}",
+            f"<think>{x[:500]}</think> {x}",
+            f"{x}</think>{x}\\boxed{{{x}}}",
+        ][wrap]
+        gold = CATEGORIES[rng.choice(list(CATEGORIES))](rng)[:3000] if i % 10 == 9 else "5"
+        out.append((cat, resp, gold))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=1050)
+    ap.add_argument("--timeout", type=float, default=2.0, help="the grader's bound, seconds")
+    ap.add_argument("--single", type=int, default=140, help="samples re-graded one call at a time")
+    args = ap.parse_args()
+    cases = build(args.n)
+    grader = Grader(timeout_s=args.timeout).warm_up()
+
+    extract_s = []
+    for _, resp, _ in cases:  # the parent's share of the work, per sample
+        t0 = time.perf_counter()
+        extract_boxed(resp)
+        extract_s.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    results = grader.grade_batch_results([c[1] for c in cases], [c[2] for c in cases])
+    batch_s = time.perf_counter() - t0
+    per_sample = [r.seconds + e for r, e in zip(results, extract_s, strict=True)]
+
+    # One call at a time from a non-main thread: end-to-end wall, the case SIGALRM cannot cover.
+    subset = cases[:: max(1, len(cases) // args.single)][: args.single]
+    walls: list[float] = []
+
+    def one_by_one() -> None:
+        for _, resp, gold in subset:
+            t = time.perf_counter()
+            grader.grade(resp + " ", gold)  # a changed string: no verdict-cache hit
+            walls.append(time.perf_counter() - t)
+
+    th = threading.Thread(target=one_by_one)
+    th.start()
+    th.join()
+
+    by_cat: dict[str, list[float]] = defaultdict(list)
+    for (cat, _, _), s in zip(cases, per_sample, strict=True):
+        by_cat[cat].append(s)
+    result = {
+        "samples": len(cases),
+        "bound_s": args.timeout,
+        "target_s": args.timeout + 1.0,
+        "processes": grader.pool.processes,
+        "load_avg": round(os.getloadavg()[0], 1),
+        "max_seconds_per_sample_batch": round(max(per_sample), 3),
+        "max_parent_extract_seconds": round(max(extract_s), 4),
+        "max_wall_per_call_thread": round(max(walls), 3),
+        "single_calls": len(walls),
+        "within_target": max(per_sample) <= args.timeout + 1.0 and max(walls) <= args.timeout + 1.0,
+        "batch_seconds": round(batch_s, 2),
+        "workers_killed": grader.pool.kills,
+        "reasons": dict(Counter(r.reason for r in results)),
+        "max_seconds_by_category": {k: round(max(v), 3) for k, v in sorted(by_cat.items())},
+        "credited": sum(r.score or 0 for r in results),
+        "process_survived": True,  # this line runs only if the grading process is still alive
+    }
+    grader.close()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = OUT.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, OUT)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
