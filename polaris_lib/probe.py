@@ -118,8 +118,8 @@ def choose_initial(temperatures, zones) -> Choice:
     if chosen == float(max(temperatures)):
         return Choice(
             chosen,
-            f"the whole grid above the cold zone is robust: its top {chosen:g} is chosen; "
-            "extend the grid upward to find where accuracy leaves the robust zone",
+            f"accuracy never left the robust zone up to the top of the grid ({chosen:g}); "
+            "extend the grid upward to find where it does",
             grid_exhausted=True,
         )
     return Choice(

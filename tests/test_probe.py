@@ -73,7 +73,7 @@ def test_flat_curve_picks_grid_top_and_says_so():
     zones, choice = _choose(temps, [0.50, 0.51, 0.50, 0.49])
     assert zones == ["robust"] * 4
     assert choice.temperature == 1.2 and choice.grid_exhausted
-    assert "extend the grid" in choice.reason
+    assert "extend the grid upward" in choice.reason
 
 
 def test_rising_then_falling_curve_marks_cold_zone():

@@ -20,6 +20,7 @@ def pass_rate_histogram(buckets: pd.DataFrame, *, caption_text: str, temperature
     for xi, total in zip(x, buckets.problems, strict=True):
         ax.annotate(str(int(total)), (xi, total), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, buckets.bucket)
+    ax.set_ylim(0, max(1, int(buckets.problems.max())) * 1.12)  # room for the count labels
     ax.set_xlabel(f"pass rate k/n of the policy at T={temperature:g}")
     ax.set_ylabel("problems (count)")
     ax.set_title("Difficulty of the pool for the policy being trained")

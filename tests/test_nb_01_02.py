@@ -1,0 +1,138 @@
+"""Notebooks 01 (temperature probe) and 02 (curation): static checks, and papermill runs on tiny."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from polaris_lib import artifacts, curate, probe
+from polaris_lib.config import RunConfig
+from polaris_lib.presets import NOTEBOOK_ONLY_PARAMS, section_fields
+
+REPO = Path(__file__).resolve().parent.parent
+NB01 = REPO / "notebooks" / "01_temperature_probe.ipynb"
+NB02 = REPO / "notebooks" / "02_curate_by_difficulty.ipynb"
+# Reduced sizes: 3 temperatures x 8 problems x 4 samples; curation of 32 problems in 2 chunks.
+PROBE_OVERRIDES = {
+    "probe.temperatures": [0.6, 1.0, 1.6],
+    "probe.n_problems": 8,
+    "probe.n_samples": 4,
+}
+CURATE_OVERRIDES = {"curation.max_problems": 32, "curation.checkpoint_every": 16}
+
+
+@pytest.mark.parametrize(("path", "section"), [(NB01, "probe"), (NB02, "curation")])
+def test_notebook_static_shape(path, section):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is None and not c.outputs for c in code), "committed outputs"
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and nb.cells.index(params[0]) == 2
+    names = [ln.split("=")[0].strip() for ln in params[0].source.splitlines() if "=" in ln]
+    top = {f for f in RunConfig.__dataclass_fields__}
+    for name in names:
+        key = name.lower()
+        assert key in top | section_fields(section) | NOTEBOOK_ONLY_PARAMS | {"preset"}, name
+    import papermill as pm
+
+    assert list(pm.inspect_notebook(str(path))) == names  # papermill parses every parameter
+    # Thin notebooks: no function/class definitions, no regexes (STYLE habit 1).
+    assert not any(re.search(r"^\s*(def|class) |^\s*import re$", c.source, re.M) for c in code)
+
+
+def _execute(path: Path, out: Path, **params) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(path), str(out), parameters=params, cwd=str(REPO), kernel_name="python3",
+        progress_bar=False, log_output=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """01 (stage 1) then 02 on the tiny preset, in one run folder."""
+    if not Path(sys.executable).resolve().is_relative_to(REPO / ".venv"):
+        pytest.skip("notebook tests run from the project's .venv (its kernel)")
+    run = tmp_path_factory.mktemp("run")
+    _execute(NB01, run / "nb01.ipynb", RUN_DIR=str(run), OVERRIDES=PROBE_OVERRIDES)
+    _execute(NB02, run / "nb02.ipynb", RUN_DIR=str(run), OVERRIDES=CURATE_OVERRIDES)
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_probe_notebook_artifacts(tiny_run):
+    step = artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False)
+    assert artifacts.step_done(step)
+    m = probe.check_artifacts(step)
+    samples = pd.read_parquet(step / "samples.parquet")
+    assert len(samples) == 3 * 8 * 4 and samples.correct.notna().all()
+    table = pd.read_parquet(step / "per_temperature.parquet")
+    assert table.temperature.tolist() == [0.6, 1.0, 1.6]
+    assert m["probe/chosen_temperature"] in table.temperature.tolist() and not m["probe/overridden"]
+    assert m["probe/rule"] == probe.RULE
+    for fig in ("fig_probe.png", "fig_truncation.png"):
+        assert (step / fig).stat().st_size > 5_000
+    cfg = json.loads((step / "config.json").read_text())
+    assert cfg["probe"]["n_samples"] == 4 and cfg["stage"] == 1
+    # Stage-1 quality bar (issue 4), on the full tiny grid it is checked by the benchmark; here the
+    # reduced grid must still show the trade-off's direction: hotter = more diverse, less accurate.
+    # If this fails, the toy world (polaris_lib/toy.py) lacks the trade-off: fix it there, not the rule.
+    assert table.distinct4.iloc[-1] > table.distinct4.iloc[0]
+    assert table.accuracy.iloc[-1] < table.accuracy.iloc[0]
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_curate_notebook_artifacts(tiny_run):
+    step = artifacts.step_dir(tiny_run, artifacts.CURATE, create=False)
+    assert artifacts.step_done(step)
+    m = curate.check_artifacts(step)
+    chosen = artifacts.read_json(
+        artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False) / "metrics.json"
+    )["probe/chosen_temperature"]
+    assert m["curate/temperature"] == chosen and m["curate/pool_size"] == 32
+    rates = pd.read_parquet(step / "pass_rates.parquet")
+    curated = pd.read_parquet(step / "curated.parquet")
+    assert (rates.n == 8).all() and not (curated.k == 8).any()
+    assert m["curate/kept"] + m["curate/dropped_solved_all"] == 32
+    assert sum(m[f"curate/bucket_{k}"] for k in range(9)) == 32
+    assert len(list((step / "partial").glob("chunk_*.parquet"))) == 2
+    for fig in ("fig_pass_rates.png", "fig_pass_rate_by_difficulty.png"):
+        assert (step / fig).stat().st_size > 5_000
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_reprobe_and_override(tiny_run):
+    """STAGE=2 re-probes 'stage 1's checkpoint' (here: the toy policy saved as one) and matches
+    stage 1's diversity; OVERRIDE_TEMPERATURE is recorded with the automatic choice beside it."""
+    from polaris_lib.models import load_policy
+    from polaris_lib.presets import get_preset
+
+    cfg = get_preset("tiny")
+    model, tok = load_policy(cfg.model, toy_cfg=cfg.toy)
+    final = artifacts.checkpoint_dir(tiny_run, 1) / "final"
+    model.save_pretrained(final)
+    tok.save_pretrained(final)
+    try:
+        _execute(NB01, tiny_run / "nb01_s2.ipynb", RUN_DIR=str(tiny_run), STAGE=2,
+                 OVERRIDES=PROBE_OVERRIDES, OVERRIDE_TEMPERATURE=1.3)  # fmt: skip
+    finally:
+        shutil.rmtree(final.parent)
+    step = artifacts.step_dir(tiny_run, artifacts.PROBE, 2, create=False)
+    m = probe.check_artifacts(step)
+    prev = probe.previous_reference(tiny_run, 2)
+    assert m["probe/method"] == "match_diversity"
+    assert m["probe/target_distinct4"] == prev["probe/distinct4_at_chosen"]
+    assert m["probe/automatic_temperature"] >= prev["probe/chosen_temperature"]
+    assert m["probe/overridden"] and m["probe/chosen_temperature"] == 1.3
