@@ -182,3 +182,41 @@ def test_curation_figures_render(tmp_path):
         path = artifacts.save_figure(fig, tmp_path / curate.sanity_figure_name(name))
         assert path.stat().st_size > 5_000
     assert set(curate.sanity_tables("toy", rates, pool)) == {"level", "difficulty"}
+
+
+# ----------------------------------------------------------------------------- real pools
+@pytest.mark.slow
+def test_math500_and_gsm8k_pools_run_through_the_toy_policy(data_dir, monkeypatch, tmp_path):
+    """Exercises the local-pool path end to end; the toy policy scores ~0 on real math."""
+    from polaris_lib.models import load_policy
+    from polaris_lib.presets import apply_overrides, get_preset
+
+    monkeypatch.setenv("POLARIS_DATA_DIR", str(data_dir))
+    base = {"curation.samples_per_problem": 2, "curation.max_new_tokens": 8}
+    run = apply_overrides(get_preset("tiny"), {**base, "curation.pool": "math500"})
+    model, tok = load_policy(run.model, toy_cfg=run.toy)
+    pool = curate.pool_problems(run)
+    assert len(pool) == 256 and {"level", "subject"} <= set(pool.columns)  # tiny caps the pool
+    few = pool.loc[pool.problem.str.len().nsmallest(5).index].reset_index(drop=True)
+    rates = curate.run_curation(model, tok, run, tmp_path / "m", few, 1.0, progress=False)
+    assert rates.n.tolist() == [2] * 5 and rates.pass_rate.between(0, 1).all()
+    views = curate.sanity_tables("math500", rates, few)
+    assert set(views) == {"level"} and views["level"].problems.sum() == 5
+
+    run = apply_overrides(get_preset("tiny"), {**base, "curation.pool": "gsm8k"})
+    gsm = curate.pool_problems(run)
+    few = gsm.loc[gsm.problem.str.len().nsmallest(2).index].reset_index(drop=True)
+    rates = curate.run_curation(model, tok, run, tmp_path / "g", few, 1.0, progress=False)
+    curated, _ = curate.select(few, rates)
+    assert len(curated) == 2 and curated.answer.str.fullmatch(r"-?\d+").all()
+
+
+def test_polaris53k_offline_fails_clearly(monkeypatch):
+    from polaris_lib.data import DataUnavailableError
+    from polaris_lib.presets import apply_overrides, get_preset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    run = apply_overrides(get_preset("tiny"), {"curation.pool": "polaris53k"})
+    with pytest.raises(DataUnavailableError, match="Polaris-Dataset-53K"):
+        curate.pool_problems(run)
