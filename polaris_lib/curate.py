@@ -191,13 +191,17 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v))
 
 
-def _record_rate(rec: dict, i: int) -> float:
-    """One log record's pass rate: pre-rescue if logged, else the mean of its rewards."""
+def _record_rate(rec: dict, i: int) -> float | None:
+    """One log record's pass rate: pre-rescue if logged, else the mean of its graded rewards.
+
+    None when the record holds rewards but none graded (unparseable gold): it is not counted.
+    """
     if not _missing(rec.get("pass_rate_pre_rescue")):
         return float(rec["pass_rate_pre_rescue"])
     rewards = rec.get("rewards")
     if not _missing(rewards) and len(rewards):
-        return float(np.mean([0.0 if _missing(r) else float(r) for r in rewards]))
+        graded = [float(r) for r in rewards if not _missing(r)]
+        return float(np.mean(graded)) if graded else None
     for k in ("mean_reward", "reward"):
         if not _missing(rec.get(k)):
             return float(rec[k])
@@ -222,7 +226,7 @@ def easy_drop(
         if _missing(rec.get("problem_id")):
             raise ValueError(f"reward log record {i} has no problem_id: {rec}")
         rows.append((rec["problem_id"], _record_rate(rec, i)))
-    log_df = pd.DataFrame(rows, columns=["problem_id", "rate"])
+    log_df = pd.DataFrame(rows, columns=["problem_id", "rate"]).dropna(subset=["rate"])
     unknown = sorted(set(log_df.problem_id) - set(problems.problem_id))
     if unknown:
         raise ValueError(

@@ -122,7 +122,7 @@ def _stage_problems():
 
 def test_easy_drop_hand_made_log():
     log = [
-        # a: 1.0 and 0.875 -> mean 0.9375 > 0.9: dropped
+        # a: 1.0, 0.875 and 1.0 (2 graded of 4) -> mean 0.958 > 0.9: dropped
         {"step": 1, "problem_id": "a", "rewards": [1] * 8},
         {"step": 5, "problem_id": "a", "rewards": [1] * 7 + [0]},
         # b: exactly 0.9 is not above the threshold: kept
@@ -135,17 +135,20 @@ def test_easy_drop_hand_made_log():
         {"step": 3, "problem_id": "c", "rewards": [1] * 8, "pass_rate_pre_rescue": 0.5},
         # d: mean_reward form, 0.95: dropped
         {"step": 4, "problem_id": "d", "mean_reward": 0.95},
+        # d: ungraded rewards (None) are ignored, not counted as failures
+        {"step": 7, "problem_id": "d", "rewards": [None] * 8, "pass_rate_pre_rescue": None},
+        {"step": 8, "problem_id": "a", "rewards": [1, 1, None, None], "pass_rate_pre_rescue": None},
     ]  # e: never seen -> kept
     kept, dropped = curate.easy_drop(log, _stage_problems(), threshold=0.9)
-    assert dropped.problem_id.tolist() == ["d", "a"]  # most solved first
-    assert dropped.mean_reward.tolist() == pytest.approx([0.95, 0.9375])
-    assert dropped["count"].tolist() == [1, 2]
+    assert dropped.problem_id.tolist() == ["a", "d"]  # most solved first
+    assert dropped.mean_reward.tolist() == pytest.approx([(1 + 0.875 + 1) / 3, 0.95])
+    assert dropped["count"].tolist() == [3, 1]
     assert kept.problem_id.tolist() == ["b", "c", "e"]
     assert kept.stage_mean_reward.tolist()[:2] == pytest.approx([0.9, 0.5])
     assert np.isnan(kept.stage_mean_reward.iloc[2]) and kept.stage_count.tolist() == [5, 1, 0]
     # Same answer from a DataFrame log; a lower threshold drops more.
     kept2, dropped2 = curate.easy_drop(pd.DataFrame(log), _stage_problems(), threshold=0.5)
-    assert dropped2.problem_id.tolist() == ["d", "a", "b"] and kept2.problem_id.tolist() == [
+    assert dropped2.problem_id.tolist() == ["a", "d", "b"] and kept2.problem_id.tolist() == [
         "c",
         "e",
     ]
