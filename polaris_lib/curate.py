@@ -24,6 +24,11 @@ from polaris_lib.probe import fingerprint, grade
 
 log = logging.getLogger(__name__)
 
+ARTIFACTS = [
+    "config.json", "metrics.json", "pass_rates.parquet", "curated.parquet", "buckets.parquet",
+    "fig_pass_rates.png",
+]  # fmt: skip
+"""What a finished curation step holds (finish_step checks them)."""
 PASS_COLUMNS = ["problem_id", "k", "n", "pass_rate", "mean_tokens", "truncation_rate"]
 
 

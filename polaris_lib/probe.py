@@ -49,6 +49,11 @@ RULE = (
     "robust). stage k>1: grid temperature >= the previous one, outside collapse, whose distinct-4 "
     "is closest to the previous probe's distinct-4 at its chosen temperature (ties: lower)."
 )
+ARTIFACTS = [
+    "config.json", "metrics.json", "samples.parquet", "per_temperature.parquet", "fig_probe.png",
+    "fig_truncation.png",
+]  # fmt: skip
+"""What a finished probe step holds (finish_step checks them)."""
 SAMPLE_COLUMNS = [
     "temperature", "problem_id", "sample_idx", "text", "n_tokens", "finished", "truncated",
     "correct",
