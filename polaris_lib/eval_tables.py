@@ -60,7 +60,7 @@ def _samples_per_problem(g: pd.DataFrame) -> int:
 
 
 def summarize(responses: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per (checkpoint, benchmark): avg@k, its interval, pass@k, solve counts, lengths, rates.
+    """One row per (checkpoint, benchmark): avg@k, interval, pass@k, solve counts, lengths, rates.
 
     format_error_rate counts finished (untruncated) responses the grader rejected for format;
     truncated responses are counted by truncation_rate instead; ungraded = gold unparseable.
@@ -114,7 +114,7 @@ def per_problem_table(responses: pd.DataFrame) -> pd.DataFrame:
 
 
 def length_bucket(n_tokens, length: int) -> pd.Series:
-    """Response-length bucket against a length L: '< L/2', 'L/2-L', '> L' (paper's YaRN analysis)."""
+    """Response-length bucket against a length L: '< L/2', 'L/2-L', '> L' (the paper's YaRN cut)."""
     n = pd.Series(np.asarray(n_tokens), dtype=float)
     labels = bucket_labels(length)
     return pd.Series(np.select([n < length / 2, n <= length], labels[:2], labels[2]), index=n.index)
@@ -135,6 +135,9 @@ def length_bucket_accuracy(responses: pd.DataFrame, length: int, by=PAIR) -> pd.
     return t.sort_values([*by, "bucket"]).reset_index(drop=True)
 
 
+COMPARISON_COLUMNS = ["checkpoint", "benchmark", "kit", "kit_lo", "kit_hi", "paper_model", "paper"]
+
+
 def paper_comparison(summary: pd.DataFrame, model_id: str) -> pd.DataFrame:
     """Kit avg@k (percent, with interval) beside the paper's for the matching model; empty if none.
 
@@ -143,7 +146,7 @@ def paper_comparison(summary: pd.DataFrame, model_id: str) -> pd.DataFrame:
     """
     base_row = PAPER_MODEL_IDS.get(model_id)
     if base_row is None:
-        return pd.DataFrame(columns=["checkpoint", "benchmark", "kit", "kit_lo", "kit_hi", "paper_model", "paper"])  # fmt: skip
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
     rows = []
     for r in summary.to_dict("records"):
         ref = base_row if r["checkpoint"] == "base" else PAPER_TRAINED.get(base_row, base_row)
@@ -171,3 +174,46 @@ def eval_metrics(summary: pd.DataFrame, harness_only: dict[str, bool] | None = N
             out.update({f"{p}/{k}": v for k, v in vals.items()})
             out[f"{p}/harness_only"] = bool(flag)
     return out
+
+
+REQUIRED = ["config.json", "metrics.json", "responses.parquet", "summary.parquet",
+            "pass_at_k.parquet", "per_problem.parquet", "length_buckets.parquet",
+            "paper_comparison.parquet", "fig_avg_by_checkpoint.png", "fig_pass_at_k.png",
+            "fig_accuracy_by_length.png", "fig_length_hist.png"]  # fmt: skip
+"""Artifacts of a finished 05 step."""
+
+
+def describe(cfg) -> str:
+    """Figure caption: preset, model, seed and the sampling settings."""
+    e = cfg.eval
+    return (
+        f"preset {cfg.preset} · model {cfg.model.name_or_path} · seed {cfg.seed} · "
+        f"T {e.temperature}, top_p {e.top_p}, top_k {e.top_k or 'off'}, "
+        f"≤ {e.max_new_tokens} new tokens · interval: {INTERVAL_METHOD}"
+    )
+
+
+def check_artifacts(step) -> dict:
+    """Validate a finished 05 folder (columns, summary consistent with responses); its metrics."""
+    from pathlib import Path
+
+    from polaris_lib import artifacts
+
+    step = Path(step)
+    missing = [f for f in REQUIRED if not (step / f).exists()]
+    if missing:
+        raise ValueError(f"{step}: missing {missing}")
+    responses = pd.read_parquet(step / "responses.parquet")
+    from polaris_lib.evaluate import RESPONSE_COLUMNS
+
+    if list(responses.columns) != RESPONSE_COLUMNS:
+        raise ValueError(f"{step}/responses.parquet columns {list(responses.columns)}")
+    summary = pd.read_parquet(step / "summary.parquet")
+    again = summarize(responses, n_boot=10)
+    if not np.allclose(summary["avg"], again["avg"], equal_nan=True):
+        raise ValueError(f"{step}: summary.parquet does not match responses.parquet")
+    m = artifacts.read_json(step / "metrics.json")
+    for r in summary.to_dict("records"):
+        if f"eval/{r['benchmark']}/avg@{r['k']}" not in m:
+            raise ValueError(f"{step}/metrics.json lacks eval/{r['benchmark']}/avg@{r['k']}")
+    return m

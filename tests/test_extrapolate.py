@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from polaris_lib import extrapolate as ex
+from polaris_lib import rope_variants as rv
 from polaris_lib.presets import apply_overrides, get_preset
 
 
@@ -26,13 +27,13 @@ def test_linear_parameters_keep_theta():
     from transformers import Qwen3Config
 
     qwen3 = Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6})
-    p = ex.linear_rope_parameters(qwen3, 1.5)
+    p = rv.linear_rope_parameters(qwen3, 1.5)
     assert p == {"rope_type": "linear", "factor": 1.5, "rope_theta": 1e6}
 
 
 def test_variants_load_and_change_position_handling(toy_checkpoint):
     cfg = get_preset("tiny")
-    r = ex.rope_check(cfg, toy_checkpoint).set_index("variant")
+    r = rv.rope_check(cfg, toy_checkpoint).set_index("variant")
     yarn, none, linear = r.loc["yarn"], r.loc["none"], r.loc["linear"]
     assert (
         yarn["rope_type"] == "yarn" and yarn["rotary_rope_type"] == "yarn" and yarn["yarn_applied"]
@@ -90,14 +91,25 @@ def test_extrapolation_runs_resumes_and_summarises(tmp_path):
     )
     items = ex.accuracy_by_item(res)
     assert list(items.columns) == ["none", "yarn"] and (items["yarn"] == 1.0).all()
+    table = ex.avg_vs_length(res, n_boot=50)
+    assert "- yarn: avg@2 1.000 [1.000, 1.000]" in ex.findings(table, b, 80)
+    check = pd.DataFrame([
+        dict(variant="none", rope_theta=1e4, yarn_applied=False),
+        dict(variant="yarn", rope_theta=1e4, yarn_applied=True, factor=1.5, attention_factor=1.0,
+             logit_diff_beyond=0.1),
+    ])  # fmt: skip
+    m = ex.metrics(table, b, check, 80)
+    assert m["yarn/applied"] and m["yarn/rope_theta_kept"] and m["yarn/yarn/avg@2@200"] == 1.0
+    assert m["yarn/none/avg@2@200"] == 0.5 and "yarn/yarn/acc_above_L" in m
 
 
 def test_position_loss_reaches_beyond_the_original_context(toy_checkpoint):
     cfg = get_preset("tiny")
-    none, tok = ex.load_variant(cfg, toy_checkpoint, "none")
-    yarn, _ = ex.load_variant(cfg, toy_checkpoint, "yarn")
-    pairs = ex.reference_texts(cfg, tok, n=6)
-    loss = ex.position_loss({"none": none, "yarn": yarn}, tok, pairs)
+    loss = rv.position_loss_for(cfg, toy_checkpoint, variants=("none", "yarn"))
     assert set(loss["variant"]) == {"none", "yarn"}
     assert loss["position"].max() > cfg.toy.max_position_embeddings
     assert (loss["loss"] > 0).all() and loss.groupby("variant")["n"].sum().nunique() == 1
+    settings = rv.variant_settings(cfg, toy_checkpoint).set_index("variant")
+    assert '"rope_type": "yarn"' in settings.loc["yarn", "rope_parameters"]
+    assert '"max_model_len": 192' in settings.loc["yarn", "vllm_kwargs"]
+    assert '"rope_theta": 10000.0' in settings.loc["linear", "vllm_kwargs"]

@@ -58,6 +58,8 @@ def loss_by_position(loss: pd.DataFrame, caption_text: str, context: int, extend
     (original x factor).
     """
     fig, ax = new_figure(6.4, 4.0)
+    if loss.empty:  # no reference traces for this model: say so on the figure
+        ax.text(0.5, 0.5, loss.attrs.get("note", "no data"), ha="center", transform=ax.transAxes)
     for v, g in loss.groupby("variant", sort=False):
         ax.plot(g["position"], g["loss"], label=VARIANT_LABELS.get(v, v), linewidth=1.4)
     ax.axvline(context, **PAPER_STYLE, label=f"original context ({context})")
