@@ -1,0 +1,133 @@
+"""The report: rebuilt from a stored run folder alone, every figure present, none broken.
+
+The stored run folder is synthetic (tests/synthetic.py: the files each step writes, per
+NOTEBOOKS.md). The page is also rendered with headless Chromium (Debian's `chromium`) to
+test-artifacts/report*.png, and the browser itself says whether every <img> decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from synthetic import make_run_folder
+
+from polaris_lib.report import build_compare_report, build_report
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+# report-made figures, then one per step figure file the synthetic steps write
+REPORT_FIGS = {"difficulty", "training", "easy_drop", "pass_at_k"}
+STEP_FIGS = {
+    *(f"01_temperature_probe_stage{k}/fig_probe" for k in (1, 2, 3)),
+    "02_curate_by_difficulty/fig_pass_rates",
+    *(f"03_grpo_stage_stage{k}/fig_rewards" for k in (1, 2, 3)),
+    "04_length_extrapolation/fig_avg_vs_length",
+    "05_eval_aime/fig_avg_by_checkpoint",
+}
+COMPARE_FIGS = {"probe_overlay", "difficulty", "training", "easy_drop", "yarn", "eval", "pass_at_k"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    a = make_run_folder(root / "runA", seed=0)
+    b = make_run_folder(root / "runB", seed=1, skip=("04_length_extrapolation", "05_eval_aime"))
+    return a, b
+
+
+def images(html: str) -> dict[str, Image.Image]:
+    """Every embedded image by its data-figure id, decoded (raises if any is not a valid PNG)."""
+    out = {}
+    for fig_id, b64 in re.findall(
+        r'<img data-figure="([^"]+)"[^>]*src="data:image/png;base64,([^"]+)"', html
+    ):
+        im = Image.open(io.BytesIO(base64.b64decode(b64)))
+        im.load()
+        out[fig_id] = im
+    assert len(out) == html.count("<img"), "an <img> without an embedded PNG"
+    return out
+
+
+def test_report_has_every_figure_decodable(runs):
+    path = build_report(runs[0])
+    html = path.read_text()
+    imgs = images(html)
+    assert set(imgs) == REPORT_FIGS | STEP_FIGS
+    assert all(im.width > 100 and im.height > 100 for im in imgs.values())
+    assert "not run" not in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+    for text in ("1. Temperature probe", "5. Evaluation", "avg@k", "1.400", "toy", "runA"):
+        assert text in html
+    # the report figures are also kept in the 06 folder when it exists (built inside the run)
+    assert not (runs[0] / "06_report").exists()
+
+
+def test_missing_steps_are_shown_as_not_run(runs, tmp_path):
+    html = build_report(runs[1]).read_text()
+    assert "04_length_extrapolation</b>: skipped" in html and "05_eval_aime</b>: skipped" in html
+    assert "pass_at_k" not in images(html)
+    # a run folder with nothing in it still builds
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    html = build_report(empty).read_text()
+    assert html.count('class="notrun"') >= 4 and html.count("<img") == 0
+
+
+def test_incomplete_step_is_not_shown_as_done(runs, tmp_path):
+    run = shutil.copytree(runs[0], tmp_path / "partial")
+    (run / "05_eval_aime" / "_done.json").unlink()
+    html = build_report(run).read_text()
+    assert "05_eval_aime</b>: incomplete" in html and "pass_at_k" not in images(html)
+
+
+def test_compare_report_overlays_runs(runs, tmp_path):
+    path = build_compare_report(list(runs), tmp_path / "compare-runA-runB")
+    html = path.read_text()
+    assert set(images(html)) == COMPARE_FIGS
+    assert "runA" in html and "runB" in html
+    with pytest.raises(ValueError):
+        build_compare_report([runs[0]], tmp_path / "x")
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _render(html: Path, png: Path) -> str:
+    """Screenshot the page and return the DOM after the page's own load script ran."""
+    browser = _chromium()
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    png.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*flags, "--window-size=1280,6000", f"--screenshot={png}", html.as_uri()],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
+    return dom.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.parametrize("which", ["single", "compare"])
+def test_rendered_page_shows_every_figure(runs, tmp_path, which):
+    if which == "single":
+        path, expected = build_report(runs[0]), REPORT_FIGS | STEP_FIGS
+    else:
+        path, expected = build_compare_report(list(runs), tmp_path / "cmp"), COMPARE_FIGS
+    png = ARTIFACTS / f"report_{which}.png"
+    dom = _render(path, png)
+    body = re.search(r'<body data-images-ok="(\d+)" data-images-total="(\d+)"', dom)
+    assert body, "the page's load script did not run"
+    assert int(body.group(1)) == int(body.group(2)) == len(expected)
+    marks = re.findall(r'<img[^>]*data-ok="([01])"', dom)
+    assert marks.count("1") == len(expected) and "0" not in marks
+    shot = Image.open(png)
+    assert shot.size == (1280, 6000)
+    # the screenshot is not blank: a page with figures has many distinct colours
+    assert len(shot.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
