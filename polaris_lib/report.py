@@ -27,6 +27,10 @@ TRAIN_METRICS = {
 }
 
 
+INDEX = "report_index.json"
+"""Written into the 06 folder: the report's sections, figures and the steps it found not run."""
+
+
 @dataclass
 class Run:
     """One run folder, read lazily: manifest, step folders, their metrics and tables."""
@@ -202,6 +206,39 @@ def manifest_steps(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def paper_table(run: Run) -> pd.DataFrame:
+    """The run's avg@k (percent, with interval) beside the paper's, when the model is one of theirs."""
+    from polaris_lib import eval_tables
+
+    summary, _ = evaluation([run])
+    if summary.empty:
+        return pd.DataFrame(columns=eval_tables.COMPARISON_COLUMNS)
+    model = run.config().get("model", {}).get("name_or_path", "")
+    return eval_tables.paper_comparison(summary.drop(columns="run"), model)
+
+
+def eval_table(run: Run) -> pd.DataFrame:
+    """Beside the paper when it reports this model; else the run's own avg@k with intervals."""
+    paper = paper_table(run)
+    if not paper.empty:
+        return paper
+    summary, _ = evaluation([run])
+    cols = [c for c in ("checkpoint", "benchmark", "k", "avg", "ci_lo", "ci_hi") if c in summary]
+    return summary[cols].rename(columns={"avg": "avg@k"})
+
+
+def show_figure(folder: str | Path, fig_id: str):
+    """A saved report figure for display in the notebook, or a 'not run' note when absent."""
+    from IPython.display import Image, Markdown
+
+    path = Path(folder) / f"fig_{fig_id}.png"
+    return Image(filename=str(path)) if path.exists() else Markdown(f"*{fig_id}: not run*")
+
+
+ARTIFACTS = ["config.json", INDEX, "../report.html"]
+"""What a finished 06 step leaves (report.html sits in the run folder itself)."""
+
+
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write report.html for one run (into out_dir, default the run folder); returns its path."""
     from polaris_lib.report_sections import single_run_sections
@@ -213,7 +250,15 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     sub = H.esc(f"preset {m.get('preset', '?')} · seed {m.get('seed', '?')} · "
                 f"status {m.get('status', 'unknown')} · built from {run.dir}")  # fmt: skip
     out = Path(out_dir or run.dir) / "report.html"
-    return H.write_page(out, H.page(f"POLARIS run {run.name}", sub, sections))
+    H.write_page(out, H.page(f"POLARIS run {run.name}", sub, sections))
+    if save_dir is not None:
+        A.write_json(save_dir / INDEX, {
+            "report": str(out),
+            "sections": [h for _, h, _ in sections],
+            "figures": sorted(p.stem.removeprefix("fig_") for p in save_dir.glob("fig_*.png")),
+            "not_run": sorted(set(re.findall(r'class="notrun"><b>([^<]+)</b>', "".join(b for *_, b in sections)))),
+        })  # fmt: skip
+    return out
 
 
 def build_compare_report(run_dirs: list[str | Path], out_dir: str | Path) -> Path:

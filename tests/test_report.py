@@ -131,3 +131,26 @@ def test_rendered_page_shows_every_figure(runs, tmp_path, which):
     assert shot.size == (1280, 6000)
     # the screenshot is not blank: a page with figures has many distinct colours
     assert len(shot.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_report_notebook_builds_the_page(runs, tmp_path):
+    """06_report.ipynb under papermill (as the runner runs it) on a stored run folder."""
+    import papermill as pm
+
+    from polaris_lib import artifacts as A
+
+    run = shutil.copytree(runs[1], tmp_path / "nbrun")
+    out = run / "06_report"
+    out.mkdir()
+    pm.execute_notebook(str(REPO / "notebooks" / "06_report.ipynb"), str(out / "notebook.ipynb"),
+                        parameters={"RUN_DIR": str(run)}, kernel_name="python3", cwd=str(REPO),
+                        progress_bar=False)  # fmt: skip
+    assert A.step_done(out)
+    index = A.read_json(out / "report_index.json")
+    assert set(index["figures"]) == {"difficulty", "training", "easy_drop"}  # no eval in runB
+    assert set(index["not_run"]) == {"04_length_extrapolation", "05_eval_aime"}
+    assert (
+        len(images((run / "report.html").read_text())) == 3 + 3 + 1 + 3
+    )  # + probe/curate/stage figs
