@@ -6,7 +6,7 @@ graded in one batch (per-sample time measured around its math-verify work, plus 
 extraction), and a stratified subset again one call at a time from a non-main thread (end-to-end
 wall per call, the number a training loop sees). Writes benchmarks/results/grader_adversarial.json.
 
-    .venv/bin/python benchmarks/grader_adversarial.py [--timeout 2.0]
+    .venv/bin/python benchmarks/grader_adversarial.py [--timeout 1.0]
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def build(n: int, seed: int = 0) -> list[tuple[str, str, object]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1050)
-    ap.add_argument("--timeout", type=float, default=2.0, help="the grader's bound, seconds")
-    ap.add_argument("--single", type=int, default=140, help="samples re-graded one call at a time")
+    ap.add_argument("--timeout", type=float, default=1.0, help="the grader's bound, seconds")
+    ap.add_argument("--single", type=int, default=100, help="samples re-graded one call at a time")
     args = ap.parse_args()
     cases = build(args.n)
     grader = Grader(timeout_s=args.timeout).warm_up()
@@ -167,6 +167,13 @@ def main() -> None:
         "reasons": dict(Counter(r.reason for r in results)),
         "max_seconds_by_category": {k: round(max(v), 3) for k, v in sorted(by_cat.items())},
         "credited": sum(r.score or 0 for r in results),
+        "credited_note": "junk that still ends in a well-formed \\boxed{5} after </think> "
+        "(e.g. '}}}...\\boxed{5' inside the wrapper's box) is correctly credited",
+        "credited_examples": [
+            {"category": c[0], "response": c[1][:120], "gold": str(c[2])[:120]}
+            for c, r in zip(cases, results, strict=True)
+            if r.score
+        ][:8],
         "process_survived": True,  # this line runs only if the grading process is still alive
     }
     grader.close()

@@ -7,7 +7,7 @@ joined to it only by ``,`` / ``and`` / ``or`` / ``$`` (at most 6, as math-verify
 extraction): ``\\boxed{3}, \\boxed{5}`` is the set {3, 5}, as one multi-part answer.
 
 Gold forms: a str; an int/float (``142.0`` becomes ``"142"``); or a list/array of strings, read as
-*alternative acceptable forms* of one answer (MiniMath's Minerva lists e.g. ``["0.01", "0.02"]`` or
+*alternative acceptable forms* of one answer (Minerva lists e.g. ``["0.01", "0.02"]`` or
 ``["7.5 \\times 10^7", "7.5 \\times 10^7\\n"]``; OlympiadBench lists hold one string). A multi-part
 gold answer is one string, e.g. ``"(3, 5)"`` or ``"$x=1, x=2$"``. A gold no form of which parses
 scores ``None`` (counted), never 0.
@@ -18,28 +18,25 @@ thread; model output is only ever read by math-verify's LaTeX parser, never eval
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
 
-import numpy as np
-
 from polaris_lib import grading_worker as gw
+from polaris_lib.answer_extraction import (  # noqa: F401 - re-exported: the reward's public API
+    MAX_ANSWER_CHARS,
+    NO_BOXED,
+    NO_THINK_CLOSE,
+    THINK_CLOSE,
+    TOO_LONG,
+    extract_boxed,
+    normalize_answer,
+    normalize_gold,
+)
 from polaris_lib.grading_worker import CORRECT, ERROR, GOLD_UNPARSEABLE, TIMEOUT, WRONG
 
-NO_THINK_CLOSE, NO_BOXED, TOO_LONG = "no_think_close", "no_boxed", "answer_too_long"
 REASONS = (CORRECT, WRONG, NO_THINK_CLOSE, NO_BOXED, TOO_LONG, TIMEOUT, GOLD_UNPARSEABLE, ERROR)
-THINK_CLOSE = "</think>"
-MAX_ANSWER_CHARS = 1000  # a boxed answer longer than this is not a final answer; never parsed
-MAX_GOLD_CHARS = 2000
 _VERDICT_CACHE_SIZE = 200_000
-_MAX_BOXES = 6  # math-verify joins a first box and up to 5 more
-_BOX_OPEN = re.compile(r"\\boxed\s*\{")
-# Text allowed between two boxes of one multi-part answer: math delimiters, ",", ";", "and", "or".
-_BOX_JOINER = re.compile(r"^[\s$,;]*(?:\\[)\]][\s$,;]*)*(?:and|or)?[\s$,;]*(?:\\[(\[][\s$]*)*$")
-_BRACE = re.compile(r"[{}]")
-_NORM_DROP = re.compile(r"\s+|\$|\\left|\\right|\\!|\\,|\\;|\\ ")
 
 
 @dataclass(frozen=True)
@@ -49,99 +46,6 @@ class GradeResult:
     score: int | None
     reason: str
     seconds: float = 0.0
-
-
-def normalize_gold(gold) -> tuple[str, ...]:
-    """Gold of any stored type -> tuple of acceptable forms (stripped, outer $ removed).
-
-    >>> normalize_gold(142.0), normalize_gold(["9.6\\n", "$x$"])
-    (('142',), ('9.6', 'x'))
-    """
-    if isinstance(gold, np.generic):
-        gold = gold.item()
-    if isinstance(gold, bool) or gold is None:
-        return ()
-    if isinstance(gold, int | float):
-        if isinstance(gold, float) and not np.isfinite(gold):
-            return ()
-        return (str(int(gold)) if float(gold).is_integer() else repr(gold),)
-    if isinstance(gold, str):
-        forms = [gold]
-    else:
-        forms = [str(g) for g in gold]
-    out = []
-    for g in forms:
-        g = g.strip()
-        while len(g) >= 2 and g[0] == "$" and g[-1] == "$":
-            g = g[1:-1].strip()
-        # Unbalanced braces would only survive as math-verify's raw-string fallback: not a gold.
-        if g and len(g) <= MAX_GOLD_CHARS and _balanced(g) and g not in out:
-            out.append(g)
-    return tuple(out)
-
-
-def _balanced(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-def _box_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every \\boxed{...}, end just past its closing brace or -1 if it never closes.
-
-    One pass over the braces with a stack, so nested or unbalanced junk stays linear in length.
-    """
-    opens = {m.end() - 1: m.start() for m in _BOX_OPEN.finditer(text)}  # "{" position -> start
-    spans: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _BRACE.finditer(text):
-        if m.group() == "{":
-            stack.append(m.start())
-        elif stack:
-            pos = stack.pop()
-            if pos in opens:
-                spans[opens[pos]] = m.end()
-    return sorted((start, spans.get(start, -1)) for start in opens.values())
-
-
-def extract_boxed(response: str, thinking: bool = True) -> tuple[list[str] | None, str | None]:
-    """Boxed parts of the final answer, or (None, reason) when the response has no gradable answer.
-
-    >>> extract_boxed("<think>...</think> so \\\\boxed{3} and \\\\boxed{5}.")
-    (['3', '5'], None)
-    >>> extract_boxed("<think>cut off", thinking=True)
-    (None, 'no_think_close')
-    """
-    if thinking:
-        cut = response.rfind(THINK_CLOSE)
-        if cut < 0:
-            return None, NO_THINK_CLOSE
-        response = response[cut + len(THINK_CLOSE) :]
-    spans = _box_spans(response)
-    if not spans or spans[-1][1] < 0:  # none, or the last box never closes (truncated output)
-        return None, NO_BOXED
-    chosen = [spans[-1]]
-    for start, end in reversed(spans[:-1]):
-        if len(chosen) == _MAX_BOXES or end < 0 or end > chosen[0][0]:
-            break
-        if not _BOX_JOINER.match(response[end : chosen[0][0]]):
-            break
-        chosen.insert(0, (start, end))
-    parts = [response[response.index("{", s) + 1 : e - 1].strip() for s, e in chosen]
-    if sum(map(len, parts)) > MAX_ANSWER_CHARS:
-        return None, TOO_LONG
-    if not any(parts):
-        return None, NO_BOXED
-    return parts, None
-
-
-def _norm(s: str) -> str:
-    """Cheap canonical string for the exact-match short-circuit (never decides a 0)."""
-    s = _NORM_DROP.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    return s.rstrip(".")
 
 
 def _as_text(response) -> str | None:
@@ -213,7 +117,9 @@ class Grader:
             if parts is None:
                 results[i] = GradeResult(0, reason)
                 continue
-            exact = self.short_circuit and _norm(",".join(parts)) in {_norm(g) for g in key}
+            exact = self.short_circuit and normalize_answer(",".join(parts)) in {
+                normalize_answer(g) for g in key
+            }
             answer = ", ".join("\\boxed{" + p + "}" for p in parts)
             if (verdict := self._verdicts.get((key, answer))) is not None:
                 results[i] = GradeResult(verdict, CORRECT if verdict else WRONG)

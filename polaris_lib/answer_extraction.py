@@ -1,0 +1,119 @@
+"""Answer extraction for the reward (RECIPE §8): gold normalisation and the boxed final answer.
+
+Pure string work, no math-verify: what text a response offers as its answer, and which forms a
+stored gold may take. ``rewards`` decides equivalence on top of this.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+NO_THINK_CLOSE, NO_BOXED, TOO_LONG = "no_think_close", "no_boxed", "answer_too_long"
+THINK_CLOSE = "</think>"
+MAX_ANSWER_CHARS = 1000  # a boxed answer longer than this is not a final answer; never parsed
+MAX_GOLD_CHARS = 2000
+_MAX_BOXES = 6  # math-verify joins a first box and up to 5 more
+_BOX_OPEN = re.compile(r"\\boxed\s*\{")
+# Text allowed between two boxes of one multi-part answer: math delimiters, ",", ";", "and", "or".
+_BOX_JOINER = re.compile(r"^[\s$,;]*(?:\\[)\]][\s$,;]*)*(?:and|or)?[\s$,;]*(?:\\[(\[][\s$]*)*$")
+_BRACE = re.compile(r"[{}]")
+_NORM_DROP = re.compile(r"\s+|\$|\\left|\\right|\\!|\\,|\\;|\\ ")
+
+
+def normalize_gold(gold) -> tuple[str, ...]:
+    """Gold of any stored type -> tuple of acceptable forms (stripped, outer $ removed).
+
+    >>> normalize_gold(142.0), normalize_gold(["9.6\\n", "$x$"])
+    (('142',), ('9.6', 'x'))
+    """
+    if isinstance(gold, np.generic):
+        gold = gold.item()
+    if isinstance(gold, bool) or gold is None:
+        return ()
+    if isinstance(gold, int | float):
+        if isinstance(gold, float) and not np.isfinite(gold):
+            return ()
+        return (str(int(gold)) if float(gold).is_integer() else repr(gold),)
+    if isinstance(gold, str):
+        forms = [gold]
+    else:
+        forms = [str(g) for g in gold]
+    out = []
+    for g in forms:
+        g = g.strip()
+        while len(g) >= 2 and g[0] == "$" and g[-1] == "$":
+            g = g[1:-1].strip()
+        # Unbalanced braces would only survive as math-verify's raw-string fallback: not a gold.
+        if g and len(g) <= MAX_GOLD_CHARS and _balanced(g) and g not in out:
+            out.append(g)
+    return tuple(out)
+
+
+def _balanced(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _box_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every \\boxed{...}, end just past its closing brace or -1 if it never closes.
+
+    One pass over the braces with a stack, so nested or unbalanced junk stays linear in length.
+    """
+    opens = {m.end() - 1: m.start() for m in _BOX_OPEN.finditer(text)}  # "{" position -> start
+    spans: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            pos = stack.pop()
+            if pos in opens:
+                spans[opens[pos]] = m.end()
+    return sorted((start, spans.get(start, -1)) for start in opens.values())
+
+
+def extract_boxed(response: str, thinking: bool = True) -> tuple[list[str] | None, str | None]:
+    """Boxed parts of the final answer, or (None, reason) when the response has no gradable answer.
+
+    >>> extract_boxed("<think>...</think> so \\\\boxed{3} and \\\\boxed{5}.")
+    (['3', '5'], None)
+    >>> extract_boxed("<think>cut off", thinking=True)
+    (None, 'no_think_close')
+    """
+    if thinking:
+        cut = response.rfind(THINK_CLOSE)
+        if cut < 0:
+            return None, NO_THINK_CLOSE
+        response = response[cut + len(THINK_CLOSE) :]
+    spans = _box_spans(response)
+    if not spans or spans[-1][1] < 0:  # none, or the last box never closes (truncated output)
+        return None, NO_BOXED
+    chosen = [spans[-1]]
+    for start, end in reversed(spans[:-1]):
+        if len(chosen) == _MAX_BOXES or end < 0 or end > chosen[0][0]:
+            break
+        if not _BOX_JOINER.match(response[end : chosen[0][0]]):
+            break
+        chosen.insert(0, (start, end))
+    parts = [response[response.index("{", s) + 1 : e - 1].strip() for s, e in chosen]
+    if sum(map(len, parts)) > MAX_ANSWER_CHARS:
+        return None, TOO_LONG
+    if not any(parts):
+        return None, NO_BOXED
+    return parts, None
+
+
+def normalize_answer(s: str) -> str:
+    r"""Cheap canonical string for the exact-match short-circuit (never decides a 0).
+
+    >>> print(normalize_answer("$\\dfrac{1}{2} $."))
+    \frac{1}{2}
+    """
+    s = _NORM_DROP.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return s.rstrip(".")
