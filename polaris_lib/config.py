@@ -29,10 +29,10 @@ class ToyConfig:
     """Seed for the task generator, the model init and the warm start (all deterministic on CPU)."""
     min_terms: int = 2
     """Fewest numbers in a toy problem (difficulty knob: more terms = longer trace, harder)."""
-    max_terms: int = 7
-    """Most numbers in a toy problem."""
+    max_terms: int = 8
+    """Most numbers in a toy problem (8 terms: a ~76-token response, past stage 1's budget)."""
     max_value: int = 9
-    """Largest operand value."""
+    """Largest operand value (operands are 1..max_value)."""
     hidden_size: int = 128
     """Hidden size of the tiny Qwen3 model (the issue caps it at 256)."""
     num_layers: int = 2
@@ -41,21 +41,29 @@ class ToyConfig:
     """Attention heads of the tiny model."""
     num_kv_heads: int = 2
     """Key/value heads (grouped-query attention, as in Qwen3)."""
-    max_position_embeddings: int = 256
-    """Context the toy model is built with (its 'pre-training' context)."""
+    max_position_embeddings: int = 128
+    """Context the toy model is built with (its 'pre-training' context; 8-term items fit, 10 don't)."""
     rope_theta: float = 10000.0
     """RoPE base frequency of the toy model."""
     warmstart_steps: int = 300
     """Supervised warm-start steps: short on purpose, so the policy is neither hopeless nor perfect."""
     warmstart_lr: float = 3e-3
-    """Warm-start learning rate."""
+    """Warm-start peak learning rate (linear warm-up, cosine decay)."""
     warmstart_batch_size: int = 64
     """Warm-start batch size (sequences)."""
-    warmstart_max_terms: int = 7
-    """Hardest problems shown during warm start (harder ones stay unsolved unless RL finds them)."""
+    warmstart_max_terms: int = 8
+    """Hardest problems shown during warm start."""
+    warmstart_noise: float = 0.1
+    """Per-step error rate of the warm start's sloppy teacher (doubled on a carry): the policy
+    learns the right mode with calibrated mistakes, which T=1 sampling makes and RL removes."""
 
     def __post_init__(self) -> None:
-        _require(1 <= self.min_terms <= self.max_terms, "toy: need 1 <= min_terms <= max_terms")
+        _require(2 <= self.min_terms <= self.max_terms, "toy: need 2 <= min_terms <= max_terms")
+        _require(
+            self.min_terms <= self.warmstart_max_terms,
+            "toy: warmstart_max_terms must be >= min_terms",
+        )
+        _require(1 <= self.max_value <= 9, "toy: max_value must be a single digit (1..9)")
         _require(self.hidden_size <= 256, "toy: hidden_size must be <= 256 (a CPU-sized model)")
         _require(
             self.hidden_size % self.num_heads == 0,
@@ -65,6 +73,8 @@ class ToyConfig:
             self.num_heads % self.num_kv_heads == 0,
             "toy: num_heads must be divisible by num_kv_heads",
         )
+        _require(0.0 <= self.warmstart_noise < 0.5, "toy: warmstart_noise must be in [0, 0.5)")
+        _require(self.warmstart_steps >= 1, "toy: warmstart_steps must be >= 1")
 
 
 @dataclass

@@ -1,0 +1,408 @@
+"""The embedded toy world: a char-level Qwen3 that learns multi-step sums on a CPU in minutes.
+
+Why it exists: the `tiny` preset must run the whole POLARIS recipe (probe, curation, GRPO stages,
+YaRN, evaluation) on a CPU without downloading a model. So the kit builds its own "hub model":
+- a character-level tokenizer (``tokenizers`` library, ``PreTrainedTokenizerFast``) with a
+  Qwen3-style chat template and ``<think>``/``</think>``/``<|im_end|>`` as single special tokens;
+- a tiny ``Qwen3ForCausalLM`` whose RoPE lives in ``rope_parameters`` (so YaRN applies as for Qwen3);
+- a task: sums of ``k`` single digits (difficulty = k). The worked trace rewrites the expression,
+  adding the first two numbers each step (``7+3+5+2`` -> ``10+5+2 15+2 17``), so each step only
+  copies from the previous one (learnable by 2 layers) and trace length grows ~k^2;
+- a warm start: a few hundred steps of supervised training on traces from a *sloppy teacher* who
+  gets a step wrong with probability ``warmstart_noise`` (more often on a carry). The policy learns
+  the right mode with a calibrated error rate, so sampling at T=1 makes mistakes that compound
+  with k while greedy decoding is mostly right: the under-sharpened start that RL (and the
+  temperature probe) act on.
+Everything is saved with ``save_pretrained`` into a folder keyed by a content hash of the config,
+seed and ``CODE_VERSION``, and reloads with ``AutoTokenizer``/``AutoModelForCausalLM``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polaris_lib.config import ToyConfig
+
+CODE_VERSION = "toy-v1"
+"""Bump when anything below changes what gets built (tokenizer, task, model, warm start)."""
+
+IM_START, IM_END, THINK, THINK_END, PAD, UNK = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<think>",
+    "</think>",
+    "<|endoftext|>",
+    "<unk>",
+)
+SPECIAL_TOKENS = [PAD, IM_START, IM_END, THINK, THINK_END, UNK]
+SPLITS = {"train": 0, "test": 1, "probe": 2}
+# Problems go to a split by a hash of their text, so the splits are disjoint by construction:
+# 80% of all possible problems belong to the train pool, 10% to test, 10% to the probe set.
+_SPLIT_BUCKETS = {"train": range(0, 8), "test": range(8, 9), "probe": range(9, 10)}
+
+# Qwen3's template, reduced to what the kit uses (user/assistant/system turns, thinking switch).
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
+)
+
+
+# ----------------------------------------------------------------------------- task
+def _split_of(problem: str) -> str:
+    bucket = int(hashlib.sha1(problem.encode()).hexdigest(), 16) % 10
+    return next(s for s, r in _SPLIT_BUCKETS.items() if bucket in r)
+
+
+def trace_steps(terms: list[int]) -> list[str]:
+    """Worked steps: add the first two numbers, rewrite the rest.
+
+    >>> trace_steps([7, 3, 5, 2])
+    ['10+5+2', '15+2', '17']
+    """
+    nums, steps = list(terms), []
+    while len(nums) > 1:
+        nums = [nums[0] + nums[1], *nums[2:]]
+        steps.append("+".join(map(str, nums)))
+    return steps
+
+
+def format_solution(steps: list[str]) -> str:
+    """Assistant text for given steps: reasoning inside <think>, the last step boxed after it."""
+    return f"{THINK}{' '.join(steps)}{THINK_END}\\boxed{{{steps[-1].split('+')[0]}}}"
+
+
+def reference_solution(problem_row) -> str:
+    """The correct worked trace for a problem row (or problem string).
+
+    >>> reference_solution({"problem": "7+3+5+2"})
+    '<think>10+5+2 15+2 17</think>\\\\boxed{17}'
+    """
+    problem = problem_row if isinstance(problem_row, str) else problem_row["problem"]
+    terms = [int(t) for t in problem.split("+")]
+    if len(terms) < 2:
+        raise ValueError(f"toy problem {problem!r} needs at least two terms")
+    return format_solution(trace_steps(terms))
+
+
+def make_problems(
+    cfg: ToyConfig,
+    split: str,
+    n: int,
+    seed: int = 0,
+    min_terms: int | None = None,
+    max_terms: int | None = None,
+) -> pd.DataFrame:
+    """n distinct toy problems of one split, in the kit's problem schema.
+
+    The number of terms k (the `difficulty`) is drawn uniformly in [min_terms, max_terms]
+    (defaults from `cfg`); digits are 1..cfg.max_value. Splits are disjoint (hash of the text);
+    the same arguments always give the same table, and a smaller n gives a prefix of a larger one.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"toy split {split!r} unknown; choose one of {sorted(SPLITS)}")
+    lo = cfg.min_terms if min_terms is None else min_terms
+    hi = cfg.max_terms if max_terms is None else max_terms
+    if not 2 <= lo <= hi:
+        raise ValueError(f"toy: need 2 <= min_terms <= max_terms, got {lo}..{hi}")
+    rng = np.random.default_rng([cfg.seed, seed, SPLITS[split], lo, hi])
+    rows, seen, tries = [], set(), 0
+    while len(rows) < n:
+        tries += 1
+        if tries > 200 * n + 10_000:
+            raise ValueError(
+                f"toy: could not draw {n} distinct {split!r} problems with {lo}..{hi} terms "
+                f"(got {len(rows)}); ask for fewer or allow more terms"
+            )
+        k = int(rng.integers(lo, hi + 1))
+        terms = rng.integers(1, cfg.max_value + 1, size=k).tolist()
+        problem = "+".join(map(str, terms))
+        if problem in seen or _split_of(problem) != split:
+            continue
+        seen.add(problem)
+        solution = reference_solution(problem)
+        rows.append(
+            dict(
+                problem_id=f"toy/{split}/{problem}",
+                problem=problem,
+                answer=str(sum(terms)),
+                source="toy",
+                difficulty=k,
+                trace_len=len(solution),
+            )
+        )
+    cols = ["problem_id", "problem", "answer", "source", "difficulty", "trace_len"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def sloppy_solution(terms: list[int], rng: np.random.Generator, noise: float) -> str:
+    """A teacher's trace that errs at each step with prob `noise` (x2 on a carry) and carries on.
+
+    The error (+-1, or +-10 on a carry) propagates consistently to the boxed answer, so the trace
+    is wrong but well formed: the warm-started policy learns a calibrated per-step error rate.
+    """
+    nums, steps = list(terms), []
+    while len(nums) > 1:
+        a, b = nums[0], nums[1]
+        s = a + b
+        carry = (a % 10) + (b % 10) >= 10
+        if rng.random() < noise * (2.0 if carry else 1.0):
+            delta = int(rng.choice([-1, 1])) * (10 if carry and rng.random() < 0.5 else 1)
+            s = max(0, s + delta)
+        nums = [s, *nums[2:]]
+        steps.append("+".join(map(str, nums)))
+    return format_solution(steps)
+
+
+# ----------------------------------------------------------------------------- tokenizer, model
+def build_tokenizer():
+    """Character-level PreTrainedTokenizerFast with Qwen3's special tokens and chat template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["\n"] + [chr(c) for c in range(32, 127)]
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # Every character is its own piece (newline included); special tokens are matched first.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()  # join pieces without the spaces WordLevel would insert
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token=UNK,
+        additional_special_tokens=[IM_START, THINK, THINK_END],
+        padding_side="left",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_model(cfg: ToyConfig, tokenizer):
+    """A freshly initialised tiny Qwen3ForCausalLM (seeded)."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=4 * cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.hidden_size // cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def prompt_text(tokenizer, problem: str) -> str:
+    """The chat-formatted prompt (user turn + assistant generation prompt) for a toy problem."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": problem}], tokenize=False, add_generation_prompt=True
+    )
+
+
+# ----------------------------------------------------------------------------- warm start
+def _warmstart_batch(cfg: ToyConfig, tokenizer, rng: np.random.Generator):
+    """(input_ids, labels, attention_mask) for one batch of sloppy-teacher traces (train split)."""
+    import torch
+
+    seqs, masks = [], []
+    while len(seqs) < cfg.warmstart_batch_size:
+        k = int(rng.integers(cfg.min_terms, cfg.warmstart_max_terms + 1))
+        terms = rng.integers(1, cfg.max_value + 1, size=k).tolist()
+        problem = "+".join(map(str, terms))
+        if _split_of(problem) != "train":  # never show held-out problems
+            continue
+        prompt = tokenizer(prompt_text(tokenizer, problem), add_special_tokens=False).input_ids
+        answer = tokenizer(
+            sloppy_solution(terms, rng, cfg.warmstart_noise) + IM_END, add_special_tokens=False
+        ).input_ids
+        seqs.append(prompt + answer)
+        masks.append([0] * len(prompt) + [1] * len(answer))  # loss on the completion only
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    attn = torch.zeros_like(ids)
+    for i, (s, m) in enumerate(zip(seqs, masks, strict=True)):  # right padding for training
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        labels[i, : len(s)] = torch.where(torch.tensor(m) == 1, torch.tensor(s), -100)
+    return ids, labels, attn
+
+
+def warm_start(model, tokenizer, cfg: ToyConfig, progress: bool = True) -> dict:
+    """Supervised warm start (AdamW, linear warm-up then cosine decay); returns timing stats."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 7])
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.warmstart_lr, weight_decay=0.01, betas=(0.9, 0.98)
+    )
+    warm = max(1, cfg.warmstart_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, cfg.warmstart_steps - warm)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    t0, losses = time.perf_counter(), []
+    bar = _progress(range(cfg.warmstart_steps), progress, "toy warm start")
+    for _step in bar:
+        ids, labels, attn = _warmstart_batch(cfg, tokenizer, rng)
+        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if hasattr(bar, "set_postfix") and _step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    model.eval()
+    return {
+        "steps": cfg.warmstart_steps,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "final_loss": round(float(np.mean(losses[-20:])), 4),
+    }
+
+
+def _progress(it, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, mininterval=2.0)
+
+
+# ----------------------------------------------------------------------------- quick evaluation
+def local_correct(text: str, answer: str) -> bool:
+    """Fast exact check used only for the build stats (the kit grades with polaris_lib.rewards)."""
+    if THINK_END not in text:
+        return False
+    after = text.rsplit(THINK_END, 1)[1]
+    return after.strip() == f"\\boxed{{{answer}}}"
+
+
+def accuracy_by_difficulty(
+    model, tokenizer, problems: pd.DataFrame, *, n: int, temperature: float, max_new_tokens: int
+) -> dict:
+    """{difficulty: accuracy} and overall, with the local exact check (build stats only)."""
+    from polaris_lib.sampling import sample
+
+    out = sample(
+        model,
+        tokenizer,
+        problems,
+        n=n,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        progress=False,
+    )
+    gold = dict(zip(problems.problem_id, problems.answer, strict=True))
+    diff = dict(zip(problems.problem_id, problems.difficulty, strict=True))
+    out["ok"] = [local_correct(t, gold[p]) for t, p in zip(out.text, out.problem_id, strict=True)]
+    out["difficulty"] = out.problem_id.map(diff)
+    by = out.groupby("difficulty").ok.mean().round(3)
+    return {"all": round(float(out.ok.mean()), 3), **{int(k): float(v) for k, v in by.items()}}
+
+
+# ----------------------------------------------------------------------------- build + cache
+def config_hash(cfg: ToyConfig) -> str:
+    """Content hash of everything that determines the built world."""
+    blob = json.dumps({"cfg": dataclasses.asdict(cfg), "code": CODE_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """$POLARIS_CACHE/toy, else <repo>/.cache/toy."""
+    env = os.environ.get("POLARIS_CACHE")
+    if env:
+        return Path(env) / "toy"
+    return Path(__file__).resolve().parents[1] / ".cache" / "toy"
+
+
+def build_toy_world(
+    cfg: ToyConfig, cache_dir: str | Path | None = None, force: bool = False, progress: bool = True
+) -> Path:
+    """Folder with the tokenizer + warm-started model (from_pretrained-loadable); cached by hash."""
+    import torch
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    final = root / f"toy-{config_hash(cfg)}"
+    if final.exists() and (final / "warmstart.json").exists() and not force:
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        tokenizer = build_tokenizer()
+        model = build_model(cfg, tokenizer)
+        stats = warm_start(model, tokenizer, cfg, progress=progress)
+        test = make_problems(cfg, "test", 12 * (cfg.max_terms - cfg.min_terms + 1), seed=1)
+        budget = max(test.trace_len) + 8
+        with torch.no_grad():
+            stats["acc_T1"] = accuracy_by_difficulty(
+                model, tokenizer, test, n=4, temperature=1.0, max_new_tokens=budget
+            )
+            stats["acc_greedy"] = accuracy_by_difficulty(
+                model, tokenizer, test, n=1, temperature=0.0, max_new_tokens=budget
+            )
+        stats.update(config=dataclasses.asdict(cfg), code_version=CODE_VERSION)
+        stats["n_params"] = sum(p.numel() for p in model.parameters())
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "warmstart.json").write_text(json.dumps(stats, indent=2))
+        if force and final.exists():
+            shutil.rmtree(final)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished the same build first: keep theirs
+            if not (final / "warmstart.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_toy_world(cfg: ToyConfig, cache_dir: str | Path | None = None):
+    """(model, tokenizer) of the built toy world, CPU float32, eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = build_toy_world(cfg, cache_dir)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+    return model, tok
+
+
+def warmstart_stats(path: str | Path) -> dict:
+    """The warm-start stats json written next to a built toy world."""
+    return json.loads((Path(path) / "warmstart.json").read_text())

@@ -1,0 +1,150 @@
+"""The embedded toy world: tokenizer, task generator, model save/load, warm start and its cache."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from polaris_lib import toy
+from polaris_lib.config import ConfigError, ToyConfig
+from polaris_lib.rewards import grade
+
+# A world small enough to build in a few seconds: checks the machinery, not the accuracy band.
+FAST = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, warmstart_steps=3)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return toy.build_tokenizer()
+
+
+def test_tokenizer_round_trip_after_save(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = toy.prompt_text(loaded, "7+3+5") + toy.reference_solution("7+3+5") + toy.IM_END
+    ids = loaded(text, add_special_tokens=False).input_ids
+    assert loaded.decode(ids) == text
+    for special in (toy.IM_START, toy.IM_END, toy.THINK, toy.THINK_END):
+        assert len(loaded(special, add_special_tokens=False).input_ids) == 1, special
+    assert loaded.eos_token == toy.IM_END and loaded.pad_token == toy.PAD
+    assert loaded.pad_token_id != loaded.eos_token_id
+    # character level: one id per ordinary character, newline and space included
+    assert len(loaded("a b\n12", add_special_tokens=False).input_ids) == 6
+
+
+def test_chat_template_is_qwen3_style(tok):
+    msgs = [{"role": "user", "content": "2+3"}]
+    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\n2+3<|im_end|>\n<|im_start|>assistant\n"
+    no_think = tok.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+    assert no_think.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_problems_schema_stable_and_disjoint():
+    cfg = ToyConfig()
+    a = toy.make_problems(cfg, "train", 200)
+    assert list(a.columns) == [
+        "problem_id",
+        "problem",
+        "answer",
+        "source",
+        "difficulty",
+        "trace_len",
+    ]
+    assert a.problem_id.is_unique and (a.source == "toy").all()
+    assert a.difficulty.between(cfg.min_terms, cfg.max_terms).all()
+    assert toy.make_problems(cfg, "train", 200).equals(a)  # same call, same table
+    assert toy.make_problems(cfg, "train", 50).equals(a.head(50))  # prefix-stable
+    splits = {s: set(toy.make_problems(cfg, s, 100).problem) for s in ("train", "test", "probe")}
+    assert not (splits["train"] & splits["test"] or splits["train"] & splits["probe"])
+    assert not splits["test"] & splits["probe"]
+    # longer traces for more terms: the length schedule has something to truncate
+    by_k = a.groupby("difficulty").trace_len.mean()
+    assert by_k.is_monotonic_increasing and by_k.iloc[-1] > 2.5 * by_k.iloc[0]
+    long = toy.make_problems(cfg, "test", 10, min_terms=10, max_terms=12)
+    assert long.difficulty.between(10, 12).all()
+    with pytest.raises(ValueError, match="split"):
+        toy.make_problems(cfg, "dev", 3)
+
+
+def test_answers_graded_right_by_the_real_grader():
+    probs = toy.make_problems(ToyConfig(), "test", 20, seed=3)
+    for row in probs.itertuples():
+        gold = str(sum(int(t) for t in row.problem.split("+")))  # independent of the generator
+        assert row.answer == gold
+        assert grade(toy.reference_solution(row._asdict()), gold) == 1
+        assert grade(toy.reference_solution(row._asdict()), str(int(gold) + 1)) == 0
+    # the trace itself is right: every step's numbers sum to the gold
+    for step in toy.trace_steps([7, 3, 5, 2]):
+        assert sum(map(int, step.split("+"))) == 17
+
+
+def test_sloppy_teacher_without_noise_is_the_reference():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    assert toy.sloppy_solution([7, 3, 5, 2], rng, 0.0) == toy.reference_solution("7+3+5+2")
+    noisy = [toy.sloppy_solution([9, 8, 7, 6, 5], rng, 0.3) for _ in range(200)]
+    wrong = sum(not n.endswith("\\boxed{35}") for n in noisy)
+    assert 0.3 < wrong / 200 < 0.99  # errors happen and propagate to the answer
+
+
+def test_model_save_load_same_logits(tok, tmp_path):
+    cfg = ToyConfig(**FAST)
+    model = toy.build_model(cfg, tok)
+    assert model.config.rope_parameters["rope_theta"] == cfg.rope_theta
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = torch.tensor([tok("<|im_start|>user\n1+2", add_special_tokens=False).input_ids])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, loaded(ids).logits)
+
+
+def test_default_model_is_small():
+    tok = toy.build_tokenizer()
+    n = sum(p.numel() for p in toy.build_model(ToyConfig(), tok).parameters())
+    assert n <= 1_000_000
+
+
+def test_cache_reused_and_deterministic(tmp_path):
+    cfg = ToyConfig(**FAST)
+    t0 = time.perf_counter()
+    path = toy.build_toy_world(cfg, tmp_path, progress=False)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    assert toy.build_toy_world(cfg, tmp_path, progress=False) == path
+    assert time.perf_counter() - t0 < min(0.5, first / 5)
+    assert path.name == f"toy-{toy.config_hash(cfg)}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
+    stats = toy.warmstart_stats(path)
+    assert stats["steps"] == 3 and "acc_T1" in stats and "acc_greedy" in stats
+    # a forced rebuild with the same seed gives the same weights (deterministic on CPU)
+    w1 = AutoModelForCausalLM.from_pretrained(path).state_dict()
+    toy.build_toy_world(cfg, tmp_path, force=True, progress=False)
+    w2 = AutoModelForCausalLM.from_pretrained(path).state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    other = toy.build_toy_world(ToyConfig(**{**FAST, "seed": 1}), tmp_path, progress=False)
+    assert other != path
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="hidden_size"):
+        ToyConfig(hidden_size=512)
+    with pytest.raises(ConfigError, match="warmstart_noise"):
+        ToyConfig(warmstart_noise=0.7)
+
+
+@pytest.mark.slow
+def test_warm_start_reaches_the_band(toy_world_path):
+    """The default world (built once per session, reused from the cache): policy is in the band."""
+    stats = toy.warmstart_stats(toy_world_path)
+    acc = stats["acc_T1"]
+    assert 0.2 <= acc["all"] <= 0.6, acc
+    easy, hard = acc[str(ToyConfig().min_terms)], acc[str(ToyConfig().max_terms)]
+    assert easy >= 0.7 and hard <= 0.4, acc
+    assert stats["acc_greedy"]["all"] > acc["all"]  # right mode, under-sharpened
