@@ -14,12 +14,8 @@ chunks, trainer checkpoints) deterministically.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,91 +25,23 @@ from polaris_lib import artifacts as A
 from polaris_lib.kernel import ensure_kernel
 from polaris_lib.manifest import Manifest, environment, now
 from polaris_lib.presets import resolve
+from polaris_lib.run_steps import (  # noqa: F401  (re-exported: the runner's public API)
+    Step,
+    changed_keys,
+    fingerprints,
+    flatten,
+    parse_value,
+    plan_steps,
+    select_steps,
+    step_config,
+)
+from polaris_lib.runtime import RunLock, Watch, fmt_seconds
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# Config sections each notebook reads directly; earlier steps enter through the fingerprint chain.
-_COMMON = ("seed", "model", "toy")
-_SECTIONS = {
-    A.PROBE: ("probe",),
-    A.CURATE: ("curation",),
-    A.STAGE: ("curation",),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
-    A.LENGTH: ("yarn",),
-    A.EVAL: ("eval", "yarn"),  # eval may apply YaRN
-}
 
 
 class StepFailed(RuntimeError):
     """A notebook failed: the message names the cell, the error and the partial notebook."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One notebook execution: its folder name, notebook file stem and stage (staged notebooks)."""
-
-    name: str
-    notebook: str
-    stage: int | None = None
-
-
-def plan_steps(n_stages: int) -> list[Step]:
-    """The pipeline for a preset with `n_stages` GRPO stages, in execution order."""
-    steps = []
-    for k in range(1, n_stages + 1):
-        steps.append(Step(f"{A.PROBE}_stage{k}", A.PROBE, k))
-        if k == 1:
-            steps.append(Step(A.CURATE, A.CURATE))
-        steps.append(Step(f"{A.STAGE}_stage{k}", A.STAGE, k))
-    return steps + [Step(A.LENGTH, A.LENGTH), Step(A.EVAL, A.EVAL), Step(A.REPORT, A.REPORT)]
-
-
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts/lists -> dotted keys: {"stages": [{"max_steps": 3}]} -> {"stages.0.max_steps": 3}."""
-    if isinstance(d, dict) and d:
-        items = d.items()
-    elif isinstance(d, list) and d:
-        items = ((str(i), v) for i, v in enumerate(d))
-    else:
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in items:
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
-def step_config(cfg: dict[str, Any], step: Step) -> dict[str, Any]:
-    """The dotted config values `step` depends on directly (the report depends on everything)."""
-    if step.notebook == A.REPORT:
-        return {k: v for k, v in flatten(cfg).items() if not k.startswith("run_dir")}
-    keys = _COMMON + _SECTIONS[step.notebook]
-    sub = {k: cfg.get(k) for k in keys}
-    if step.notebook == A.STAGE:
-        sub[f"stages.{step.stage - 1}"] = cfg["stages"][step.stage - 1]
-    return flatten(sub)
-
-
-def fingerprints(cfg: dict[str, Any], steps: list[Step]) -> list[str]:
-    """Chained hashes: step i's covers its own config values and step i-1's fingerprint."""
-    out, prev = [], ""
-    for step in steps:
-        blob = json.dumps(step_config(cfg, step), sort_keys=True, default=str) + prev
-        prev = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        out.append(prev)
-    return out
-
-
-def changed_keys(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose value differs between two step configs."""
-    old = old or {}
-    return sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
-
-
-def parse_value(text: str) -> Any:
-    """A -p VALUE: JSON literal when it parses (4, 1.5, true, null, [1,2], "x"), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 @dataclass
@@ -127,31 +55,12 @@ class RunResult:
     report: Path | None = None
 
 
-def _fmt_s(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
-
-
 def _rel(path: Path, root: Path) -> str:
     """Path as the notebooks see it: relative to the repo root when inside it (portable configs)."""
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path.resolve())
-
-
-def _select(steps: list[Step], spec: str | list[str] | None) -> set[str]:
-    """Step names matching a --steps spec ("01,03" matches every probe and every stage step)."""
-    if not spec:
-        return {s.name for s in steps}
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
-    parts = [p.strip() for p in parts if p.strip()]
-    chosen = {s.name for s in steps for p in parts if s.name == p or s.name.startswith(p)}
-    unknown = [p for p in parts if not any(s.name.startswith(p) for s in steps)]
-    if unknown:
-        names = ", ".join(s.name for s in steps)
-        raise ValueError(f"--steps: {unknown} match no step; steps are: {names}")
-    return chosen
 
 
 def _wipe(run_dir: Path, step: Step) -> None:
@@ -227,11 +136,11 @@ def run_pipeline(
     cfg = cfg_obj.to_dict()
     plan = plan_steps(len(cfg_obj.stages))
     fps = fingerprints(cfg, plan)
-    chosen = _select(plan, steps)
+    chosen = select_steps(plan, steps)
     kernel_python = ensure_kernel(kernel_name, log=log)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(run_dir):
+    with RunLock(run_dir):
         man = stored or Manifest.create(run_dir, run_id=run_id)
         interrupted = man.mark_interrupted()
         for name in interrupted:
@@ -357,7 +266,7 @@ def _execute(man, run_dir, step, fp, step_cfg, nb_dir, root, p, i, n, log) -> No
         params["STAGE"] = step.stage
     log(f"[polaris] ({i + 1}/{n}) {step.name}: running {nb.name} -> {_rel(out_nb, root)}")
     man.start_attempt(step.name)
-    watch = _Watch(step.name, p["heartbeat_s"], log)
+    watch = Watch(step.name, p["heartbeat_s"], log)
     t0 = time.time()
     try:
         with watch:
@@ -392,7 +301,7 @@ def _execute(man, run_dir, step, fp, step_cfg, nb_dir, root, p, i, n, log) -> No
         output=_rel(out_nb, root),
         peak_rss_gb=watch.peak_gb,
     )
-    log(f"[polaris] ({i + 1}/{n}) {step.name}: done in {_fmt_s(time.time() - t0)}")
+    log(f"[polaris] ({i + 1}/{n}) {step.name}: done in {fmt_seconds(time.time() - t0)}")
 
 
 def _describe_failure(step: Step, exc: Exception, out_nb: str) -> str:
@@ -414,69 +323,3 @@ def _describe_failure(step: Step, exc: Exception, out_nb: str) -> str:
         f"step {step.name} failed:\n{type(exc).__name__}: {exc}\n"
         f"partially executed notebook: {out_nb}"
     )
-
-
-class _Watch:
-    """Heartbeat while a step runs: elapsed time every `every` s, and the kernel's peak RSS."""
-
-    def __init__(self, name: str, every: float, log):
-        self.name, self.every, self.log = name, every, log
-        self.peak_gb = 0.0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        import psutil
-
-        try:
-            kids = psutil.Process().children(recursive=True)
-            rss = sum(k.memory_info().rss for k in kids if k.is_running())
-        except (psutil.Error, OSError):
-            return
-        self.peak_gb = max(self.peak_gb, round(rss / 2**30, 3))
-
-    def _loop(self) -> None:
-        t0, last = time.time(), time.time()
-        while not self._stop.wait(1.0):
-            self._sample()
-            if self.every and time.time() - last >= self.every:
-                last = time.time()
-                self.log(
-                    f"[polaris] {self.name}: running for {_fmt_s(last - t0)} "
-                    f"(kernel peak RSS {self.peak_gb:.2f} GB)"
-                )
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._sample()
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-class _RunLock:
-    """One runner per run folder: a second `polaris run` on the same id refuses to start."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-
-    def __enter__(self):
-        import psutil
-
-        if self.path.exists():
-            try:
-                pid = int(self.path.read_text().strip() or 0)
-            except ValueError:
-                pid = 0
-            if pid and pid != os.getpid() and psutil.pid_exists(pid):
-                raise RuntimeError(
-                    f"run folder {self.path.parent} is in use by process {pid}; wait for it or "
-                    f"stop it (kill {pid}) and rerun"
-                )
-        self.path.write_text(str(os.getpid()))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
