@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--seed", type=int, help="global seed (default: stored, else 0)")
     _add_override_arg(r)
+    r.add_argument("--quick", action="store_true",
+                   help="minimum sizes for a fast end-to-end check (run_steps.QUICK_OVERRIDES; "
+                   "-p values win)")  # fmt: skip
     r.add_argument("--steps", help="run only these steps (comma-separated prefixes: 01,02,03_grpo)")
     r.add_argument("--rerun-from", metavar="STEP", help="re-run STEP (prefix) and all after it")
     r.add_argument("--compare", nargs="+", metavar="RUN_ID", help="also build a compare report")
@@ -82,13 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(a: argparse.Namespace) -> int:
     from polaris_lib.pipeline import StepFailed, run_pipeline
+    from polaris_lib.run_steps import QUICK_OVERRIDES
 
+    overrides = _overrides(a.param)
+    if a.quick:
+        overrides = {**QUICK_OVERRIDES, **(overrides or {})}
     try:
         res = run_pipeline(
             a.preset,
             a.run_id,
             seed=a.seed,
-            overrides=_overrides(a.param),
+            overrides=overrides,
             steps=a.steps,
             rerun_from=a.rerun_from,
             reports_dir=a.reports_dir,

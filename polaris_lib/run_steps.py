@@ -107,3 +107,18 @@ def select_steps(steps: list[Step], spec: str | list[str] | None) -> set[str]:
         names = ", ".join(s.name for s in steps)
         raise ValueError(f"--steps: {unknown} match no step; steps are: {names}")
     return chosen
+
+
+QUICK_OVERRIDES = {
+    "probe.n_problems": 8,
+    "probe.n_samples": 4,
+    "curation.max_problems": 32,
+    "stages.*.max_steps": 3,
+    "stages.*.prompts_per_step": 8,
+    "yarn.n_problems": 8,
+    "yarn.n_samples": 2,
+    "eval.max_problems": 8,
+    "eval.samples": {"toy": 4, "aime24": 1, "aime25": 1},
+    "eval.n_bootstrap": 200,
+}
+"""`polaris run --quick`: the tiny pipeline at minimum sizes (every step runs, numbers mean little)."""
