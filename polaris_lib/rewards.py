@@ -18,6 +18,7 @@ thread; model output is only ever read by math-verify's LaTeX parser, never eval
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from polaris_lib.grading_worker import CORRECT, ERROR, GOLD_UNPARSEABLE, TIMEOUT
 
 REASONS = (CORRECT, WRONG, NO_THINK_CLOSE, NO_BOXED, TOO_LONG, TIMEOUT, GOLD_UNPARSEABLE, ERROR)
 _VERDICT_CACHE_SIZE = 200_000
+_INT = re.compile(r"-?\d{1,1000}")  # bounded: int() of a huge digit string is slow (and capped)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,10 @@ def _as_text(response) -> str | None:
 
 class Grader:
     """Batch grader: golds parsed once per worker, exact matches short-circuited, work in processes.
+
+    Short-circuits (no math-verify): the same normalised string as a gold form scores 1; an integer
+    answer against integer golds is compared as integers (math-verify's own verdict there).
+    Repeated (gold, answer) pairs are verified once and their verdicts cached.
 
     Thread-safe; the worker pool starts on first use, is reused, and is shut down at exit.
     ``counts`` tallies every verdict's reason since construction.
@@ -110,12 +116,20 @@ class Grader:
                 results[i] = GradeResult(None, GOLD_UNPARSEABLE)
                 continue
             groups.setdefault(key, []).append(i)
+            int_gold = self.short_circuit and all(map(_INT.fullmatch, key))
+            if int_gold:  # math-verify parses any integer; no worker needed to learn that
+                self._gold_ok.setdefault(key, True)
             text = _as_text(resp)
             parts, reason = (
                 extract_boxed(text, self.thinking) if text is not None else (None, ERROR)
             )
             if parts is None:
                 results[i] = GradeResult(0, reason)
+                continue
+            if int_gold and len(parts) == 1 and _INT.fullmatch(parts[0]):
+                # integer vs integer: math-verify compares sympy Integers exactly; so do we
+                score = int(any(int(parts[0]) == int(g) for g in key))
+                results[i] = GradeResult(score, CORRECT if score else WRONG)
                 continue
             exact = self.short_circuit and normalize_answer(",".join(parts)) in {
                 normalize_answer(g) for g in key

@@ -116,6 +116,20 @@ def test_wrong_answers_score_zero(answer, gold, grader):
     assert grader.grade_batch_results([wrap(answer)], [gold])[0].reason == "wrong"
 
 
+def test_short_circuits_agree_with_math_verify(grader):
+    """Integer compare and exact-string match give math-verify's verdicts (checked with them off)."""
+    pairs = [("25", "025"), ("-0", "0"), ("-5", "5"), ("7", "7"), ("1000", "1,000"), ("3", "3.0")]
+    pairs += [("\\dfrac{1}{2}", "\\frac{1}{2}"), ("x = 5", "x=5"), ("12", "13")]
+    responses, golds = [wrap(a) for a, _ in pairs], [g for _, g in pairs]
+    strict = Grader(timeout_s=5.0, processes=1, short_circuit=False)
+    try:
+        expected = strict.grade_batch(responses, golds)
+    finally:
+        strict.close()
+    assert grader.grade_batch(responses, golds) == expected
+    assert expected[:4] == [1, 1, 0, 1]
+
+
 def test_multi_part_boxes_count_together(grader):
     resp = "<think>x</think> The roots are $\\boxed{3}$ and $\\boxed{5}$."
     assert extract_boxed(resp) == (["3", "5"], None)
