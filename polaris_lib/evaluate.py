@@ -99,11 +99,11 @@ def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dic
 
 def plan(cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:
     """The (checkpoint, benchmark) pairs this config evaluates, with k and problem counts."""
+    sizes = {b: len(load_benchmark(b, cfg, data_dir)) for b in cfg.eval.benchmarks}
     rows = []
     for ck in cfg.eval.checkpoints:
         path = checkpoint_path(cfg.run_dir, ck, len(cfg.stages))
-        for b in cfg.eval.benchmarks:
-            n = len(load_benchmark(b, cfg, data_dir))
+        for b, n in sizes.items():
             k = cfg.eval.k_for(b)
             rows.append(dict(checkpoint=ck, path=path or cfg.model.name_or_path, benchmark=b,
                              problems=n, k=k, responses=n * k,

@@ -156,7 +156,7 @@ def findings(avg: pd.DataFrame, buckets: pd.DataFrame, length: int) -> str:
 
 
 def metrics(avg: pd.DataFrame, buckets: pd.DataFrame, check: pd.DataFrame, length: int) -> dict:
-    """metrics.json keys yarn/...: did YaRN take effect, avg@k per variant and budget, > L accuracy."""
+    """metrics.json keys yarn/...: YaRN took effect, avg@k per variant and budget, > L accuracy."""
     y = check.set_index("variant").loc["yarn"] if "yarn" in set(check["variant"]) else None
     none = check.set_index("variant").loc["none"]
     out = {"yarn/trained_length": length}
@@ -182,7 +182,8 @@ def _bucket_key(bucket: str, length: int) -> str:
 
 REQUIRED = ["config.json", "metrics.json", "rope_check.parquet", "results.parquet",
             "avg_vs_length.parquet", "length_buckets.parquet", "position_loss.parquet",
-            "fig_avg_vs_length.png", "fig_length_buckets.png", "fig_loss_by_position.png"]  # fmt: skip
+            "fig_avg_vs_length.png", "fig_length_buckets.png",
+            "fig_loss_by_position.png"]  # fmt: skip
 """Artifacts of a finished 04 step."""
 
 

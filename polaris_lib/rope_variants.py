@@ -151,7 +151,7 @@ def rope_check(cfg: RunConfig, checkpoint: str | None, variants=VARIANTS, load_f
 
 
 def _check_row(variant, model, rot, diff, n_in: int, inv, inv_ref) -> dict:
-    """One rope_check row; diff[:n_in] are positions inside the original context, the rest beyond."""
+    """One rope_check row; diff[:n_in]: positions inside the original context, the rest beyond."""
     import torch
 
     from polaris_lib.rope import yarn_applied

@@ -12,7 +12,7 @@ from polaris_lib.presets import apply_overrides, get_preset
 
 @pytest.fixture(scope="module")
 def toy_checkpoint(tmp_path_factory):
-    """An untrained toy Qwen3 saved like a stage checkpoint (no warm start: seconds, not minutes)."""
+    """An untrained toy Qwen3 saved like a stage checkpoint (no warm start: seconds)."""
     from polaris_lib.toy import build_model, build_tokenizer
 
     cfg = get_preset("tiny")
@@ -23,12 +23,25 @@ def toy_checkpoint(tmp_path_factory):
     return str(path)
 
 
-def test_linear_parameters_keep_theta():
+def test_qwen3_variant_settings_keep_theta(tmp_path):
+    """A Qwen3-4B-shaped config (theta 1e6, 40,960 positions) under the paper preset's YaRN."""
+    import json
+
     from transformers import Qwen3Config
 
-    qwen3 = Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6})
-    p = rv.linear_rope_parameters(qwen3, 1.5)
-    assert p == {"rope_type": "linear", "factor": 1.5, "rope_theta": 1e6}
+    qwen3 = Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+                        max_position_embeddings=40960)  # fmt: skip
+    assert rv.linear_rope_parameters(qwen3, 1.5) == {
+        "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
+    }  # fmt: skip
+    qwen3.save_pretrained(tmp_path)
+    table = rv.variant_settings(get_preset("qwen3-4b-paper"), str(tmp_path)).set_index("variant")
+    yarn = json.loads(table.loc["yarn", "rope_parameters"])
+    assert yarn == {"rope_type": "yarn", "factor": 1.5, "original_max_position_embeddings": 32768,
+                    "attention_factor": 1.0, "rope_theta": 1e6}  # fmt: skip
+    vllm = json.loads(table.loc["yarn", "vllm_kwargs"])
+    assert vllm["hf_overrides"]["rope_parameters"] == yarn and vllm["max_model_len"] == 49152
+    assert json.loads(table.loc["none", "rope_parameters"])["rope_theta"] == 1e6
 
 
 def test_variants_load_and_change_position_handling(toy_checkpoint):
@@ -62,7 +75,7 @@ def test_extrapolation_runs_resumes_and_summarises(tmp_path):
         return variant, None
 
     def fake_sample(model, tok, probs, n, max_new_tokens, **kw):
-        """'yarn' solves everything, 'none' only sample 0; a response longer than the budget is cut."""
+        """'yarn' solves everything, 'none' only sample 0; a response past the budget is cut."""
         calls["sample"] += 1
         rows = []
         for p, q in zip(probs.problem_id, probs.problem, strict=True):

@@ -1,4 +1,4 @@
-"""Notebooks 04 (length extrapolation) and 05 (evaluation): static checks, papermill runs on tiny."""
+"""Notebooks 04 (length extrapolation) and 05 (evaluation): static checks, papermill on tiny."""
 
 from __future__ import annotations
 

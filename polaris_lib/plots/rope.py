@@ -29,7 +29,7 @@ def avg_vs_max_length(avg: pd.DataFrame, caption_text: str, trained_length: int)
 
 
 def accuracy_by_length_bucket(buckets: pd.DataFrame, caption_text: str):
-    """Accuracy per response-length bucket (< L/2, L/2-L, > L) per variant, at the largest budget."""
+    """Accuracy per response-length bucket (< L/2, L/2-L, > L) per variant, largest budget."""
     top = buckets[buckets["max_length"] == buckets["max_length"].max()]
     labels = list(top["bucket"].cat.categories)
     variants = list(dict.fromkeys(top["variant"]))
