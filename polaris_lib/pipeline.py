@@ -210,12 +210,6 @@ def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p
         return
     step = plan[first]
     resume_in_place = why.startswith("previous attempt failed")
-    if why.startswith(("config changed", "--rerun", "artifacts missing")) or (
-        any((man.step(s.name) or {}).get("status") == "done" for s in plan[first + 1 :])
-    ):
-        log(f"[polaris] step {step.name}: {why} -> re-running {step.name} and everything after")
-    elif first > 0:
-        log(f"[polaris] resuming at {step.name} ({why}); {first} step(s) already complete")
     if not any(s.name in chosen for s in plan[first:]):
         log(f"[polaris] the selected steps are complete; next would be {step.name} ({why})")
         result.skipped = [s.name for s in plan]
@@ -224,6 +218,12 @@ def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p
         raise ValueError(
             f"step {step.name} must run first ({why}): add it to --steps or drop --steps"
         )
+    if why.startswith(("config changed", "--rerun", "artifacts missing")) or (
+        any((man.step(s.name) or {}).get("status") == "done" for s in plan[first + 1 :])
+    ):
+        log(f"[polaris] step {step.name}: {why} -> re-running {step.name} and everything after")
+    elif first > 0:
+        log(f"[polaris] resuming at {step.name} ({why}); {first} step(s) already complete")
     for i, s in enumerate(plan[first:], start=first):
         rec = man.step(s.name)
         if not (i == first and resume_in_place):
@@ -279,6 +279,9 @@ def _execute(man, run_dir, step, fp, step_cfg, nb_dir, root, p, i, n, log) -> No
                 progress_bar=False,
                 stdout_file=sys.stdout,
                 stderr_file=sys.stderr,
+                # the kernel app's own start-up warnings (plain-TCP notice) are noise here; the
+                # notebook's stdout/stderr, tracebacks and progress bars still come through
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         if not A.step_done(out_dir):
             raise StepFailed(
