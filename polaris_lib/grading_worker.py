@@ -232,29 +232,32 @@ class WorkerPool:
             finally:
                 job.on_done(job)
 
-    def _recv(self, i: int, t0: float):
-        """Next message from worker i, or None if it missed the hard bound or died."""
+    def _recv(self, i: int, t0: float) -> tuple[tuple | None, str | None]:
+        """(message, None) from worker i, or (None, TIMEOUT/ERROR) if it missed the bound or died."""
         w = self._worker(i)
+        why = TIMEOUT
         try:
             if w.conn.poll(max(0.0, t0 + self.timeout_s + self.grace_s - time.monotonic())):
-                return w.conn.recv()
-        except (EOFError, OSError):
-            pass
+                return w.conn.recv(), None
+        except (EOFError, OSError):  # crashed: segfault in C, out-of-memory kill, ...
+            why = ERROR
         self._replace(i)
-        return None
+        return None, why
 
     def _run(self, i: int, job: Job) -> None:
-        todo = list(job.answers)
+        todo, attempts = list(job.answers), 0
         while True:
             t0 = time.monotonic()
             try:
                 self._worker(i).conn.send((job.golds, todo))
             except (OSError, ValueError):
                 self._replace(i)
+                if (attempts := attempts + 1) >= 3:
+                    raise
                 continue
-            msg = self._recv(i, t0)
+            msg, why = self._recv(i, t0)
             if msg is None or msg[2] is not None:  # gold parse timed out or failed: unknown
-                job.results += [(0, TIMEOUT if msg is None else msg[2], 0.0)] * len(todo)
+                job.results += [(0, why or msg[2], 0.0)] * len(todo)
                 return
             job.gold_ok = msg[1]
             if not job.gold_ok:
@@ -262,9 +265,9 @@ class WorkerPool:
                 return
             for k in range(len(todo)):
                 t0 = time.monotonic()
-                msg = self._recv(i, t0)
-                if msg is None:  # killed: this answer timed out, the rest go to a fresh worker
-                    job.results.append((0, TIMEOUT, time.monotonic() - t0))
+                msg, why = self._recv(i, t0)
+                if msg is None:  # killed or dead: score this answer, the rest go to a fresh worker
+                    job.results.append((0, why, time.monotonic() - t0))
                     todo = todo[k + 1 :]
                     break
                 job.results.append((msg[1], msg[2], time.monotonic() - t0))
@@ -273,8 +276,22 @@ class WorkerPool:
             if not todo:
                 return
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child the threads and pipes belong to the parent: start afresh if used."""
+        self._lock = threading.Lock()
+        self.jobs = queue.Queue()
+        self._threads, self._workers = [], [None] * self.processes
+
 
 _LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

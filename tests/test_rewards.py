@@ -189,7 +189,7 @@ def test_timeout_holds_in_thread():
     out = []
     resp = wrap("9^{9^{9^{9^{9}}}}")
     try:
-        g.grade(wrap("1"), "1")  # warm the pool so start-up is not timed
+        g.warm_up()  # start-up (once per process) is not part of the per-sample bound
         t = threading.Thread(target=lambda: out.append(g.grade_batch_results([resp], ["3"])))
         t0 = time.monotonic()
         t.start()
@@ -258,3 +258,21 @@ def test_bad_arguments():
         Grader(timeout_s=0)
     with pytest.raises(ValueError, match="golds"):
         Grader(processes=1).grade_batch(["a"], [])
+
+
+def _grade_in_child(g: Grader, q) -> None:
+    q.put(g.grade(wrap("\\frac{6}{2}"), "3"))
+
+
+def test_usable_in_forked_child(grader):
+    """A fork (e.g. a DataLoader worker) gets a fresh pool, not the parent's threads and pipes."""
+    import multiprocessing as mp
+
+    assert grader.grade(wrap("\\frac{6}{2}"), "3") == 1  # the parent's pool is running
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_grade_in_child, args=(grader, q))
+    p.start()
+    p.join(timeout=60)
+    assert p.exitcode == 0 and q.get(timeout=1) == 1
+    assert grader.grade(wrap("3"), "3") == 1  # and the parent's still works
