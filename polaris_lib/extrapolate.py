@@ -20,8 +20,9 @@ from polaris_lib.config import RunConfig
 from polaris_lib.eval_tables import length_bucket_accuracy, summarize
 from polaris_lib.rope_variants import VARIANTS, load_variant
 
-EXTRA_TERMS = 2
-"""Toy items go up to toy.max_terms + this many terms (traces beyond the trained length)."""
+EXTRA_TERMS = 3
+"""Toy items go up to toy.max_terms + this many terms: traces past the trained length L, the
+longest past the positions the model was built with (8 terms fit both; 11 need 168 positions)."""
 PAPER_BENCHMARKS = ("aime24", "aime25")
 """What the paper's YaRN analysis sampled (1,920 rollouts on AIME24/25)."""
 
