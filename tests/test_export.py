@@ -359,3 +359,9 @@ def test_scale_table_is_calibrated_and_scales_with_tokens_and_params():
     with pytest.raises(ValueError, match="fill"):
         scale.scale_table(fill=0)
     assert "| qwen3-4b-paper |" in scale.scale_markdown()
+
+
+def test_scaling_doc_table_is_the_generated_one():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scaling_out.md").read_text()
+    table = doc.split("<!-- scale-table -->\n")[1].split("\n<!-- /scale-table -->")[0]
+    assert table == scale.scale_markdown(), "regenerate with polaris_lib.scale.scale_markdown()"
