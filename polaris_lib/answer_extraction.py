@@ -43,7 +43,8 @@ def normalize_gold(gold) -> tuple[str, ...]:
     out = []
     for g in forms:
         g = g.strip()
-        while len(g) >= 2 and g[0] == "$" and g[-1] == "$":
+        # Strip only a single enclosing pair: "$69$,$84$" is two math spans, not one wrapped one.
+        while len(g) >= 2 and g[0] == "$" and g[-1] == "$" and "$" not in g[1:-1]:
             g = g[1:-1].strip()
         # Unbalanced braces would only survive as math-verify's raw-string fallback: not a gold.
         if g and len(g) <= MAX_GOLD_CHARS and _balanced(g) and g not in out:

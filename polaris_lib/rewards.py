@@ -233,7 +233,8 @@ def _completion_text(completion) -> str:
 
 
 def make_reward_fn(grader: Grader | None = None, thinking: bool = True):
-    """TRL reward function reading gold from the dataset's ``answer`` column.
+    """TRL reward function reading gold from the dataset's ``answers`` column (every accepted
+    form, as polaris_lib.data writes it) or, failing that, ``answer``.
 
     >>> fn = make_reward_fn()
     >>> fn(prompts=["1+1?"], completions=["<think>.</think> \\\\boxed{2}"], answer=["2"])
@@ -248,8 +249,16 @@ def make_reward_fn(grader: Grader | None = None, thinking: bool = True):
                 "(map your gold column to 'answer' in the dataset catalog)"
             )
         texts = [_completion_text(c) for c in completions]
-        scores = g.grade_batch(texts, list(columns["answer"]))
+        golds = columns.get("answers") or columns["answer"]  # alternatives (Minerva) when present
+        scores = g.grade_batch(texts, [_gold_value(x) for x in golds])
         return [None if s is None else float(s) for s in scores]
 
     polaris_correct.grader = g
     return polaris_correct
+
+
+def _gold_value(gold):
+    """A list-like gold (numpy array from parquet, list) becomes a list of forms."""
+    if hasattr(gold, "tolist") and not isinstance(gold, str):
+        gold = gold.tolist()
+    return gold

@@ -276,3 +276,25 @@ def test_usable_in_forked_child(grader):
     p.join(timeout=60)
     assert p.exitcode == 0 and q.get(timeout=1) == 1
     assert grader.grade(wrap("3"), "3") == 1  # and the parent's still works
+
+
+def test_gold_with_several_dollar_spans_is_not_mangled():
+    from polaris_lib.answer_extraction import normalize_gold
+
+    assert normalize_gold("$69$,$84$") == ("$69$,$84$",)
+    assert normalize_gold("$5$") == ("5",)
+
+
+def test_reward_fn_accepts_any_alternative_form_from_the_answers_column():
+    import numpy as np
+
+    from polaris_lib.rewards import make_reward_fn
+
+    fn = make_reward_fn()
+    out = fn(
+        prompts=["p", "p"],
+        completions=["<think>.</think> \\boxed{0.02}", "<think>.</think> \\boxed{0.03}"],
+        answer=["0.01", "0.01"],
+        answers=[np.array(["0.01", "0.02"]), ["0.01", "0.02"]],
+    )
+    assert out == [1.0, 0.0]
