@@ -2,8 +2,9 @@
 
 Runs `evaluate.run_evaluation` on the toy benchmark (base policy, the preset's sampling settings)
 and reads its recorded sampling and grading seconds. In the same run, against the obvious
-alternatives: sampling one prompt at a time (batch_size=1) on a subset, and grading one response
-per call (`Grader.grade`) instead of one batch (`grade_batch`). Writes
+alternatives: sampling one prompt at a time (batch_size=1) on a subset, grading one response per
+call (`Grader.grade`) instead of one batch (`grade_batch`), and grading with every answer sent
+through math-verify (no exact-match short-circuit), the cost on LaTeX-answer benchmarks. Writes
 benchmarks/results/eval_throughput.json.
 
     .venv/bin/python benchmarks/eval_throughput.py [--problems 64] [--k 8] [--threads 1]
@@ -71,6 +72,14 @@ def main() -> None:
         grader.grade(x, g)
     one_by_one_s = time.perf_counter() - t3
     grader.close()
+    # Without the exact-match short-circuit every boxed answer goes through math-verify: the cost a
+    # benchmark with LaTeX answers (AIME, MATH) pays per response.
+    slow = Grader(thinking=cfg.model.thinking, short_circuit=False)
+    slow.grade_batch(["<think></think>\\boxed{1}"], ["1"])
+    t4 = time.perf_counter()
+    slow.grade_batch(texts, golds)
+    mv_grade_s = time.perf_counter() - t4
+    slow.close()
 
     batched_rate = t["responses"] / t["sample_s"]
     single_rate = len(single) / single_s
@@ -90,6 +99,8 @@ def main() -> None:
         batched_vs_single_prompt=round(batched_rate / single_rate, 2),
         grade_batch_s=round(batch_grade_s, 3), grade_one_by_one_s=round(one_by_one_s, 3),
         batch_vs_one_by_one_grading=round(one_by_one_s / batch_grade_s, 2),
+        grade_all_math_verify_s=round(mv_grade_s, 3),
+        grading_share_all_math_verify=round(mv_grade_s / (t["sample_s"] + mv_grade_s), 4),
         note="the machine is shared by several processes; timings vary ~15% or more run to run",
     )  # fmt: skip
     OUT.parent.mkdir(parents=True, exist_ok=True)
