@@ -2,7 +2,9 @@
 
 A thin subclass: every override calls super() and post-processes; no TRL method body is copied
 (TRL removed its own replay-buffer trainer because such a copy drifted). Seams used (TRL 1.15):
-- `_generate`: completions before log-probs and rewards -> rollout rescue (rescue.py). The rows
+- `_generate`: completions before log-probs and rewards. Completions are re-decoded keeping
+  special tokens (TRL's skip_special_tokens=True deletes a special `</think>`, which the grader
+  needs), then rollout rescue (rescue.py). The rows
   are graded once here through TRL's own `_calculate_rewards` (pre-rescue correctness); when no
   row is rescued that result is reused by the normal path, so nothing is graded twice.
 - `_calculate_rewards`: stash the gathered (global) rewards.
@@ -38,8 +40,8 @@ from trl import GRPOTrainer
 from polaris_lib import artifacts
 from polaris_lib.config import ConfigError, StageConfig
 from polaris_lib.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
+from polaris_lib.reward_log import group_records, trim_reward_log
 from polaris_lib.substitution import (
-    MIXED,
     SKIP,
     SubstitutionResult,
     group_kinds,
@@ -124,11 +126,13 @@ class PolarisGRPOTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------ seams
     def _generate(self, prompts: list):
-        result = super()._generate(prompts)
+        prompt_ids, completion_ids, tool_mask, completions, logprobs, *rest = super()._generate(
+            prompts
+        )
+        completions = self._decode_keeping_special(completion_ids, completions)
         if self._gen is None or not self.polaris.rescue:
-            return result
+            return (prompt_ids, completion_ids, tool_mask, completions, logprobs, *rest)
         t0 = time.perf_counter()
-        prompt_ids, completion_ids, tool_mask, completions, logprobs, *rest = result
         gen = self._gen
         # Pre-rescue correctness, graded through TRL's own reward path (rewards are global).
         rpf = super()._calculate_rewards(gen.inputs, prompts, completions, completion_ids)
@@ -160,6 +164,22 @@ class PolarisGRPOTrainer(GRPOTrainer):
                         logprobs[i] = [None] * len(entry["ids"])
         gen.seconds["rescue"] = time.perf_counter() - t0 - gen.seconds["reward"]
         return (prompt_ids, completion_ids, tool_mask, completions, logprobs, *rest)
+
+    def _decode_keeping_special(self, completion_ids, completions):
+        """Completions as the kit decodes them everywhere (sampling.py): special tokens kept, eos/pad
+        dropped. TRL decodes with skip_special_tokens=True, which deletes `</think>` from tokenizers
+        that mark it special (the toy's), and the grader needs it (RECIPE.md §8). A tokenizer with
+        a response parser (tool calls) keeps TRL's own decoding."""
+        tok = self._tokenizer
+        if getattr(tok, "response_schema", None) or getattr(tok, "response_template", None):
+            return completions
+        drop = {*self.eos_token_ids, tok.pad_token_id}
+        texts = tok.batch_decode(
+            [[t for t in ids if t not in drop] for ids in completion_ids], skip_special_tokens=False
+        )
+        if completions and isinstance(completions[0], list):  # conversational
+            return [[{"role": "assistant", "content": t}] for t in texts]
+        return texts
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         gen = self._gen
@@ -270,26 +290,7 @@ class PolarisGRPOTrainer(GRPOTrainer):
         m["polaris/pass_rate_pre_rescue"].append(float(np.nanmean(pre)) if pre.size else 0.0)
         if self.reward_log_path is None or not self.accelerator.is_main_process:
             return
-        groups = pre.reshape(-1, n)
-        rescued_groups = {row // n for row in rescued}
-        copies = np.bincount(res.donors, minlength=len(res.donors)) - 1
-        records = [
-            dict(
-                step=step,
-                problem_id=pids[g * n],
-                rewards=[None if np.isnan(x) else float(x) for x in groups[g]],
-                pass_rate_pre_rescue=float(np.nanmean(groups[g]))
-                if np.isfinite(groups[g]).any()
-                else None,
-                n=n,
-                rescued=g in rescued_groups,
-                kind=str(res.kinds[g]),
-                substituted=bool(res.donors[g] != g),
-                copies=int(copies[g]) if res.kinds[g] == MIXED else 0,
-                action=res.action,
-            )
-            for g in range(groups.shape[0])
-        ]
+        records = group_records(step, pids, pre, n, res, rescued)
         artifacts.append_jsonl(self.reward_log_path, records)
 
     # ------------------------------------------------------------------ checkpoints / resume
@@ -323,15 +324,3 @@ def _combine(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     r = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
     r[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
     return r
-
-
-def trim_reward_log(path: str | Path, last_step: int) -> int:
-    """Drop reward-log records of steps after `last_step` (a resumed run redoes them); returns kept."""
-    path = Path(path)
-    if not path.exists():
-        return 0
-    records = artifacts.read_jsonl(path)
-    kept = [r for r in records if int(r["step"]) <= last_step]
-    if len(kept) != len(records) or path.read_bytes()[-1:] not in (b"", b"\n"):
-        artifacts.rewrite_jsonl(path, kept)
-    return len(kept)

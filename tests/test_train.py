@@ -11,6 +11,7 @@ import torch
 
 from polaris_lib import artifacts
 from polaris_lib.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
+from polaris_lib.reward_log import trim_reward_log
 from polaris_lib.substitution import (
     ALL0,
     ALL1,
@@ -23,7 +24,7 @@ from polaris_lib.substitution import (
     plan_donors,
     substitute,
 )
-from polaris_lib.train import PolarisGRPOTrainer, PolarisOptions, trim_reward_log
+from polaris_lib.train import PolarisGRPOTrainer, PolarisOptions
 
 N = 4  # group size in the hand-made batches
 
@@ -379,3 +380,13 @@ def test_resume_keeps_reward_log_exact_and_buffer(tiny_world, tmp_path):
     assert sorted(set(steps)) == [1, 2, 3] and len(log) == len(full)
     assert [r for r in log if r["step"] <= 2] == [r for r in full if r["step"] <= 2]
     assert set(buf) <= set(tr2.rescue_buffer.entries)
+
+
+def test_completions_keep_think_tags_for_the_grader(tiny_world, tmp_path):
+    """TRL decodes with skip_special_tokens=True, which would delete the toy's </think>."""
+    tr = _trainer(tiny_world, tmp_path)
+    tok = tr.processing_class
+    ids = tok("</think>\\boxed{4}", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    out = tr._decode_keeping_special([ids], [[{"role": "assistant", "content": "lossy"}]])
+    assert out == [[{"role": "assistant", "content": "</think>\\boxed{4}"}]]
+    assert tr._decode_keeping_special([ids], ["lossy"]) == ["</think>\\boxed{4}"]

@@ -1,0 +1,204 @@
+"""Stage orchestration: inputs from the run folder, checkpoints, crash + resume, easy-drop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from polaris_lib import artifacts, stage
+from polaris_lib.presets import resolve
+from polaris_lib.rescue import RESCUE_FILE
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cfg(run_dir, **over):
+    base = {"stages.*.temperature": None}
+    return resolve("tiny", {**base, **over}, section="stages", RUN_DIR=str(run_dir))
+
+
+def _problems(n=6):
+    return pd.DataFrame(
+        {
+            "problem_id": [f"toy/train/{i}+1" for i in range(n)],
+            "problem": [f"{i}+1" for i in range(n)],
+            "answer": [str(i + 1) for i in range(n)],
+        }
+    )
+
+
+def test_inputs_come_from_the_run_folder(tmp_path):
+    cfg = _cfg(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run 02_curate_by_difficulty"):
+        stage.load_stage_data(cfg, 1)
+    with pytest.raises(FileNotFoundError, match="STAGE=2"):
+        stage.stage_temperature(cfg, 2)
+    cur = artifacts.step_dir(tmp_path, artifacts.CURATE)
+    artifacts.write_parquet(cur / "curated.parquet", _problems())
+    assert len(stage.load_stage_data(cfg, 1)) == 6
+    artifacts.update_metrics(
+        artifacts.step_dir(tmp_path, artifacts.PROBE, 2), {"probe/chosen_temperature": 1.2}
+    )
+    assert stage.stage_temperature(cfg, 2)[0] == 1.2
+    cfg_t = _cfg(tmp_path, **{"stages.1.temperature": 0.7})
+    assert stage.stage_temperature(cfg_t, 2) == (0.7, "config (stage.temperature)")
+    with pytest.raises(FileNotFoundError, match="STAGE=1 first"):
+        stage.plan_stage(cfg, 2)  # stage 2 needs stage 1's final policy
+    with pytest.raises(FileNotFoundError, match="STAGE=1"):
+        stage.load_stage_data(cfg, 2)
+    bad = _problems()
+    bad.loc[1, "problem_id"] = bad.problem_id[0]
+    artifacts.write_parquet(cur / "curated.parquet", bad)
+    with pytest.raises(ValueError, match="duplicated problem_id"):
+        stage.load_stage_data(cfg, 1)
+
+
+def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
+    assert stage.last_complete_checkpoint(tmp_path / "none") is None
+    for n, files in [(2, ["trainer_state.json", RESCUE_FILE]), (10, ["trainer_state.json"])]:
+        d = tmp_path / f"checkpoint-{n}"
+        d.mkdir()
+        for f in files:
+            (d / f).write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert stage.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+
+
+def test_steps_table_one_row_per_step():
+    hist = [
+        {"step": 1, "reward": 0.1, "loss": 0.0},
+        {"step": 2, "reward": 0.2},
+        {"step": 2, "reward": 0.25},  # a resumed run logs step 2 again: keep the last
+        {"step": 2, "train_runtime": 3.0},
+    ]
+    df = stage.steps_table(hist)
+    assert df.step.tolist() == [1, 2] and df.reward.tolist() == [0.1, 0.25]
+
+
+def test_drop_easy_writes_next_stage_data(tmp_path):
+    if not hasattr(pytest.importorskip("polaris_lib.curate"), "easy_drop"):
+        pytest.skip("curate.easy_drop not written yet")
+    cfg = _cfg(tmp_path)
+    out = artifacts.step_dir(tmp_path, artifacts.STAGE, 1)
+    probs = _problems(3)
+    log = [
+        {"step": s, "problem_id": probs.problem_id[i], "pass_rate_pre_rescue": r}
+        for s, rates in [(1, [1.0, 0.5, 0.0]), (2, [0.875, 1.0, 0.0])]
+        for i, r in enumerate(rates)
+    ]
+    artifacts.append_jsonl(out / "reward_log.jsonl", log)
+    kept, dropped = stage.drop_easy(cfg, 1, out, probs)
+    assert dropped.problem_id.tolist() == [probs.problem_id[0]]  # mean 0.9375 > 0.9
+    assert sorted(kept.problem_id) == sorted(probs.problem_id[1:])
+    assert len(pd.read_parquet(out / "next_stage_data.parquet")) == 2
+
+
+# ----------------------------------------------------------------------------- crash + resume
+RUNNER = """
+import sys
+from polaris_lib import artifacts, stage
+from polaris_lib.presets import resolve
+
+def main():
+    run_dir, model_dir = sys.argv[1], sys.argv[2]
+    over = {
+        "model.name_or_path": model_dir, "stages.*.temperature": 1.0, "stages.*.max_steps": 6,
+        "stages.*.prompts_per_step": 4, "stages.*.group_size": 4,
+        "stages.*.per_device_batch_size": 8, "stages.*.save_steps": 1,
+        "stages.*.max_completion_length": 12, "stages.*.learning_rate": 1e-3,
+        "stages.*.low_mixed_policy": "train_mixed",
+    }
+    cfg = resolve("tiny", over, section="stages", RUN_DIR=run_dir)
+    plan = stage.plan_stage(cfg, 1)
+    out = artifacts.step_dir(run_dir, artifacts.STAGE, 1)
+    print("RESUME_FROM", plan.resume_from, flush=True)
+    print("SUMMARY", stage.train_stage(cfg, plan, out, stage.load_stage_data(cfg, 1)), flush=True)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    """A saved tiny random Qwen3 with the toy tokenizer (no warm start: seconds to build)."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from polaris_lib import toy
+
+    tok = toy.build_tokenizer()
+    cfg = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    path = tmp_path / "model"
+    Qwen3ForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_model_dir):
+    run_dir = tmp_path / "run"
+    cur = artifacts.step_dir(run_dir, artifacts.CURATE)
+    artifacts.write_parquet(cur / "curated.parquet", _problems(8))
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER)
+    cmd = [sys.executable, str(script), str(run_dir), str(tiny_model_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    trl_dir = artifacts.checkpoint_dir(run_dir, 1) / "trl"
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 300
+    while stage.last_complete_checkpoint(trl_dir) is None or not stage.last_complete_checkpoint(
+        trl_dir
+    ).endswith(("-2", "-3")):
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint-2 within 300 s"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # a crash: no cleanup, no final save
+    proc.wait()
+    assert not (artifacts.checkpoint_dir(run_dir, 1) / "final").exists()
+    log_path = artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "reward_log.jsonl"
+    steps_before = {r["step"] for r in artifacts.read_jsonl(log_path)}
+    assert steps_before and max(steps_before) < 6
+
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    resumed = next(line for line in done.stdout.splitlines() if line.startswith("RESUME_FROM"))
+    assert "checkpoint-" in resumed
+    log = artifacts.read_jsonl(log_path)
+    per_step = pd.Series([r["step"] for r in log]).value_counts().sort_index()
+    assert per_step.index.tolist() == [1, 2, 3, 4, 5, 6]  # no lost step
+    assert (per_step == 4).all()  # 4 prompts per step, none duplicated
+    final = artifacts.checkpoint_dir(run_dir, 1) / "final"
+    assert stage.final_complete(final) and (final / RESCUE_FILE).exists()
+    summary = json.loads((final / "stage_done.json").read_text())
+    assert summary["steps"] == 6 and summary["resumed_from"]
+    steps = pd.read_parquet(artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "steps.parquet")
+    assert steps.step.tolist() == [1, 2, 3, 4, 5, 6]
+    from polaris_lib.models import load_policy
+
+    cfg = _cfg(run_dir, **{"model.name_or_path": str(tiny_model_dir)})
+    model, _ = load_policy(cfg.model, checkpoint=str(final))  # the next stage can load it
+    assert model.config.vocab_size > 0
