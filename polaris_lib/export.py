@@ -104,6 +104,7 @@ def verl_overrides(
         "actor_rollout_ref.model.enable_gradient_checkpointing": run.model.gradient_checkpointing,
         "actor_rollout_ref.model.use_remove_padding": True,
         "actor_rollout_ref.model.lora_rank": run.model.lora_rank,
+        "actor_rollout_ref.model.lora_alpha": run.model.lora_alpha or 2 * run.model.lora_rank,
         f"{a}.optim.lr": st.learning_rate,
         f"{a}.optim.lr_scheduler_type": LR_SCHEDULES[st.lr_scheduler],
         f"{a}.optim.lr_warmup_steps": st.warmup_steps,

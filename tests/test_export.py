@@ -67,6 +67,16 @@ def test_overrides_follow_the_preset_not_literals(tmp_path, data_dir):
     assert "data.max_response_length=30000 " in script and f"{R}.n=4 " in script
 
 
+def test_lora_presets_carry_rank_and_alpha():
+    run = get_preset("qwen3-1.7b-24gb")
+    o = export.verl_overrides(run, 1, temperature=1.0, paths=PATHS)
+    rank = run.model.lora_rank
+    assert rank > 0 and o["actor_rollout_ref.model.lora_rank"] == rank
+    assert o["actor_rollout_ref.model.lora_alpha"] == (run.model.lora_alpha or 2 * rank)
+    assert (o["trainer.nnodes"], o["trainer.n_gpus_per_node"]) == (1, 1)  # its own target
+    assert o[f"{R}.tensor_model_parallel_size"] == 1
+
+
 def test_unmappable_settings_fail_loudly():
     run = get_preset(PAPER)
     run.stages[0].loss_type = "bnpo"
