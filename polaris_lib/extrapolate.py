@@ -156,7 +156,7 @@ def findings(avg: pd.DataFrame, buckets: pd.DataFrame, length: int) -> str:
     return "\n".join(lines)
 
 
-def metrics(avg: pd.DataFrame, buckets: pd.DataFrame, check: pd.DataFrame, length: int) -> dict:
+def metrics(avg, buckets, check, length: int, loss: pd.DataFrame | None = None) -> dict:
     """metrics.json keys yarn/...: YaRN took effect, avg@k per variant and budget, > L accuracy."""
     y = check.set_index("variant").loc["yarn"] if "yarn" in set(check["variant"]) else None
     none = check.set_index("variant").loc["none"]
@@ -170,6 +170,9 @@ def metrics(avg: pd.DataFrame, buckets: pd.DataFrame, check: pd.DataFrame, lengt
         })  # fmt: skip
     for r in avg.to_dict("records"):
         out[f"yarn/{r['variant']}/avg@{r['k']}@{r['max_length']}"] = r["avg"]
+    for r in (loss if loss is not None else pd.DataFrame()).to_dict("records"):
+        out[f"yarn/{r['variant']}/loss_inside"] = r["loss_inside"]
+        out[f"yarn/{r['variant']}/loss_beyond"] = r["loss_beyond"]
     top = buckets[buckets["max_length"] == buckets["max_length"].max()]
     for r in top.to_dict("records"):
         out[f"yarn/{r['variant']}/acc_{_bucket_key(r['bucket'], length)}"] = r["accuracy"]

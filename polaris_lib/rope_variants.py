@@ -181,10 +181,12 @@ def reference_texts(cfg: RunConfig, tokenizer, n: int = 48, terms: int | None = 
     return [(prompt_text(tokenizer, p), reference_solution(p) + IM_END) for p in probs["problem"]]
 
 
-def position_loss(model, tokenizer, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """Teacher-forced per-token loss on each completion (nats), by absolute position.
+def position_loss(model, tokenizer, pairs: list[tuple[str, str]], bin_size: int = 8):
+    """Teacher-forced per-token loss on the completions (nats), by absolute position.
 
-    One right-padded batch: positions are absolute (0 = the first prompt token) in every row.
+    One right-padded batch; positions are absolute (0 = the first prompt token) and grouped into
+    bins of `bin_size` (labelled by their first position): a trace's tokens alternate between
+    near-certain ('+', ' ') and hard (digits), so single positions are too noisy to read.
     """
     import torch
 
@@ -203,12 +205,27 @@ def position_loss(model, tokenizer, pairs: list[tuple[str, str]]) -> pd.DataFram
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
     nll = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): loss of token t+1
     rows = [
-        dict(position=t + 1, loss=float(nll[i, t]))
+        dict(position=(t + 1) // bin_size * bin_size, loss=float(nll[i, t]))
         for i, (p, c) in enumerate(seqs)
         for t in range(len(p) - 1, len(p) + len(c) - 1)
     ]
     t = pd.DataFrame(rows).groupby("position")["loss"].agg(["mean", "size"])
     return t.reset_index().rename(columns={"mean": "loss", "size": "n"})
+
+
+def _weighted(g: pd.DataFrame) -> float | None:
+    return float((g["loss"] * g["n"]).sum() / g["n"].sum()) if len(g) else None
+
+
+def loss_summary(loss: pd.DataFrame, context: int) -> pd.DataFrame:
+    """Token-weighted mean loss per variant inside and beyond the original context."""
+    rows = []
+    for v, g in loss.groupby("variant", sort=False):
+        inside = g["position"] < context
+        rows.append(dict(variant=v, loss_inside=_weighted(g[inside]),
+                         loss_beyond=_weighted(g[~inside]),
+                         tokens_beyond=int(g["n"][~inside].sum())))  # fmt: skip
+    return pd.DataFrame(rows, columns=["variant", "loss_inside", "loss_beyond", "tokens_beyond"])
 
 
 def position_loss_for(cfg: RunConfig, checkpoint: str | None, variants=VARIANTS, load_fn=None):

@@ -122,6 +122,12 @@ def test_position_loss_reaches_beyond_the_original_context(toy_checkpoint):
     assert set(loss["variant"]) == {"none", "yarn"}
     assert loss["position"].max() > cfg.toy.max_position_embeddings
     assert (loss["loss"] > 0).all() and loss.groupby("variant")["n"].sum().nunique() == 1
+    summary = rv.loss_summary(loss, cfg.toy.max_position_embeddings).set_index("variant")
+    assert summary.notna().all().all() and (summary["tokens_beyond"] > 0).all()
+    n = loss[loss.variant == "yarn"]
+    beyond = n[n.position >= 128]
+    expect = (beyond["loss"] * beyond["n"]).sum() / beyond["n"].sum()
+    assert summary.loc["yarn", "loss_beyond"] == pytest.approx(expect)
     settings = rv.variant_settings(cfg, toy_checkpoint).set_index("variant")
     assert '"rope_type": "yarn"' in settings.loc["yarn", "rope_parameters"]
     assert '"max_model_len": 192' in settings.loc["yarn", "vllm_kwargs"]

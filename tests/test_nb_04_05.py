@@ -117,7 +117,7 @@ def test_length_extrapolation_notebook(run_dir):
     assert len(results) == 3 * 2 * 8 * 2 and set(results.variant) == {"none", "yarn", "linear"}
     assert results.difficulty.max() > 8  # items with more terms than training saw
     for v in ("none", "yarn", "linear"):
-        assert f"yarn/{v}/avg@2@128" in m
+        assert f"yarn/{v}/avg@2@128" in m and m[f"yarn/{v}/loss_beyond"] > 0
     check = pd.read_parquet(step / "rope_check.parquet").set_index("variant")
     assert (
         check.loc["yarn", "logit_diff_beyond"] > 0 and check.loc["none", "logit_diff_beyond"] == 0

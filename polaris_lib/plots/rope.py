@@ -70,13 +70,13 @@ def loss_by_position(loss: pd.DataFrame, caption_text: str, context: int, extend
         ax.text(0.5, 0.5, loss.attrs.get("note", "no data"), ha="center", transform=ax.transAxes)
     for v in _order(loss["variant"]):
         g = loss[loss["variant"] == v]
-        ax.plot(g["position"], g["loss"], label=VARIANT_LABELS.get(v, v), linewidth=1.4,
+        ax.plot(g["position"], g["loss"], label=VARIANT_LABELS.get(v, v), linewidth=1.4, marker=".",
                 color=VARIANT_COLORS.get(v))  # fmt: skip
     ax.axvline(context, **PAPER_STYLE, label=f"original context ({context})")
     ax.axvline(extended, color="0.6", linestyle=":", label=f"YaRN context ({extended})")
     ax.set_yscale("log")
     ax.set_xlabel("position in the sequence (tokens)")
-    ax.set_ylabel("per-token loss (nats, mean over traces)")
+    ax.set_ylabel("per-token loss (nats, mean over a position bin)")
     ax.set_title("Loss on held-out reference traces by position")
     ax.legend(fontsize=8)
     caption(fig, caption_text)
