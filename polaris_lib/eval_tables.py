@@ -132,7 +132,10 @@ def length_bucket_accuracy(responses: pd.DataFrame, length: int, by=PAIR) -> pd.
     t = t.reset_index()
     t["share"] = t["n"] / t.groupby(list(by))["n"].transform("sum")
     t["bucket"] = pd.Categorical(t["bucket"], bucket_labels(length), ordered=True)
-    return t.sort_values([*by, "bucket"]).reset_index(drop=True)
+    order = t.groupby(list(by), sort=False).ngroup()  # groups keep their order of appearance
+    return (
+        t.assign(_g=order).sort_values(["_g", "bucket"]).drop(columns="_g").reset_index(drop=True)
+    )
 
 
 COMPARISON_COLUMNS = ["checkpoint", "benchmark", "kit", "kit_lo", "kit_hi", "paper_model", "paper"]
