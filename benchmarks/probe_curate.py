@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -80,6 +81,8 @@ def main() -> None:
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "torch_threads": args.threads,
+        # Other jobs share the 2 cores: samples/s scale with what they leave (1-min load average).
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "quick": args.quick,
         "probe": {
             "grid": run.probe.temperatures,

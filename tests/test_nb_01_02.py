@@ -60,7 +60,7 @@ def _execute(path: Path, out: Path, **params) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """01 (stage 1) then 02 on the tiny preset, in one run folder."""
-    if not Path(sys.executable).resolve().is_relative_to(REPO / ".venv"):
+    if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
         pytest.skip("notebook tests run from the project's .venv (its kernel)")
     run = tmp_path_factory.mktemp("run")
     _execute(NB01, run / "nb01.ipynb", RUN_DIR=str(run), OVERRIDES=PROBE_OVERRIDES)
@@ -84,11 +84,6 @@ def test_probe_notebook_artifacts(tiny_run):
         assert (step / fig).stat().st_size > 5_000
     cfg = json.loads((step / "config.json").read_text())
     assert cfg["probe"]["n_samples"] == 4 and cfg["stage"] == 1
-    # Stage-1 quality bar (issue 4), on the full tiny grid it is checked by the benchmark; here the
-    # reduced grid must still show the trade-off's direction: hotter = more diverse, less accurate.
-    # If this fails, the toy world (polaris_lib/toy.py) lacks the trade-off: fix it there, not the rule.
-    assert table.distinct4.iloc[-1] > table.distinct4.iloc[0]
-    assert table.accuracy.iloc[-1] < table.accuracy.iloc[0]
 
 
 @pytest.mark.slow
@@ -109,6 +104,28 @@ def test_curate_notebook_artifacts(tiny_run):
     assert len(list((step / "partial").glob("chunk_*.parquet"))) == 2
     for fig in ("fig_pass_rates.png", "fig_pass_rate_by_difficulty.png"):
         assert (step / fig).stat().st_size > 5_000
+
+
+# Quality bar of issue 4 on the tiny preset. If these fail, the toy world (polaris_lib/toy.py) lacks
+# the behaviour the recipe acts on: fix the toy world, never the probe or curation rule.
+# (02:40 UTC, toy-v1 "warm start not tuned yet": the policy ignored the problem, accuracy ~0.06-0.09
+# flat over 0.4-1.6 and distinct-4 = 1.0 at every temperature, so both tests failed; reported.)
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_probe_shows_the_tradeoff_on_tiny(tiny_run):
+    """Hotter = more diverse and less accurate, across the (reduced) grid."""
+    step = artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False)
+    table = pd.read_parquet(step / "per_temperature.parquet")
+    assert table.distinct4.iloc[-1] > table.distinct4.iloc[0] + 0.05, table
+    assert table.accuracy.iloc[-1] < table.accuracy.iloc[0] - 0.05, table
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_curation_histogram_has_mass_at_both_ends(tiny_run):
+    """Some pool problems the policy never solves (kept) and some it always solves (dropped)."""
+    m = artifacts.read_json(artifacts.step_dir(tiny_run, artifacts.CURATE) / "metrics.json")
+    assert m["curate/bucket_0"] > 0 and m["curate/bucket_8"] > 0, m
 
 
 @pytest.mark.slow
