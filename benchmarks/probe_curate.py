@@ -1,6 +1,6 @@
 """Wall time and samples/s of the temperature probe and of curation on the tiny preset.
 
-Runs the library path the notebooks use (probe.run_probe, curate.run_curation) at the tiny
+Runs the library path the notebooks use (probe_run.run_probe, curate.run_curation) at the tiny
 preset's sizes in a temporary run folder, and, on the same problems, the obvious alternative:
 one problem's n samples per generate call (batch = n) instead of batches of 64 rows.
 Also records what the runs produced (the probe curve, the chosen temperature, the histogram),
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from polaris_lib import curate, probe, rewards, sampling
+from polaris_lib import curate, probe, probe_run, rewards, sampling
 from polaris_lib.models import load_policy
 from polaris_lib.presets import apply_overrides, get_preset
 
@@ -36,7 +36,7 @@ def _alternative(model, tok, problems, n, temperature, max_new_tokens, grader) -
         one = problems.iloc[i : i + 1]
         s = sampling.sample(model, tok, one, n=n, temperature=temperature,
                             max_new_tokens=max_new_tokens, batch_size=n, progress=False)  # fmt: skip
-        probe.grade(s, one, grader)
+        probe_run.grade(s, one, grader)
     return len(problems) * n / (time.perf_counter() - t0)
 
 
@@ -55,15 +55,15 @@ def main() -> None:
         grader = rewards.default_grader(thinking=run.model.thinking)
         grader.grade("<think>.</think>\\boxed{1}", "1")  # start the grading workers off the clock
 
-        problems = probe.probe_problems(run)
+        problems = probe_run.probe_problems(run)
         out = Path(run_dir) / "probe"
         t0 = time.perf_counter()
-        samples = probe.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
+        samples = probe_run.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
         probe_s = time.perf_counter() - t0
-        table = probe.per_temperature(samples, seed=run.seed)
+        table = probe_run.per_temperature(samples, seed=run.seed)
         decision = probe.decide(table, run.probe)
         t0 = time.perf_counter()
-        probe.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
+        probe_run.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
         resume_s = time.perf_counter() - t0  # every temperature already on disk
 
         temperature = decision["probe/chosen_temperature"]

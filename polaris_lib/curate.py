@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib import artifacts
-from polaris_lib.probe import fingerprint, grade
+from polaris_lib.probe_run import fingerprint, grade, world_key
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def run_curation(
     key = dict(
         model=run.model.name_or_path, checkpoint=checkpoint, temperature=temperature,
         top_p=top_p, top_k=top_k, max_new_tokens=cur.max_new_tokens, seed=run.seed,
-        suffix=run.model.instruction_suffix,
+        suffix=run.model.instruction_suffix, world=world_key(run),
     )  # fmt: skip
     return estimate_pass_rates(
         sample_fn, problems, n=cur.samples_per_problem, grader=grader, out=out,

@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from polaris_lib import artifacts, curate, probe
+from polaris_lib import artifacts, curate, probe, probe_run
 from polaris_lib.config import RunConfig
 from polaris_lib.presets import NOTEBOOK_ONLY_PARAMS, section_fields
 
@@ -73,7 +73,7 @@ def tiny_run(tmp_path_factory):
 def test_probe_notebook_artifacts(tiny_run):
     step = artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False)
     assert artifacts.step_done(step)
-    m = probe.check_artifacts(step)
+    m = probe_run.check_artifacts(step)
     samples = pd.read_parquet(step / "samples.parquet")
     assert len(samples) == 3 * 8 * 4 and samples.correct.notna().all()
     table = pd.read_parquet(step / "per_temperature.parquet")
@@ -147,7 +147,7 @@ def test_reprobe_and_override(tiny_run):
     finally:
         shutil.rmtree(final.parent)
     step = artifacts.step_dir(tiny_run, artifacts.PROBE, 2, create=False)
-    m = probe.check_artifacts(step)
+    m = probe_run.check_artifacts(step)
     prev = probe.previous_reference(tiny_run, 2)
     assert m["probe/method"] == "match_diversity"
     assert m["probe/target_distinct4"] == prev["probe/distinct4_at_chosen"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib import metrics, probe
+from polaris_lib import metrics, probe, probe_run
 from polaris_lib.config import ProbeConfig
 from polaris_lib.presets import get_preset
 
@@ -34,7 +34,7 @@ def test_per_temperature_pools_per_problem_and_averages():
                 rows.append(dict(temperature=t, problem_id=pid, sample_idx=j, text=text,
                                  n_tokens=5, finished=True, truncated=j == 1 and t == 1.0,
                                  correct=float(pid == "p1" or j == 0)))  # fmt: skip
-    table = probe.per_temperature(pd.DataFrame(rows), n_boot=200)
+    table = probe_run.per_temperature(pd.DataFrame(rows), n_boot=200)
     assert list(table.temperature) == [0.5, 1.0]
     assert table.distinct4.tolist() == pytest.approx([2 / 4, 4 / 4])
     assert table.accuracy.tolist() == pytest.approx([0.75, 0.75])  # p1 1.0, p2 0.5
@@ -186,16 +186,18 @@ def test_partial_grid_resumes_without_redoing_done_temperatures(tmp_path):
     cfg = ProbeConfig(temperatures=[0.5, 1.0, 1.5], n_samples=2)
     calls = []
     with pytest.raises(RuntimeError, match="simulated"):
-        probe.run_grid(_fake_sampler(calls, fail_at=1.5), _problems(), cfg, tmp_path,
+        probe_run.run_grid(_fake_sampler(calls, fail_at=1.5), _problems(), cfg, tmp_path,
                        key={"m": 1}, grader=_Grader())  # fmt: skip
     assert calls == [0.5, 1.0]
-    samples = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1},
+    samples = probe_run.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1},
                              grader=_Grader())  # fmt: skip
     assert calls == [0.5, 1.0, 1.5]  # only the missing temperature was sampled
-    assert len(samples) == 12 and list(samples.columns) == probe.SAMPLE_COLUMNS
+    assert len(samples) == 12 and list(samples.columns) == probe_run.SAMPLE_COLUMNS
     assert samples.correct.tolist() == [0.0, 1.0, 0.0, 0.0] * 3  # "a"'s gold is 2, "b"'s is 4
     # A different model (fingerprint) redoes everything instead of reusing stale samples.
-    probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2}, grader=_Grader())
+    probe_run.run_grid(
+        _fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2}, grader=_Grader()
+    )
     assert calls == [0.5, 1.0, 1.5, 0.5, 1.0, 1.5]
 
 
