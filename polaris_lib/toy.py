@@ -34,7 +34,7 @@ import pandas as pd
 
 from polaris_lib.config import ToyConfig
 
-CODE_VERSION = "toy-v1"
+CODE_VERSION = "toy-v2"
 """Bump when anything below changes what gets built (tokenizer, task, model, warm start)."""
 
 IM_START, IM_END, THINK, THINK_END, PAD, UNK = (
@@ -68,15 +68,36 @@ def _split_of(problem: str) -> str:
     return next(s for s, r in _SPLIT_BUCKETS.items() if bucket in r)
 
 
-def trace_steps(terms: list[int]) -> list[str]:
-    """Worked steps: add the first two numbers, rewrite the rest.
+def problem_text(terms: list[int], modulus: int) -> str:
+    """'7+3+5+2 mod 10' (or '7+3+5+2' for plain sums)."""
+    expr = "+".join(map(str, terms))
+    return f"{expr} mod {modulus}" if modulus else expr
+
+
+def parse_problem(problem: str) -> tuple[list[int], int]:
+    """(terms, modulus) of a toy problem text; modulus 0 = plain sum."""
+    expr, _, mod = problem.partition(" mod ")
+    try:
+        terms, modulus = [int(t) for t in expr.split("+")], int(mod or 0)
+    except ValueError:
+        raise ValueError(f"not a toy problem: {problem!r} (expected e.g. '7+3+5 mod 10')") from None
+    if len(terms) < 2:
+        raise ValueError(f"toy problem {problem!r} needs at least two terms")
+    return terms, modulus
+
+
+def trace_steps(terms: list[int], modulus: int = 10) -> list[str]:
+    """Worked steps: replace the first two numbers by their sum (mod `modulus`), rewrite the rest.
 
     >>> trace_steps([7, 3, 5, 2])
+    ['0+5+2', '5+2', '7']
+    >>> trace_steps([7, 3, 5, 2], modulus=0)
     ['10+5+2', '15+2', '17']
     """
     nums, steps = list(terms), []
     while len(nums) > 1:
-        nums = [nums[0] + nums[1], *nums[2:]]
+        s = nums[0] + nums[1]
+        nums = [s % modulus if modulus else s, *nums[2:]]
         steps.append("+".join(map(str, nums)))
     return steps
 
@@ -87,16 +108,13 @@ def format_solution(steps: list[str]) -> str:
 
 
 def reference_solution(problem_row) -> str:
-    """The correct worked trace for a problem row (or problem string).
+    """The correct worked trace for a problem row (or problem text).
 
-    >>> reference_solution({"problem": "7+3+5+2"})
-    '<think>10+5+2 15+2 17</think>\\\\boxed{17}'
+    >>> reference_solution({"problem": "7+3+5+2 mod 10"})
+    '<think>0+5+2 5+2 7</think>\\\\boxed{7}'
     """
     problem = problem_row if isinstance(problem_row, str) else problem_row["problem"]
-    terms = [int(t) for t in problem.split("+")]
-    if len(terms) < 2:
-        raise ValueError(f"toy problem {problem!r} needs at least two terms")
-    return format_solution(trace_steps(terms))
+    return format_solution(trace_steps(*parse_problem(problem)))
 
 
 def make_problems(
@@ -130,54 +148,62 @@ def make_problems(
             )
         k = int(rng.integers(lo, hi + 1))
         terms = rng.integers(1, cfg.max_value + 1, size=k).tolist()
-        problem = "+".join(map(str, terms))
+        problem = problem_text(terms, cfg.modulus)
         if problem in seen or _split_of(problem) != split:
             continue
         seen.add(problem)
-        solution = reference_solution(problem)
+        total = sum(terms) % cfg.modulus if cfg.modulus else sum(terms)
         rows.append(
             dict(
-                problem_id=f"toy/{split}/{problem}",
+                problem_id=f"toy/{split}/{problem.split(' ')[0]}",
                 problem=problem,
-                answer=str(sum(terms)),
+                answer=str(total),
                 source="toy",
                 difficulty=k,
-                trace_len=len(solution),
+                trace_len=len(reference_solution(problem)),
             )
         )
     cols = ["problem_id", "problem", "answer", "source", "difficulty", "trace_len"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def sloppy_solution(terms: list[int], rng: np.random.Generator, noise: float) -> str:
+def sloppy_solution(terms: list[int], rng: np.random.Generator, noise: float, modulus: int = 10):
     """A teacher's trace that errs at each step with prob `noise` (x2 on a carry) and carries on.
 
-    The error (+-1, or +-10 on a carry) propagates consistently to the boxed answer, so the trace
-    is wrong but well formed: the warm-started policy learns a calibrated per-step error rate.
+    A carry is a step whose sum reaches the modulus (or, for plain sums, carries a ten). The error
+    (off by one) propagates consistently to the boxed answer, so the trace is wrong but well
+    formed: the warm-started policy learns a calibrated per-step error rate.
     """
     nums, steps = list(terms), []
     while len(nums) > 1:
         a, b = nums[0], nums[1]
         s = a + b
-        carry = (a % 10) + (b % 10) >= 10
+        carry = s >= modulus if modulus else (a % 10) + (b % 10) >= 10
         if rng.random() < noise * (2.0 if carry else 1.0):
-            delta = int(rng.choice([-1, 1])) * (10 if carry and rng.random() < 0.5 else 1)
-            s = max(0, s + delta)
-        nums = [s, *nums[2:]]
+            s = max(0, s + int(rng.choice([-1, 1])))
+        nums = [s % modulus if modulus else s, *nums[2:]]
         steps.append("+".join(map(str, nums)))
     return format_solution(steps)
 
 
 # ----------------------------------------------------------------------------- tokenizer, model
 def build_tokenizer():
-    """Character-level PreTrainedTokenizerFast with Qwen3's special tokens and chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    """Character-level PreTrainedTokenizerFast with Qwen3's special tokens and chat template.
+
+    As in Qwen3's tokenizer, ``<|im_start|>``, ``<|im_end|>`` and the pad token are *special*
+    (dropped by ``decode(skip_special_tokens=True)``), while ``<think>``/``</think>`` are added
+    tokens that are *not* special: TRL decodes completions with skip_special_tokens=True, and the
+    grader must still see ``</think>``.
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     chars = ["\n"] + [chr(c) for c in range(32, 127)]
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + chars)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    # Every character is its own piece (newline included); special tokens are matched first.
+    tok.add_special_tokens([AddedToken(t, special=True) for t in (PAD, IM_START, IM_END, UNK)])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in (THINK, THINK_END)])
+    # Every other character is its own piece (newline included).
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()  # join pieces without the spaces WordLevel would insert
     fast = PreTrainedTokenizerFast(
@@ -185,7 +211,7 @@ def build_tokenizer():
         eos_token=IM_END,
         pad_token=PAD,
         unk_token=UNK,
-        additional_special_tokens=[IM_START, THINK, THINK_END],
+        additional_special_tokens=[IM_START],
         padding_side="left",
     )
     fast.chat_template = CHAT_TEMPLATE
@@ -200,7 +226,7 @@ def build_model(cfg: ToyConfig, tokenizer):
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
-        intermediate_size=4 * cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_kv_heads,
@@ -227,32 +253,33 @@ def prompt_text(tokenizer, problem: str) -> str:
 
 
 # ----------------------------------------------------------------------------- warm start
-def _warmstart_batch(cfg: ToyConfig, tokenizer, rng: np.random.Generator):
-    """(input_ids, labels, attention_mask) for one batch of sloppy-teacher traces (train split)."""
+def _warmstart_batch(cfg: ToyConfig, tokenizer, rng: np.random.Generator, template: str):
+    """(input_ids, labels) for one batch of sloppy-teacher traces from the train split.
+
+    Each row draws its own number of terms (a batch with one k per batch learned far slower in
+    our trials); rows are right-padded, so with causal attention the pads never affect the loss.
+    """
     import torch
 
-    seqs, masks = [], []
-    while len(seqs) < cfg.warmstart_batch_size:
+    prompts, answers = [], []
+    while len(prompts) < cfg.warmstart_batch_size:
         k = int(rng.integers(cfg.min_terms, cfg.warmstart_max_terms + 1))
         terms = rng.integers(1, cfg.max_value + 1, size=k).tolist()
-        problem = "+".join(map(str, terms))
+        problem = problem_text(terms, cfg.modulus)
         if _split_of(problem) != "train":  # never show held-out problems
             continue
-        prompt = tokenizer(prompt_text(tokenizer, problem), add_special_tokens=False).input_ids
-        answer = tokenizer(
-            sloppy_solution(terms, rng, cfg.warmstart_noise) + IM_END, add_special_tokens=False
-        ).input_ids
-        seqs.append(prompt + answer)
-        masks.append([0] * len(prompt) + [1] * len(answer))  # loss on the completion only
+        prompts.append(template.replace("{problem}", problem))
+        answers.append(sloppy_solution(terms, rng, cfg.warmstart_noise, cfg.modulus) + IM_END)
+    p_ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    a_ids = tokenizer(answers, add_special_tokens=False).input_ids
+    seqs = [p + a for p, a in zip(p_ids, a_ids, strict=True)]
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full_like(ids, -100)
-    attn = torch.zeros_like(ids)
-    for i, (s, m) in enumerate(zip(seqs, masks, strict=True)):  # right padding for training
+    for i, (p, s) in enumerate(zip(p_ids, seqs, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
-        attn[i, : len(s)] = 1
-        labels[i, : len(s)] = torch.where(torch.tensor(m) == 1, torch.tensor(s), -100)
-    return ids, labels, attn
+        labels[i, len(p) : len(s)] = ids[i, len(p) : len(s)]  # loss on the completion only
+    return ids, labels
 
 
 def warm_start(model, tokenizer, cfg: ToyConfig, progress: bool = True) -> dict:
@@ -275,16 +302,17 @@ def warm_start(model, tokenizer, cfg: ToyConfig, progress: bool = True) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     t0, losses = time.perf_counter(), []
+    template = prompt_text(tokenizer, "{problem}")
     bar = _progress(range(cfg.warmstart_steps), progress, "toy warm start")
     for _step in bar:
-        ids, labels, attn = _warmstart_batch(cfg, tokenizer, rng)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        ids, labels = _warmstart_batch(cfg, tokenizer, rng, template)
+        loss = model(input_ids=ids, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if hasattr(bar, "set_postfix") and _step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     model.eval()
@@ -351,9 +379,17 @@ def default_cache_dir() -> Path:
 
 
 def build_toy_world(
-    cfg: ToyConfig, cache_dir: str | Path | None = None, force: bool = False, progress: bool = True
+    cfg: ToyConfig,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    eval_per_difficulty: int = 16,
 ) -> Path:
-    """Folder with the tokenizer + warm-started model (from_pretrained-loadable); cached by hash."""
+    """Folder with the tokenizer + warm-started model (from_pretrained-loadable); cached by hash.
+
+    Also writes warmstart.json: steps, seconds, and held-out accuracy by difficulty (greedy and
+    T=1.0, `eval_per_difficulty` test problems per number of terms, exact-match check).
+    """
     import torch
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -366,7 +402,8 @@ def build_toy_world(
         tokenizer = build_tokenizer()
         model = build_model(cfg, tokenizer)
         stats = warm_start(model, tokenizer, cfg, progress=progress)
-        test = make_problems(cfg, "test", 12 * (cfg.max_terms - cfg.min_terms + 1), seed=1)
+        n_test = eval_per_difficulty * (cfg.max_terms - cfg.min_terms + 1)
+        test = make_problems(cfg, "test", n_test, seed=1)
         budget = max(test.trace_len) + 8
         with torch.no_grad():
             stats["acc_T1"] = accuracy_by_difficulty(

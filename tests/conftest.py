@@ -17,3 +17,12 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"local data directory {path} not found (set POLARIS_DATA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def toy_world_path() -> Path:
+    """The default toy world (ToyConfig()), built once into the shared cache and reused (slow once)."""
+    from polaris_lib.config import ToyConfig
+    from polaris_lib.toy import build_toy_world
+
+    return build_toy_world(ToyConfig(), progress=False)

@@ -24,13 +24,18 @@ def tok():
 def test_tokenizer_round_trip_after_save(tok, tmp_path):
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    text = toy.prompt_text(loaded, "7+3+5") + toy.reference_solution("7+3+5") + toy.IM_END
+    problem = "7+3+5 mod 10"
+    text = toy.prompt_text(loaded, problem) + toy.reference_solution(problem) + toy.IM_END
     ids = loaded(text, add_special_tokens=False).input_ids
     assert loaded.decode(ids) == text
     for special in (toy.IM_START, toy.IM_END, toy.THINK, toy.THINK_END):
         assert len(loaded(special, add_special_tokens=False).input_ids) == 1, special
     assert loaded.eos_token == toy.IM_END and loaded.pad_token == toy.PAD
     assert loaded.pad_token_id != loaded.eos_token_id
+    # as in Qwen3: think tags survive skip_special_tokens (TRL decodes completions that way)
+    assert loaded.decode(ids, skip_special_tokens=True) == "user\n" + problem + "\nassistant\n" + (
+        toy.reference_solution(problem)
+    )
     # character level: one id per ordinary character, newline and space included
     assert len(loaded("a b\n12", add_special_tokens=False).input_ids) == 6
 
@@ -75,22 +80,28 @@ def test_problems_schema_stable_and_disjoint():
 def test_answers_graded_right_by_the_real_grader():
     probs = toy.make_problems(ToyConfig(), "test", 20, seed=3)
     for row in probs.itertuples():
-        gold = str(sum(int(t) for t in row.problem.split("+")))  # independent of the generator
+        expr, mod = row.problem.split(" mod ")
+        gold = str(sum(int(t) for t in expr.split("+")) % int(mod))  # recomputed from the text
         assert row.answer == gold
         assert grade(toy.reference_solution(row._asdict()), gold) == 1
-        assert grade(toy.reference_solution(row._asdict()), str(int(gold) + 1)) == 0
-    # the trace itself is right: every step's numbers sum to the gold
+        assert grade(toy.reference_solution(row._asdict()), str((int(gold) + 1) % 10)) == 0
+    # the trace itself is right: every step's numbers sum to the gold (mod 10, and plain)
     for step in toy.trace_steps([7, 3, 5, 2]):
+        assert sum(map(int, step.split("+"))) % 10 == 7
+    for step in toy.trace_steps([7, 3, 5, 2], modulus=0):
         assert sum(map(int, step.split("+"))) == 17
+    plain = toy.make_problems(ToyConfig(modulus=0), "test", 5)
+    assert [str(sum(map(int, p.split("+")))) for p in plain.problem] == list(plain.answer)
 
 
 def test_sloppy_teacher_without_noise_is_the_reference():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    assert toy.sloppy_solution([7, 3, 5, 2], rng, 0.0) == toy.reference_solution("7+3+5+2")
+    ref = toy.reference_solution("7+3+5+2 mod 10")
+    assert toy.sloppy_solution([7, 3, 5, 2], rng, 0.0) == ref
     noisy = [toy.sloppy_solution([9, 8, 7, 6, 5], rng, 0.3) for _ in range(200)]
-    wrong = sum(not n.endswith("\\boxed{35}") for n in noisy)
+    wrong = sum(not n.endswith("\\boxed{5}") for n in noisy)
     assert 0.3 < wrong / 200 < 0.99  # errors happen and propagate to the answer
 
 
@@ -114,10 +125,10 @@ def test_default_model_is_small():
 def test_cache_reused_and_deterministic(tmp_path):
     cfg = ToyConfig(**FAST)
     t0 = time.perf_counter()
-    path = toy.build_toy_world(cfg, tmp_path, progress=False)
+    path = toy.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    assert toy.build_toy_world(cfg, tmp_path, progress=False) == path
+    assert toy.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1) == path
     assert time.perf_counter() - t0 < min(0.5, first / 5)
     assert path.name == f"toy-{toy.config_hash(cfg)}"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
@@ -125,11 +136,10 @@ def test_cache_reused_and_deterministic(tmp_path):
     assert stats["steps"] == 3 and "acc_T1" in stats and "acc_greedy" in stats
     # a forced rebuild with the same seed gives the same weights (deterministic on CPU)
     w1 = AutoModelForCausalLM.from_pretrained(path).state_dict()
-    toy.build_toy_world(cfg, tmp_path, force=True, progress=False)
+    toy.build_toy_world(cfg, tmp_path, force=True, progress=False, eval_per_difficulty=1)
     w2 = AutoModelForCausalLM.from_pretrained(path).state_dict()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
-    other = toy.build_toy_world(ToyConfig(**{**FAST, "seed": 1}), tmp_path, progress=False)
-    assert other != path
+    assert toy.config_hash(ToyConfig(**{**FAST, "seed": 1})) != toy.config_hash(cfg)
 
 
 def test_config_validation():

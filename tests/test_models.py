@@ -1,0 +1,101 @@
+"""load_policy: toy world, local folders, device resolution, GPU-only options without a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polaris_lib import models, toy
+from polaris_lib.config import ConfigError, ModelConfig, ToyConfig, YarnConfig
+from polaris_lib.rope import yarn_applied
+
+SMALL = ToyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, warmstart_steps=2)
+NO_GPU = not torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    toy.build_toy_world(SMALL, root / "toy", progress=False, eval_per_difficulty=1)
+    return root
+
+
+@pytest.fixture()
+def cache(small_cache, monkeypatch):
+    monkeypatch.setenv("POLARIS_CACHE", str(small_cache))  # load_policy reuses the built world
+    return small_cache
+
+
+def test_toy_policy_loads_from_its_cached_folder(cache):
+    model, tok = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL)
+    assert type(model).__name__ == "Qwen3ForCausalLM" and not model.training
+    assert next(model.parameters()).dtype == torch.float32
+    assert tok.eos_token == toy.IM_END
+    assert (cache / "toy" / f"toy-{toy.config_hash(SMALL)}").is_dir()
+    trainable, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL, for_training=True)
+    assert trainable.training
+
+
+def test_local_folder_and_checkpoint_override(cache):
+    path = toy.build_toy_world(SMALL, progress=False)
+    a, _ = models.load_policy(ModelConfig(name_or_path=str(path), device="cpu"))
+    b, _ = models.load_policy(ModelConfig(name_or_path="toy", device="cpu"), checkpoint=str(path))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_toy_needs_a_toy_config():
+    with pytest.raises(ConfigError, match="tiny"):
+        models.load_policy(ModelConfig(device="cpu"))
+
+
+def test_yarn_through_load_policy(cache):
+    yarn = YarnConfig(factor=2.0, original_max_position_embeddings=SMALL.max_position_embeddings)
+    model, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL, yarn=yarn)
+    assert yarn_applied(model)
+    assert model.config.rope_parameters["rope_theta"] == SMALL.rope_theta
+    plain, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL)
+    assert not yarn_applied(plain)
+
+
+def test_device_resolution():
+    assert models.resolve_device("cpu") == "cpu"
+    assert models.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device"):
+        models.resolve_device("tpu")
+
+
+@pytest.mark.skipif(not NO_GPU, reason="checks the error shown on a machine without a GPU")
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(backend="unsloth", device="auto", lora_rank=8),
+        dict(use_vllm=True, device="auto"),
+        dict(load_in_4bit=True, device="auto"),
+    ],
+)
+def test_gpu_only_options_name_the_tiny_preset(kw):
+    with pytest.raises(ConfigError, match="preset 'tiny'"):
+        models.load_policy(ModelConfig(name_or_path="Qwen/Qwen3-0.6B", **kw))
+
+
+@pytest.mark.skipif(not NO_GPU, reason="checks the error shown on a machine without a GPU")
+def test_cuda_device_without_gpu_is_clear():
+    with pytest.raises(ConfigError, match="preset 'tiny'"):
+        models.resolve_device("cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU with unsloth installed")
+def test_unsloth_accepts_the_toy_folder():
+    """Offline GPU check: Unsloth loads the toy model's saved folder and adds LoRA adapters."""
+    path = toy.build_toy_world(ToyConfig(), progress=False)
+    cfg = ModelConfig(
+        name_or_path=str(path),
+        backend="unsloth",
+        device="cuda",
+        dtype="bfloat16",
+        lora_rank=8,
+        max_context=ToyConfig().max_position_embeddings,
+    )
+    model, tok = models.load_policy(cfg, for_training=True, max_seq_length=128)
+    assert hasattr(model, "peft_config") and tok.eos_token == toy.IM_END
