@@ -179,6 +179,12 @@ def eval_metrics(summary: pd.DataFrame, harness_only: dict[str, bool] | None = N
     return out
 
 
+def headline(metrics: dict) -> dict:
+    """The last checkpoint's avg@k and harness_only flag per benchmark, from eval_metrics keys."""
+    return {k: v for k, v in metrics.items()
+            if k.count("/") == 2 and k.split("/")[2].startswith(("avg@", "harness_only"))}  # fmt: skip
+
+
 REQUIRED = ["config.json", "metrics.json", "responses.parquet", "summary.parquet",
             "pass_at_k.parquet", "per_problem.parquet", "length_buckets.parquet",
             "paper_comparison.parquet", "fig_avg_by_checkpoint.png", "fig_pass_at_k.png",

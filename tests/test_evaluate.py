@@ -91,6 +91,7 @@ def test_length_buckets_and_paper_comparison():
     m = et.eval_metrics(s, {"aime24": True})
     assert m["eval/aime24/avg@4"] == pytest.approx(0.5) and m["eval/aime24/harness_only"] is True
     assert m["eval/base/aime24/avg@4"] == pytest.approx(0.5) and "bootstrap" in m["eval/interval"]
+    assert et.headline(m) == {"eval/aime24/avg@4": 0.5, "eval/aime24/harness_only": True}
 
 
 def test_checkpoint_names_resolve_to_stage_folders(tmp_path):
