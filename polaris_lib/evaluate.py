@@ -84,7 +84,9 @@ def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dic
     """Everything that determines a pair's responses (a pair done with other settings is redone)."""
     ev = cfg.eval
     return dict(
+        model=cfg.model.name_or_path,
         checkpoint_path=checkpoint,
+        weights=model_stamp(cfg, checkpoint),
         k=ev.k_for(benchmark),
         max_problems=ev.max_problems,
         temperature=ev.temperature,
@@ -95,6 +97,18 @@ def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dic
         suffix=cfg.model.instruction_suffix,
         thinking=cfg.model.thinking,
     )
+
+
+def model_stamp(cfg: RunConfig, checkpoint: str | None) -> str | None:
+    """What identifies the weights: a checkpoint's newest file time (a retrained stage redoes its
+    pairs), the toy world's content hash for the toy base model, else None (a hub id)."""
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        return str(max(p.stat().st_mtime_ns for p in Path(checkpoint).iterdir()))
+    if checkpoint is None and cfg.model.name_or_path == "toy":
+        from polaris_lib.toy import config_hash
+
+        return config_hash(cfg.toy)
+    return None
 
 
 def plan(cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:

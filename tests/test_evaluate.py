@@ -168,5 +168,9 @@ def test_evaluation_resumes_and_regrades(tmp_path):
     more = apply_overrides(cfg, {"eval.samples": {"toy": 3}})
     ev.run_evaluation(more, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 2, "sample": 2}
+    # So does a different toy world (the base model's weights changed).
+    other = apply_overrides(more, {"toy.warmstart_steps": 7})
+    ev.run_evaluation(other, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    assert calls == {"load": 3, "sample": 3}
     broken = first.assign(correct=1.0 - first["correct"])
     assert ev.regrade(broken)["correct"].tolist() == first["correct"].tolist()
