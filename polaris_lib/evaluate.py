@@ -172,12 +172,23 @@ def load_for_eval(cfg: RunConfig, checkpoint: str | None, yarn: YarnConfig | Non
     return load_policy(cfg.model, toy_cfg=cfg.toy, checkpoint=checkpoint, yarn=yarn)
 
 
+def model_path(cfg: RunConfig, checkpoint: str | None) -> str:
+    """Folder (or hub id) the weights load from; the toy base model is the built toy world."""
+    if checkpoint:
+        return checkpoint
+    if cfg.model.name_or_path == "toy":
+        from polaris_lib.toy import build_toy_world
+
+        return str(build_toy_world(cfg.toy))
+    return cfg.model.name_or_path
+
+
 def _load_vllm(cfg: RunConfig, checkpoint: str | None, yarn: YarnConfig | None):
     """vLLM offline engine; YaRN goes in through hf_overrides and the extended max_model_len
     (RECIPE.md §6); without it vLLM uses the model's own context."""
     from vllm import LLM
 
-    path = checkpoint or cfg.model.name_or_path
+    path = model_path(cfg, checkpoint)
     kwargs = dict(model=path, dtype=cfg.model.dtype, seed=cfg.seed,
                   gpu_memory_utilization=cfg.model.gpu_memory_utilization)  # fmt: skip
     if yarn is not None and yarn.enabled:

@@ -24,17 +24,6 @@ LOSS_EXTRA_TERMS = 5
 """Toy reference traces for the position-loss curve go this far past toy.max_terms."""
 
 
-def model_path(cfg: RunConfig, checkpoint: str | None) -> str:
-    """Folder (or hub id) the weights load from; the toy base model is the built toy world."""
-    if checkpoint:
-        return checkpoint
-    if cfg.model.name_or_path == "toy":
-        from polaris_lib.toy import build_toy_world
-
-        return str(build_toy_world(cfg.toy))
-    return cfg.model.name_or_path
-
-
 def linear_rope_parameters(config, factor: float) -> dict:
     """Position interpolation (rope_type 'linear'): positions / factor, the model's theta kept."""
     from polaris_lib.rope import _rope_params
@@ -63,7 +52,7 @@ def variant_settings(cfg: RunConfig, checkpoint: str | None) -> pd.DataFrame:
 
     from polaris_lib.rope import vllm_yarn_kwargs, yarn_rope_parameters
 
-    config = AutoConfig.from_pretrained(model_path(cfg, checkpoint))
+    config = AutoConfig.from_pretrained(evaluate.model_path(cfg, checkpoint))
     y = dataclasses.replace(cfg.yarn, enabled=True)
     rows = [
         ("none", config.rope_parameters, {}),
@@ -85,7 +74,7 @@ def load_variant(cfg: RunConfig, checkpoint: str | None, variant: str):
         return evaluate.load_for_eval(cfg, checkpoint, yarn)
     from transformers import AutoConfig
 
-    path = model_path(cfg, checkpoint)
+    path = evaluate.model_path(cfg, checkpoint)
     config = AutoConfig.from_pretrained(path)
     config.rope_parameters = linear_rope_parameters(config, cfg.yarn.factor)
     if cfg.model.use_vllm and cfg.model.backend == "transformers":

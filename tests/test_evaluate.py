@@ -174,3 +174,44 @@ def test_evaluation_resumes_and_regrades(tmp_path):
     assert calls == {"load": 3, "sample": 3}
     broken = first.assign(correct=1.0 - first["correct"])
     assert ev.regrade(broken)["correct"].tolist() == first["correct"].tolist()
+
+
+def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
+    """A vLLM preset builds vllm.LLM with YaRN's hf_overrides and extended max_model_len (checked
+    with a stand-in vllm module: this machine has no GPU), and linear interpolation likewise."""
+    import sys
+    import types
+
+    from transformers import Qwen3Config
+
+    from polaris_lib import rope_variants as rv
+
+    Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+                max_position_embeddings=40960).save_pretrained(tmp_path)  # fmt: skip
+    made = []
+
+    class LLM:
+        def __init__(self, **kw):
+            made.append(kw)
+
+        def get_tokenizer(self):
+            return "tokenizer"
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = LLM
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    cfg = apply_overrides(get_preset("qwen3-4b-paper"), {"model.name_or_path": str(tmp_path)})
+    assert ev.load_for_eval(cfg, None, cfg.yarn)[1] == "tokenizer"
+    kw = made[-1]
+    assert (
+        kw["model"] == str(tmp_path) and kw["dtype"] == "bfloat16" and kw["max_model_len"] == 49152
+    )
+    rope = kw["hf_overrides"]["rope_parameters"]
+    assert rope["rope_type"] == "yarn" and rope["rope_theta"] == 1e6 and rope["factor"] == 1.5
+    ev.load_for_eval(cfg, None)
+    assert "hf_overrides" not in made[-1] and "max_model_len" not in made[-1]
+    rv.load_variant(cfg, None, "linear")
+    assert made[-1]["hf_overrides"]["rope_parameters"] == {
+        "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
+    }  # fmt: skip
+    assert made[-1]["max_model_len"] == 49152
