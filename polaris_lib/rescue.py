@@ -11,6 +11,7 @@ normal reward path with no re-decoding. It is plain data (JSON) saved with every
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -44,6 +45,11 @@ class RescueBuffer:
         for pid, ids, completion in records:
             self.entries[str(pid)] = {"ids": [int(t) for t in ids], "completion": completion}
         return len(records)
+
+    def digest(self) -> str:
+        """Short content hash (ranks of a multi-process run compare buffers with it)."""
+        blob = json.dumps(self.entries, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
         """Write the buffer atomically (a crash never leaves half a file)."""

@@ -158,7 +158,9 @@ def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataF
     model, tokenizer = load_policy(
         run.model, toy_cfg=run.toy, checkpoint=plan.start_checkpoint, for_training=True
     )
-    args = to_grpo_config(run, plan.stage, plan.temperature, str(plan.trl_dir))
+    # Under accelerate/torchrun each process generates its share of the step's rollouts.
+    procs = int(os.environ.get("WORLD_SIZE", "1"))
+    args = to_grpo_config(run, plan.stage, plan.temperature, str(plan.trl_dir), num_processes=procs)
     buffer = RescueBuffer.load(plan.start_checkpoint) if plan.start_checkpoint else RescueBuffer()
     return PolarisGRPOTrainer(
         model=model,
@@ -182,21 +184,27 @@ def train_stage(run: RunConfig, plan: StagePlan, out: str | Path, problems: pd.D
     trainer.train(resume_from_checkpoint=plan.resume_from)
     seconds = time.perf_counter() - t0
     tmp = plan.final_dir.with_name("final.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    trainer.processing_class.save_pretrained(str(tmp))
-    trainer.rescue_buffer.save(tmp / RESCUE_FILE)
-    artifacts.write_parquet(out / "steps.parquet", steps_table(trainer.state.log_history))
+    acc = trainer.accelerator  # several processes: only the main one writes files
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    trainer.save_model(str(tmp))  # every rank (a collective under ZeRO-3); main writes
     summary = {
         "stage": plan.stage,
         "steps": int(trainer.state.global_step),
         "train_seconds": round(seconds, 2),
         "resumed_from": plan.resume_from,
         "rescue_buffer_size": len(trainer.rescue_buffer),
+        "rescue_buffer_sha256": trainer.rescue_buffer.digest(),
     }
-    artifacts.write_json(tmp / "stage_done.json", summary)
-    shutil.rmtree(plan.final_dir, ignore_errors=True)
-    os.replace(tmp, plan.final_dir)
+    if acc.is_main_process:
+        trainer.processing_class.save_pretrained(str(tmp))
+        trainer.rescue_buffer.save(tmp / RESCUE_FILE)
+        artifacts.write_parquet(out / "steps.parquet", steps_table(trainer.state.log_history))
+        artifacts.write_json(tmp / "stage_done.json", summary)
+        shutil.rmtree(plan.final_dir, ignore_errors=True)
+        os.replace(tmp, plan.final_dir)
+    acc.wait_for_everyone()
     return summary | {"reused_final": False}
 
 
