@@ -17,7 +17,7 @@ from polaris_lib import artifacts
 from polaris_lib.artifacts import STAGE, step_dir
 from polaris_lib.config import RunConfig
 
-DEFAULT_TOY_HELDOUT = 128
+DEFAULT_TOY_HELDOUT = 64
 """Held-out toy problems when eval.max_problems is 0 (the toy test split is generated)."""
 
 
@@ -55,6 +55,7 @@ def heldout_scores(run: RunConfig, checkpoint: str | None, problems: pd.DataFram
             max_new_tokens=e.max_new_tokens,
             seed=run.seed,
             suffix=run.model.instruction_suffix,
+            batch_size=256,  # fewer, wider generate calls: the per-token Python overhead dominates
             progress=False,
         )
     gold = dict(zip(problems.problem_id, problems.answer, strict=True))

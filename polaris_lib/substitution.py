@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 ALL0, ALL1, MIXED = "all0", "all1", "mixed"
+PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded per-row tensors; the others pad right
 SUBSTITUTE, SKIP, TRAIN_MIXED = "substitute", "skip", "train_mixed"
 
 
@@ -182,3 +183,36 @@ def substitute(
         count = loss_mask(batch).sum()
         batch["num_items_in_batch"] = count.to(batch["num_items_in_batch"].dtype)
     return batch, SubstitutionResult(action=action, kinds=kinds, donors=donors)
+
+
+def gather_rows(batch: dict[str, Any], n_local: int, accelerator, gather_object, pad_token_id: int):
+    """Every rank's rows in rank order (TRL's layout: rank r holds global rows r*n_local...).
+
+    Per-row tensors are padded to the widest rank first (prompts on the left, the rest on the
+    right); lists go through `gather_object`; other entries are left as they are. One process:
+    the batch itself.
+    """
+    if accelerator.num_processes == 1:
+        return batch
+    out = {}
+    for key, v in batch.items():
+        if not is_row_entry(v, n_local):
+            out[key] = v
+        elif isinstance(v, list):
+            out[key] = gather_object(v)
+        else:
+            if v.ndim >= 2:
+                fill = pad_token_id if key in ("prompt_ids", "completion_ids") else 0
+                v = accelerator.pad_across_processes(
+                    v, dim=1, pad_index=fill, pad_first=key in PROMPT_KEYS
+                )
+            out[key] = accelerator.gather(v)
+    return out
+
+
+def local_rows(batch: dict[str, Any], n_global: int, n_local: int, rank: int) -> dict[str, Any]:
+    """This rank's slice of a global batch (the inverse of `gather_rows`)."""
+    if n_global == n_local:
+        return batch
+    sl = slice(rank * n_local, (rank + 1) * n_local)
+    return {k: (v[sl] if is_row_entry(v, n_global) else v) for k, v in batch.items()}

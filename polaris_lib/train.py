@@ -44,15 +44,15 @@ from polaris_lib.reward_log import group_records, trim_reward_log
 from polaris_lib.substitution import (
     SKIP,
     SubstitutionResult,
+    gather_rows,
     group_kinds,
-    is_row_entry,
+    local_rows,
     substitute,
 )
 from polaris_lib.trl_compat import install_cpu_logprob_fallback
 
 install_cpu_logprob_fallback()  # TRL 1.15's fused LM head needs Triton; CPU gets plain torch
 
-PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded per-row tensors; the rest pad right
 SKIP_KEY = "polaris_skip"
 
 
@@ -233,7 +233,9 @@ class PolarisGRPOTrainer(GRPOTrainer):
         out["polaris_problem_id"] = [str(x["problem_id"]) for x in gen.inputs]
         out["polaris_answer"] = [x.get("answer") for x in gen.inputs]
         out["polaris_reward"] = rewards[local].to(out["advantages"].device)
-        batch = self._gather_rows(out, n_local)
+        batch = gather_rows(
+            out, n_local, self.accelerator, gather_object, self._tokenizer.pad_token_id
+        )
         pids = list(batch["polaris_problem_id"])
         if self.polaris.substitution:
             rng = np.random.default_rng([int(self.args.seed), int(self.state.global_step), 5])
@@ -251,34 +253,7 @@ class PolarisGRPOTrainer(GRPOTrainer):
         n_global = rewards.shape[0]
         batch[SKIP_KEY] = torch.full((n_global,), res.action == SKIP, device=rewards.device)
         self._log_step(res, pids, pre.cpu().numpy(), gen.rescued_rows)
-        return self._local_rows(batch, n_global, n_local, rank)
-
-    def _gather_rows(self, batch: dict[str, Any], n_local: int) -> dict[str, Any]:
-        """All ranks' rows, in rank order (identity on one process)."""
-        if self.accelerator.num_processes == 1:
-            return batch
-        out = {}
-        pad_id = self._tokenizer.pad_token_id
-        for key, v in batch.items():
-            if not is_row_entry(v, n_local):
-                out[key] = v
-            elif isinstance(v, list):
-                out[key] = gather_object(v)
-            else:
-                if v.ndim >= 2:  # widths differ across ranks: pad to the widest first
-                    fill = pad_id if key in ("prompt_ids", "completion_ids") else 0
-                    v = self.accelerator.pad_across_processes(
-                        v, dim=1, pad_index=fill, pad_first=key in PROMPT_KEYS
-                    )
-                out[key] = self.accelerator.gather(v)
-        return out
-
-    @staticmethod
-    def _local_rows(batch: dict[str, Any], n_global: int, n_local: int, rank: int):
-        if n_global == n_local:
-            return batch
-        sl = slice(rank * n_local, (rank + 1) * n_local)
-        return {k: (v[sl] if is_row_entry(v, n_global) else v) for k, v in batch.items()}
+        return local_rows(batch, n_global, n_local, rank)
 
     def _log_step(self, res: SubstitutionResult, pids, pre: np.ndarray, rescued: dict) -> None:
         """Per-step fractions into TRL's metrics; per-prompt records into the reward log."""

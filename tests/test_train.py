@@ -390,3 +390,67 @@ def test_completions_keep_think_tags_for_the_grader(tiny_world, tmp_path):
     out = tr._decode_keeping_special([ids], [[{"role": "assistant", "content": "lossy"}]])
     assert out == [[{"role": "assistant", "content": "</think>\\boxed{4}"}]]
     assert tr._decode_keeping_special([ids], ["lossy"]) == ["</think>\\boxed{4}"]
+
+
+class _FakeRanks:
+    """accelerate stand-in for rank `rank` of len(locals) processes (pad + gather semantics)."""
+
+    def __init__(self, rank, locals_):
+        self.num_processes, self.process_index, self.locals = len(locals_), rank, locals_
+        self.tags = {}
+
+    def _key(self, v):
+        return next(k for k, t in self.locals[self.process_index].items() if t is v)
+
+    def _pad(self, t, width, fill, first):
+        extra = torch.full((t.shape[0], width - t.shape[1]), fill, dtype=t.dtype)
+        return torch.cat([extra, t] if first else [t, extra], dim=1)
+
+    def pad_across_processes(self, v, dim, pad_index, pad_first):
+        key = self._key(v)
+        width = max(loc[key].shape[1] for loc in self.locals)
+        out = self._pad(v, width, pad_index, pad_first)
+        self.tags[id(out)] = (key, pad_index, pad_first)
+        return out
+
+    def gather(self, v):
+        key, fill, first = self.tags.get(id(v)) or (self._key(v), 0, False)
+        if v.ndim == 1:
+            return torch.cat([loc[key] for loc in self.locals])
+        width = max(loc[key].shape[1] for loc in self.locals)
+        return torch.cat([self._pad(loc[key], width, fill, first) for loc in self.locals])
+
+
+def test_substitution_across_ranks_equals_single_process():
+    """4 ranks x 6 rows, groups of 4: groups straddle ranks. Gather -> substitute -> slice gives
+    every rank exactly the rows one process would have given it."""
+    from polaris_lib.substitution import PROMPT_KEYS, gather_rows, local_rows
+
+    batch = _batch(REWARDS)
+    del batch["num_items_in_batch"]
+    rewards = torch.tensor(REWARDS, dtype=torch.float32)
+    kw = dict(policy="skip", min_mixed_fraction=1 / 3)
+    single, _ = substitute(batch, rewards, N, rng=np.random.default_rng(7), **kw)
+    n_local, ranks = 6, 4
+    locals_ = []
+    for r in range(ranks):  # each rank's completion tensors only as wide as its longest one
+        loc = local_rows(batch, 24, n_local, r)
+        w = int(loc["completion_mask"].sum(1).max())
+        trim = {k: v[:, :w] for k, v in loc.items() if torch.is_tensor(v) and v.ndim == 2}
+        locals_.append(loc | {k: v for k, v in trim.items() if k not in PROMPT_KEYS})
+
+    for r in range(ranks):
+
+        def gather_object(x, r=r):
+            key = next(k for k, v in locals_[r].items() if v is x)
+            return [y for loc in locals_ for y in loc[key]]
+
+        gathered = gather_rows(locals_[r], n_local, _FakeRanks(r, locals_), gather_object, 0)
+        out, _ = substitute(gathered, rewards, N, rng=np.random.default_rng(7), **kw)
+        mine, want = local_rows(out, 24, n_local, r), local_rows(single, 24, n_local, r)
+        for key in ("prompt_ids", "completion_ids", "completion_mask", "advantages"):
+            got = mine[key][:, : want[key].shape[1]] if want[key].ndim == 2 else mine[key]
+            assert torch.equal(got, want[key]), (r, key)
+        assert torch.equal(mine["polaris_reward"], want["polaris_reward"])
+        assert mine["polaris_answer"] == want["polaris_answer"]
+        assert mine["polaris_problem_id"] == want["polaris_problem_id"]

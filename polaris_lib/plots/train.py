@@ -92,12 +92,18 @@ def fig_clip_entropy(steps: pd.DataFrame, note: str):
 def fig_dataset_sizes(sizes: pd.DataFrame, note: str):
     """Training problems per stage and how many the > 0.9 easy-drop removed after it."""
     fig, ax = new_figure()
-    ax.bar(sizes.stage.astype(str), sizes.trained, label="trained on")
-    ax.bar(
-        sizes.stage.astype(str), sizes.dropped, bottom=sizes.kept, alpha=0.5, label="easy-dropped"
-    )
+    x = sizes.stage.astype(str)
+    ax.bar(x, sizes.kept, color="C0", label="kept for the next stage")
+    ax.bar(x, sizes.dropped, bottom=sizes.kept, color="C1", label="easy-dropped (> threshold)")
     for _, r in sizes.iterrows():
-        ax.text(str(r.stage), r.trained, f"{int(r.trained)}", ha="center", va="bottom", fontsize=8)
+        ax.text(
+            str(r.stage),
+            r.trained,
+            f"{int(r.trained)} trained",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set(xlabel="stage", ylabel="problems")
     ax.set_title("Dataset size per stage")
     ax.legend(fontsize=8)
