@@ -34,7 +34,7 @@ import pandas as pd
 
 from polaris_lib.config import ToyConfig
 
-CODE_VERSION = "toy-v2"
+CODE_VERSION = "toy-v3"
 """Bump when anything below changes what gets built (tokenizer, task, model, warm start)."""
 
 IM_START, IM_END, THINK, THINK_END, PAD, UNK = (
@@ -86,13 +86,13 @@ def parse_problem(problem: str) -> tuple[list[int], int]:
     return terms, modulus
 
 
-def trace_steps(terms: list[int], modulus: int = 10) -> list[str]:
+def trace_steps(terms: list[int], modulus: int = 0) -> list[str]:
     """Worked steps: replace the first two numbers by their sum (mod `modulus`), rewrite the rest.
 
     >>> trace_steps([7, 3, 5, 2])
-    ['0+5+2', '5+2', '7']
-    >>> trace_steps([7, 3, 5, 2], modulus=0)
     ['10+5+2', '15+2', '17']
+    >>> trace_steps([7, 3, 5, 2], modulus=10)
+    ['0+5+2', '5+2', '7']
     """
     nums, steps = list(terms), []
     while len(nums) > 1:
@@ -167,7 +167,7 @@ def make_problems(
     return pd.DataFrame(rows, columns=cols)
 
 
-def sloppy_solution(terms: list[int], rng: np.random.Generator, noise: float, modulus: int = 10):
+def sloppy_solution(terms: list[int], rng: np.random.Generator, noise: float, modulus: int = 0):
     """A teacher's trace that errs at each step with prob `noise` (x2 on a carry) and carries on.
 
     A carry is a step whose sum reaches the modulus (or, for plain sums, carries a ten). The error

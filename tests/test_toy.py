@@ -24,7 +24,7 @@ def tok():
 def test_tokenizer_round_trip_after_save(tok, tmp_path):
     tok.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
-    problem = "7+3+5 mod 10"
+    problem = "7+3+5"
     text = toy.prompt_text(loaded, problem) + toy.reference_solution(problem) + toy.IM_END
     ids = loaded(text, add_special_tokens=False).input_ids
     assert loaded.decode(ids) == text
@@ -78,30 +78,28 @@ def test_problems_schema_stable_and_disjoint():
 
 
 def test_answers_graded_right_by_the_real_grader():
-    probs = toy.make_problems(ToyConfig(), "test", 20, seed=3)
-    for row in probs.itertuples():
-        expr, mod = row.problem.split(" mod ")
-        gold = str(sum(int(t) for t in expr.split("+")) % int(mod))  # recomputed from the text
-        assert row.answer == gold
-        assert grade(toy.reference_solution(row._asdict()), gold) == 1
-        assert grade(toy.reference_solution(row._asdict()), str((int(gold) + 1) % 10)) == 0
-    # the trace itself is right: every step's numbers sum to the gold (mod 10, and plain)
+    for cfg in (ToyConfig(), ToyConfig(modulus=10)):
+        for row in toy.make_problems(cfg, "test", 12, seed=3).itertuples():
+            expr, _, mod = row.problem.partition(" mod ")
+            total = sum(int(t) for t in expr.split("+"))  # recomputed from the text
+            gold = str(total % int(mod) if mod else total)
+            assert row.answer == gold
+            assert grade(toy.reference_solution(row._asdict()), gold) == 1
+            assert grade(toy.reference_solution(row._asdict()), str(int(gold) + 1)) == 0
+    # the trace itself is right: every step's numbers sum to the gold (plain, and mod 10)
     for step in toy.trace_steps([7, 3, 5, 2]):
-        assert sum(map(int, step.split("+"))) % 10 == 7
-    for step in toy.trace_steps([7, 3, 5, 2], modulus=0):
         assert sum(map(int, step.split("+"))) == 17
-    plain = toy.make_problems(ToyConfig(modulus=0), "test", 5)
-    assert [str(sum(map(int, p.split("+")))) for p in plain.problem] == list(plain.answer)
+    for step in toy.trace_steps([7, 3, 5, 2], modulus=10):
+        assert sum(map(int, step.split("+"))) % 10 == 7
 
 
 def test_sloppy_teacher_without_noise_is_the_reference():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    ref = toy.reference_solution("7+3+5+2 mod 10")
-    assert toy.sloppy_solution([7, 3, 5, 2], rng, 0.0) == ref
+    assert toy.sloppy_solution([7, 3, 5, 2], rng, 0.0) == toy.reference_solution("7+3+5+2")
     noisy = [toy.sloppy_solution([9, 8, 7, 6, 5], rng, 0.3) for _ in range(200)]
-    wrong = sum(not n.endswith("\\boxed{5}") for n in noisy)
+    wrong = sum(not n.endswith("\\boxed{35}") for n in noisy)
     assert 0.3 < wrong / 200 < 0.99  # errors happen and propagate to the answer
 
 
@@ -134,12 +132,18 @@ def test_cache_reused_and_deterministic(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
     stats = toy.warmstart_stats(path)
     assert stats["steps"] == 3 and "acc_T1" in stats and "acc_greedy" in stats
-    # a forced rebuild with the same seed gives the same weights (deterministic on CPU)
+    assert toy.config_hash(ToyConfig(**{**FAST, "seed": 1})) != toy.config_hash(cfg)
+
+
+@pytest.mark.slow
+def test_rebuild_is_deterministic(tmp_path):
+    """A forced rebuild with the same seed gives the same weights (deterministic on CPU)."""
+    cfg = ToyConfig(**FAST)
+    path = toy.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1)
     w1 = AutoModelForCausalLM.from_pretrained(path).state_dict()
     toy.build_toy_world(cfg, tmp_path, force=True, progress=False, eval_per_difficulty=1)
     w2 = AutoModelForCausalLM.from_pretrained(path).state_dict()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
-    assert toy.config_hash(ToyConfig(**{**FAST, "seed": 1})) != toy.config_hash(cfg)
 
 
 def test_config_validation():
