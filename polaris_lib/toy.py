@@ -34,7 +34,7 @@ import pandas as pd
 
 from polaris_lib.config import ToyConfig
 
-CODE_VERSION = "toy-v3"
+CODE_VERSION = "toy-v4"
 """Bump when anything below changes what gets built (tokenizer, task, model, warm start)."""
 
 IM_START, IM_END, THINK, THINK_END, PAD, UNK = (
