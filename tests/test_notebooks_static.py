@@ -130,3 +130,17 @@ def test_ruff_clean():
         pytest.skip("ruff is not installed in this environment")
     r = subprocess.run([str(ruff), "check", *map(str, NOTEBOOKS)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill parses the parameters cell itself (`--help-notebook`, type inference): a comment
+    it cannot parse (e.g. an apostrophe) hides that parameter from it."""
+    import papermill as pm
+
+    names = {
+        node.targets[0].id
+        for node in ast.parse(_param_cells(_load(path))[0].source).body
+        if isinstance(node, ast.Assign)
+    }
+    assert set(pm.inspect_notebook(str(path))) == names
