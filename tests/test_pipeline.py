@@ -262,3 +262,15 @@ def test_killed_runner_resumes(base_run, tmp_path):
     rec = Manifest.load(run).step("02_curate_by_difficulty")
     assert rec["retries"] == 1 and rec["attempts"][0]["error"].startswith("interrupted")
     assert results(run) == results(tmp / "reports" / "ref")
+
+
+def test_run_folder_lock_refuses_a_second_runner(tmp_path):
+    from polaris_lib.runtime import RunLock
+
+    (tmp_path / ".lock").write_text(str(os.getppid()))  # a live process that is not us
+    with pytest.raises(RuntimeError, match="in use by process"):
+        RunLock(tmp_path).__enter__()
+    (tmp_path / ".lock").write_text("999999999")  # a dead one: a stale lock from a killed run
+    with RunLock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+    assert not (tmp_path / ".lock").exists()
