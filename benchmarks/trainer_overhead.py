@@ -1,15 +1,16 @@
 """Step-time overhead of PolarisGRPOTrainer over plain TRL GRPOTrainer, and where a step's time goes.
 
 Identical tiny configs (stage 1 of the `tiny` preset, toy warm start, the kit's grader), the same
-data and seed; the two trainers alternate in one process (plain, polaris, plain, ...) so machine
-load drifts hit both. Each turn trains `--steps` optimizer steps from the same warm-start weights;
-the first step of every turn is a warm-up and is left out. Both trainers get the same timing mixin
-(it only wraps super() calls). PolarisGRPOTrainer runs with substitution and rescue on; its
+data and seed. The two trainers run in one process and alternate step by step (plain step 1,
+polaris step 1, plain step 2, ...: each runs train() in its own thread and a callback hands the
+turn over at every optimizer step), so the load drift of a shared machine hits both alike; the
+overhead is the median of the per-step ratios polaris/plain of adjacent steps. Step 1 is a
+warm-up and is left out. Both trainers get the same timing mixin (it only wraps super() calls). PolarisGRPOTrainer runs with substitution and rescue on; its
 low-mixed policy is 'train_mixed' with a tiny threshold, so that no step is skipped (a skipped step
 has no backward and would flatter it); steps that were skipped anyway are left out and counted.
 Writes benchmarks/results/trainer_overhead.json.
 
-    .venv/bin/python benchmarks/trainer_overhead.py [--rounds 3] [--steps 4] [--threads 2]
+    .venv/bin/python benchmarks/trainer_overhead.py [--steps 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
+# benchmarks/multiprocess.py would shadow the `multiprocess` package that datasets/TRL import
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 OUT = Path(__file__).parent / "results" / "trainer_overhead.json"
 
 
@@ -75,24 +80,43 @@ def build(kind: str, cfg, model_dir: str, out_dir: str, steps: int):
     return trainer
 
 
-def run_turn(kind, cfg, model_dir, steps) -> list[dict]:
-    with tempfile.TemporaryDirectory() as d:
-        tr = build(kind, cfg, model_dir, d, steps)
-        tr.train()
+class TurnTaking:
+    """Trainer callback: wait for this trainer's turn before a step, hand the turn over after it."""
+
+    def __init__(self, me: str, other: str, cond: threading.Condition, shared: dict):
+        self.me, self.other, self.cond, self.shared = me, other, cond, shared
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        with self.cond:
+            self.cond.wait_for(lambda: self.shared["turn"] == self.me)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        with self.cond:
+            self.shared["turn"] = self.other
+            self.cond.notify_all()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        with self.cond:  # finished: never block the other one again
+            self.shared["done"].add(self.me)
+            self.shared["turn"] = self.other
+            self.cond.notify_all()
+
+
+def rows_of(kind: str, tr) -> list[dict]:
     logs = [h for h in tr.state.log_history if "step_time" in h]
     rows = []
     for i, h in enumerate(logs):
         gen = tr.timing["generate_and_score"][i]
         reward = h.get("polaris/time_reward", tr.timing["reward_call"][i])
+        extra = h.get("polaris/time_polaris", 0.0)
         rows.append(
             dict(
                 kind=kind,
                 step=h["step"],
                 step_time=h["step_time"],
-                generate_and_score=gen,
+                generation=gen - reward - extra,
                 reward=reward,
-                generation=gen - reward - h.get("polaris/time_polaris", 0.0),
-                polaris_extra=h.get("polaris/time_polaris", 0.0),
+                polaris_extra=extra,
                 loss_and_backward=h["step_time"] - gen,
                 skipped=h.get("polaris/skipped", 0.0),
             )
@@ -102,9 +126,8 @@ def run_turn(kind, cfg, model_dir, steps) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3, help="alternations (each: plain then polaris)")
-    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per turn (1st = warm-up)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--steps", type=int, default=8, help="optimizer steps each (1st = warm-up)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
     args = ap.parse_args()
 
     import torch
@@ -115,14 +138,30 @@ def main() -> None:
 
     cfg = get_preset("tiny")
     model_dir = str(build_toy_world(cfg.toy))
-    rows = []
+    from transformers import TrainerCallback
+
+    cond, shared = threading.Condition(), {"turn": "plain", "done": set()}
+    trainers, tmp = {}, tempfile.TemporaryDirectory()
+    for kind, other in (("plain", "polaris"), ("polaris", "plain")):
+        tr = build(kind, cfg, model_dir, f"{tmp.name}/{kind}", args.steps)
+        cb = type("Turns", (TurnTaking, TrainerCallback), {})(kind, other, cond, shared)
+        tr.add_callback(cb)
+        trainers[kind] = tr
     t0 = time.perf_counter()
-    for r in range(args.rounds):
-        for kind in ("plain", "polaris"):
-            for row in run_turn(kind, cfg, model_dir, args.steps):
-                rows.append(row | {"round": r})
+    threads = [threading.Thread(target=tr.train) for tr in trainers.values()]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
     wall = time.perf_counter() - t0
+    rows = rows_of("plain", trainers["plain"]) + rows_of("polaris", trainers["polaris"])
     kept = [x for x in rows if x["step"] > 1 and not x["skipped"]]
+    by_step = {(x["kind"], x["step"]): x["step_time"] for x in kept}
+    ratios = [
+        by_step[("polaris", s)] / by_step[("plain", s)]
+        for s in range(2, args.steps + 1)
+        if ("polaris", s) in by_step and ("plain", s) in by_step
+    ]
 
     def med(kind, key):
         vals = [x[key] for x in kept if x["kind"] == kind]
@@ -139,12 +178,13 @@ def main() -> None:
             prompts_per_step=st.prompts_per_step,
             group_size=st.group_size,
             max_completion_length=st.max_completion_length,
-            rounds=args.rounds,
-            steps_per_turn=args.steps,
+            steps_each=args.steps,
             threads=args.threads,
         ),
         seconds_per_step=summary,
-        overhead_ratio=round(summary["polaris"]["step_time"] / summary["plain"]["step_time"], 3),
+        overhead_ratio=round(statistics.median(ratios), 3),
+        overhead_ratio_geomean=round(statistics.geometric_mean(ratios), 3),
+        per_step_ratios=[round(r, 3) for r in ratios],
         target_ratio=1.05,
         skipped_steps_excluded=sum(1 for x in rows if x["skipped"]),
         steps_measured={k: sum(1 for x in kept if x["kind"] == k) for k in ("plain", "polaris")},
