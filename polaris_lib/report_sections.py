@@ -36,8 +36,9 @@ def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
     return H.figure(png, fig_id, caption)
 
 
-def _step_figs(run: Run, step: str) -> str:
-    return "".join(H.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in run.figures(step))
+def _step_figs(run: Run, step: str, skip: tuple[str, ...] = ()) -> str:
+    figs = [p for p in run.figures(step) if p.name not in skip]
+    return "".join(H.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in figs)
 
 
 def _grid(figs: str) -> str:
@@ -134,14 +135,17 @@ def _eval(run: Run, save: Path | None) -> str:
         model = run.config().get("model", {}).get("name_or_path", "")
         paper = eval_tables.paper_comparison(summary, model)
         if paper.empty:
-            body.append(H.note(f"The paper reports no numbers for {model or 'this model'}; its "
-                               "results (RECIPE §7) are for Qwen3-4B and R1-Distill-7B."))  # fmt: skip
+            ref = pd.DataFrame(eval_tables.PAPER_RESULTS).T.rename_axis("model").reset_index()
+            body.append(H.note(f"The paper reports no numbers for {model or 'this model'}; for "
+                               "reference, its avg@k (%, RECIPE §7):") + H.table(ref, "{:.1f}"))  # fmt: skip
         else:
             body.append(H.table(paper, "{:.1f}"))
-    if not curve.empty:
+    shown: tuple[str, ...] = ()
+    if not curve.empty:  # the report's own pass@k replaces the step's copy of the same curves
         body.append(_fig(P.pass_at_k_overlay(curve, run.caption()), "pass_at_k", save,
                          "unbiased pass@k per checkpoint"))  # fmt: skip
-    return "".join(body) + _grid(_step_figs(run, A.EVAL))
+        shown = ("fig_pass_at_k.png",)
+    return "".join(body) + _grid(_step_figs(run, A.EVAL, skip=shown))
 
 
 def _manifest(run: Run, save: Path | None) -> str:
