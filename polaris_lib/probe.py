@@ -14,7 +14,8 @@ Stage 1 — zones. Let a(T) be avg@n at each grid temperature (ascending) and be
 The chosen temperature is the highest robust one, i.e. the start of controlled exploration: "the
 highest temperature whose accuracy has not yet left the robust zone" (Qwen3-4B: 1.4). When the
 whole grid is robust (flat curve) that is the grid's top and "probe/grid_exhausted" is set: the
-true boundary lies above the grid, so extend it upward.
+true boundary lies above the grid, so extend it upward. It is also set when only the grid's lowest
+temperature is robust (accuracy falls from the start: no plateau is visible on this grid).
 
 Stage k > 1 — re-probe. RL lowers diversity, so the probe of stage k-1's checkpoint picks the
 temperature whose distinct-4 is closest to the previous probe's distinct-4 at its chosen
@@ -42,8 +43,8 @@ RULE = (
     "stage 1: best = max avg@n over the grid; robust = contiguous run around the best with "
     "accuracy >= best - robust_tolerance (ends at the first leaver going up); collapse = from "
     "the first temperature above it with accuracy < best - collapse_drop; exploration = between; "
-    "chosen = highest robust temperature (start of controlled exploration; grid top if all "
-    "robust). stage k>1: grid temperature >= the previous one, outside collapse, whose distinct-4 "
+    "chosen = highest robust temperature (start of controlled exploration; flagged "
+    "grid_exhausted when it is the top or the bottom of the grid). stage k>1: grid temperature >= the previous one, outside collapse, whose distinct-4 "
     "is closest to the previous probe's distinct-4 at its chosen temperature (ties: lower)."
 )
 # The paper's Qwen3-4B AIME24 probe (RECIPE.md §1; accuracy and distinct-4 as fractions).
@@ -112,6 +113,13 @@ def choose_initial(temperatures, zones) -> Choice:
             chosen,
             f"accuracy never left the robust zone up to the top of the grid ({chosen:g}); "
             "extend the grid upward to find where it does",
+            grid_exhausted=True,
+        )
+    if chosen == float(min(temperatures)):
+        return Choice(
+            chosen,
+            f"accuracy is best at the bottom of the grid ({chosen:g}) and leaves the robust zone "
+            "at the next temperature: no plateau on this grid; extend it downward to see one",
             grid_exhausted=True,
         )
     return Choice(

@@ -65,7 +65,11 @@ def test_monotone_falling_curve():
     acc = [0.80, 0.79, 0.76, 0.70, 0.60, 0.40]
     zones, choice = _choose(temps, acc)
     assert zones == ["robust", "robust", "exploration", "exploration", "collapse", "collapse"]
-    assert choice.temperature == 0.6
+    assert choice.temperature == 0.6 and not choice.grid_exhausted
+    # Falling from the first point on (no plateau): the bottom of the grid, flagged.
+    zones, choice = _choose(temps, [0.65, 0.53, 0.45, 0.41, 0.32, 0.25])
+    assert zones == ["robust"] + ["collapse"] * 5
+    assert choice.temperature == 0.4 and choice.grid_exhausted and "downward" in choice.reason
 
 
 def test_flat_curve_picks_grid_top_and_says_so():
