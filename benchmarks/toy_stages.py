@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0, help="rollout T of every stage")
     ap.add_argument("--lr", type=float, default=None, help="override every stage's learning rate")
     ap.add_argument("--steps", type=int, default=None, help="override every stage's max_steps")
+    ap.add_argument("--stages", type=int, default=None, help="run only the first N stages")
     ap.add_argument("--run-dir", default=None, help="keep the run folder here (default: tmp)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -58,7 +59,7 @@ def main() -> None:
     warm = stage_eval.warmstart_scores(cfg, held)
     timings = {"heldout_eval_warmstart": round(time.perf_counter() - t0, 1)}
     stages = []
-    for k in range(1, len(cfg.stages) + 1):
+    for k in range(1, (args.stages or len(cfg.stages)) + 1):
         out = artifacts.step_dir(run_dir, artifacts.STAGE, k)
         plan = stage.plan_stage(cfg, k)
         data = stage.load_stage_data(cfg, k)
@@ -74,13 +75,14 @@ def main() -> None:
         sizes = stage.dataset_sizes(cfg, k)
         m = stage.stage_metrics(plan, summary, steps, sizes, cmp)
         stages.append(
-            dict(
+            {key.removeprefix("train/"): v for key, v in m.items()}
+            | dict(
                 stage=k,
                 train_seconds=round(t_train, 1),
+                reused_final=summary.get("reused_final", False),
                 heldout_eval_seconds=round(t_eval, 1),
                 reward_per_step=[round(x, 4) for x in steps.reward],
                 frac_mixed_per_step=[round(x, 3) for x in steps["polaris/frac_mixed"]],
-                **{key.removeprefix("train/"): v for key, v in m.items()},
             )
         )
         print(json.dumps({x: stages[-1][x] for x in ("stage", "train_seconds", "heldout_acc", "heldout_gain", "heldout_gain_lo", "heldout_gain_hi", "steps_skipped", "rescued_total", "seconds_per_step")}), flush=True)  # fmt: skip
