@@ -378,14 +378,37 @@ def default_cache_dir() -> Path:
     return Path(__file__).resolve().parents[1] / ".cache" / "toy"
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "toy"
+"""Built worlds committed with the kit (made by `python -m polaris_lib.toy --ship`): a fresh
+clone skips the warm start when the default ToyConfig's hash has a shipped folder."""
+
+
+def ship_toy_world(
+    cfg: ToyConfig, dest: str | Path = SHIPPED_DIR, eval_per_difficulty: int = 16
+) -> Path:
+    """Build `cfg`'s world with the kit's own code and copy it into the shipped assets."""
+    built = build_toy_world(
+        cfg, force=True, use_shipped=False, eval_per_difficulty=eval_per_difficulty
+    )
+    target = Path(dest) / built.name
+    for old in Path(dest).glob("toy-*"):  # one shipped world: the default config's
+        shutil.rmtree(old)
+    shutil.copytree(built, target)
+    return target
+
+
 def build_toy_world(
     cfg: ToyConfig,
     cache_dir: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
     eval_per_difficulty: int = 16,
+    use_shipped: bool = True,
 ) -> Path:
     """Folder with the tokenizer + warm-started model (from_pretrained-loadable); cached by hash.
+
+    A cache miss first looks for the same hash among the shipped worlds (SHIPPED_DIR) and copies
+    it; only then does it build (tokenizer, model, warm start: minutes on 2 cores).
 
     Also writes warmstart.json: steps, seconds, and held-out accuracy by difficulty (greedy and
     T=1.0, `eval_per_difficulty` test problems per number of terms, exact-match check).
@@ -397,6 +420,15 @@ def build_toy_world(
     if final.exists() and (final / "warmstart.json").exists() and not force:
         return final
     root.mkdir(parents=True, exist_ok=True)
+    shipped = SHIPPED_DIR / final.name
+    if use_shipped and not force and (shipped / "warmstart.json").exists():
+        tmp = Path(tempfile.mkdtemp(prefix=".copying-", dir=root))
+        shutil.copytree(shipped, tmp, dirs_exist_ok=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process installed it first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
         tokenizer = build_tokenizer()
@@ -443,3 +475,13 @@ def load_toy_world(cfg: ToyConfig, cache_dir: str | Path | None = None):
 def warmstart_stats(path: str | Path) -> dict:
     """The warm-start stats json written next to a built toy world."""
     return json.loads((Path(path) / "warmstart.json").read_text())
+
+
+if __name__ == "__main__":  # regenerate the shipped world: python -m polaris_lib.toy --ship
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the default toy world")
+    parser.add_argument("--ship", action="store_true", help="copy it into polaris_lib/assets/toy")
+    args = parser.parse_args()
+    path = ship_toy_world(ToyConfig()) if args.ship else build_toy_world(ToyConfig(), force=True)
+    print(path)
