@@ -49,7 +49,9 @@ def _tiny() -> RunConfig:
             group_size=8,
             prompts_per_step=16,
             per_device_batch_size=64,
-            learning_rate=2e-5,  # 1e-6 is far too low for a 1M-parameter model (ENVIRONMENT-NOTES)
+            # 1e-6 is far too low for a 0.3M-parameter model; on toy-v4 5e-5 beat 1e-4 and 3e-4
+            # (3e-4 collapses): benchmarks/results/toy_stages*.json
+            learning_rate=5e-5,
             weight_decay=0.01,
             save_steps=5,
             seed=i,
