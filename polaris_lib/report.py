@@ -16,6 +16,7 @@ import pandas as pd
 
 from polaris_lib import artifacts as A
 from polaris_lib import report_html as H
+from polaris_lib.manifest import now
 
 # Training metrics plotted on the timeline: label -> column candidates in steps.parquet (TRL log
 # keys first; the first present one is used).
@@ -247,8 +248,11 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     save_dir = run.dir / A.REPORT if (run.dir / A.REPORT).is_dir() else None
     sections = single_run_sections(run, save_dir)
     m = run.manifest
+    status = m.get("status", "unknown")
+    if status == "running":  # built by step 06 of a run in progress
+        status = "built during the run (step 06)"
     sub = H.esc(f"preset {m.get('preset', '?')} · seed {m.get('seed', '?')} · "
-                f"status {m.get('status', 'unknown')} · built from {run.dir}")  # fmt: skip
+                f"status {status} · built {now()} from {run.dir}")  # fmt: skip
     out = Path(out_dir or run.dir) / "report.html"
     H.write_page(out, H.page(f"POLARIS run {run.name}", sub, sections))
     if save_dir is not None:

@@ -117,7 +117,15 @@ def _yarn(run: Run, save: Path | None) -> str:
     if not run.done(A.LENGTH):
         return H.not_run(A.LENGTH, _status(run, A.LENGTH))
     m = run.metrics(A.LENGTH)
-    return H.kv_table(m) + _grid(_step_figs(run, A.LENGTH))
+    body = [H.note("avg@k with its 95% interval per response budget, with and without YaRN "
+                   f"(trained length {m.get('yarn/trained_length', '?')} tokens).")]  # fmt: skip
+    avg = yarn([run])
+    if not avg.empty:
+        cell = avg.apply(lambda r: f"{r['avg']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", axis=1)
+        wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
+        body.append(H.table(wide.reset_index().rename(columns=str)))
+    body.append(H.details("all yarn/ metrics", H.kv_table(m)))
+    return "".join(body) + _grid(_step_figs(run, A.LENGTH))
 
 
 def _eval(run: Run, save: Path | None) -> str:
