@@ -93,15 +93,16 @@ def run_grid(
     )  # fmt: skip
     tables = []
     for t in cfg.temperatures:
-        fp, stem = fingerprint(temperature=t, **base), part / f"T{t:.4f}"
-        meta = stem.with_suffix(".json")
+        # Explicit names: Path.with_suffix would read "T0.4000" as stem "T0" + suffix ".4000".
+        fp, name = fingerprint(temperature=t, **base), f"T{t:.4f}"
+        meta, data = part / f"{name}.json", part / f"{name}.parquet"
         if meta.exists() and artifacts.read_json(meta).get("fingerprint") == fp:
-            log.info("probe: temperature %g already sampled, reusing %s", t, stem)
-            tables.append(pd.read_parquet(stem.with_suffix(".parquet")))
+            log.info("probe: temperature %g already sampled, reusing %s", t, data)
+            tables.append(pd.read_parquet(data))
             continue
         s = grade(sample_fn(t), problems, grader)
         s.insert(0, "temperature", float(t))
-        artifacts.write_parquet(stem.with_suffix(".parquet"), s[SAMPLE_COLUMNS])
+        artifacts.write_parquet(data, s[SAMPLE_COLUMNS])
         artifacts.write_json(meta, {"fingerprint": fp, "rows": len(s)})  # written last = done
         tables.append(s[SAMPLE_COLUMNS])
     return pd.concat(tables, ignore_index=True)

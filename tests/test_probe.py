@@ -198,6 +198,10 @@ def test_partial_grid_resumes_without_redoing_done_temperatures(tmp_path):
     assert calls == [0.5, 1.0, 1.5]  # only the missing temperature was sampled
     assert len(samples) == 12 and list(samples.columns) == probe_run.SAMPLE_COLUMNS
     assert samples.correct.tolist() == [0.0, 1.0, 0.0, 0.0] * 3  # "a"'s gold is 2, "b"'s is 4
+    # A finished grid is read back whole: no sampling at all (1.0 and 1.5 share no file).
+    again = probe_run.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1},
+                               grader=_Grader())  # fmt: skip
+    assert calls == [0.5, 1.0, 1.5] and again.equals(samples)
     # A different model (fingerprint) redoes everything instead of reusing stale samples.
     probe_run.run_grid(
         _fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2}, grader=_Grader()
