@@ -20,15 +20,12 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
-# benchmarks/multiprocess.py would shadow the `multiprocess` package that datasets/TRL import
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 OUT = Path(__file__).parent / "results" / "trainer_overhead.json"
 
 

@@ -105,7 +105,7 @@ def main() -> None:
         "benchmark": "multiprocess",
         "what": "tiny preset stage 1 via scripts/train_stage.py: 1 process vs accelerate 2 CPU "
         "processes (gloo), same global batch",
-        "command": f"benchmarks/multiprocess.py --steps {a.steps} --prompts {a.prompts} --pool {a.pool}",
+        "command": f"benchmarks/multiprocess_scaling.py --steps {a.steps} --prompts {a.prompts} --pool {a.pool}",
         "overrides": overrides,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": 1},
         "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
