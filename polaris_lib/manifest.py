@@ -178,7 +178,8 @@ class Manifest:
         rec["attempts"] = rec.get("attempts", [])
         rec["attempts"].append({"started": now(), "status": "running"})
         rec.update(status="running", started=now(), ended=None, error=None)
-        rec["retries"] = len(rec["attempts"]) - 1
+        # retries of this step with its current inputs (superseded attempts ran other configs)
+        rec["retries"] = sum(not a.get("superseded") for a in rec["attempts"]) - 1
         self._t0[name] = time.time()
         self.save()
         return rec

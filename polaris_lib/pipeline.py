@@ -228,6 +228,9 @@ def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p
         rec = man.step(s.name)
         if not (i == first and resume_in_place):
             _wipe(run_dir, s)
+            # earlier attempts belonged to other inputs: kept as history, not counted as retries
+            for att in rec.get("attempts", []):
+                att.setdefault("superseded", why if i == first else f"{step.name} re-ran")
         if rec.get("status") == "done" or not (i == first and resume_in_place):
             rec.update(status="pending", fingerprint=None)
     man.save()

@@ -191,6 +191,9 @@ def test_parameter_change_invalidates_step_and_after(base_run, capsys):
     run = tmp / "reports" / "inval"
     assert (run / "03_grpo_stage_stage1" / "executions.txt").read_text().count("run") == 1
     assert (run / "06_report" / "executions.txt").read_text().count("run") == 1  # folder was wiped
+    rec = Manifest.load(run).step("03_grpo_stage_stage3")
+    assert rec["retries"] == 0 and len(rec["attempts"]) == 2  # a re-run for new inputs is no retry
+    assert rec["attempts"][0]["superseded"].startswith("config changed (stages.2.max_steps)")
     # a change in the probe section reruns everything, and the values move with the config
     res = _run(tmp, "inval", overrides={"probe.n_samples": 5}, steps="01,02")
     assert res.executed == ["01_temperature_probe_stage1", "02_curate_by_difficulty"]
