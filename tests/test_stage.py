@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -103,12 +102,30 @@ def test_drop_easy_writes_next_stage_data(tmp_path):
 
 # ----------------------------------------------------------------------------- crash + resume
 RUNNER = """
-import sys
+import os, signal, sys
+from transformers import TrainerCallback
 from polaris_lib import artifacts, stage
 from polaris_lib.presets import resolve
 
+class CrashAfterSave(TrainerCallback):
+    # SIGKILL right after a checkpoint is on disk: a crash at a known step, however fast
+    # the machine (polling for the checkpoint from outside raced a 0.5 s run on CI).
+    def __init__(self, step):
+        self.step = step
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
 def main():
     run_dir, model_dir = sys.argv[1], sys.argv[2]
+    crash_at = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    if crash_at:
+        build = stage.build_trainer
+        def build_with_crash(*a, **k):
+            trainer = build(*a, **k)
+            trainer.add_callback(CrashAfterSave(crash_at))
+            return trainer
+        stage.build_trainer = build_with_crash
     over = {
         "model.name_or_path": model_dir, "stages.*.temperature": 1.0, "stages.*.max_steps": 6,
         "stages.*.prompts_per_step": 4, "stages.*.group_size": 4,
@@ -166,18 +183,12 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     cmd = [sys.executable, str(script), str(run_dir), str(tiny_model_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     trl_dir = artifacts.checkpoint_dir(run_dir, 1) / "trl"
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    crashed = subprocess.run(
+        [*cmd, "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
     )
-    deadline = time.time() + 300
-    while stage.last_complete_checkpoint(trl_dir) is None or not stage.last_complete_checkpoint(
-        trl_dir
-    ).endswith(("-2", "-3")):
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint-2 within 300 s"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)  # a crash: no cleanup, no final save
-    proc.wait()
+    # killed by SIGKILL after checkpoint-2: no cleanup, no final save
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout[-3000:] + crashed.stderr[-3000:]
+    assert stage.last_complete_checkpoint(trl_dir).endswith("checkpoint-2")
     assert not (artifacts.checkpoint_dir(run_dir, 1) / "final").exists()
     log_path = artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "reward_log.jsonl"
     steps_before = {r["step"] for r in artifacts.read_jsonl(log_path)}
