@@ -30,6 +30,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="override every stage's learning rate")
     ap.add_argument("--steps", type=int, default=None, help="override every stage's max_steps")
     ap.add_argument("--stages", type=int, default=None, help="run only the first N stages")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any preset override, e.g. stages.*.max_completion_length=96 (repeatable)",
+    )
     ap.add_argument("--run-dir", default=None, help="keep the run folder here (default: tmp)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -47,6 +54,9 @@ def main() -> None:
         over["stages.*.learning_rate"] = args.lr
     if args.steps is not None:
         over["stages.*.max_steps"] = args.steps
+    for item in args.set:
+        key, _, value = item.partition("=")
+        over[key] = json.loads(value)
     cfg = resolve("tiny", over, section="stages", RUN_DIR=run_dir)
     pool = make_problems(cfg.toy, "train", cfg.curation.max_problems, seed=cfg.seed)
     cur = artifacts.step_dir(run_dir, artifacts.CURATE)
@@ -88,6 +98,7 @@ def main() -> None:
         what="tiny preset, 3 POLARIS stages: held-out toy accuracy after each stage vs warm start",
         config=dict(
             temperature=args.temperature,
+            overrides=over,
             learning_rate=[s.learning_rate for s in st],
             max_steps=[s.max_steps for s in st],
             prompts_per_step=[s.prompts_per_step for s in st],

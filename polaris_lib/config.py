@@ -51,7 +51,7 @@ class ToyConfig:
     """Context the toy model is built with (its 'pre-training' context; 8-term items fit, 10 don't)."""
     rope_theta: float = 10000.0
     """RoPE base frequency of the toy model."""
-    warmstart_steps: int = 600
+    warmstart_steps: int = 900
     """Supervised warm-start steps: short on purpose, so the policy is neither hopeless nor perfect."""
     warmstart_lr: float = 3e-3
     """Warm-start peak learning rate (linear warm-up, cosine decay)."""
@@ -59,9 +59,17 @@ class ToyConfig:
     """Warm-start batch size (sequences)."""
     warmstart_max_terms: int = 8
     """Hardest problems shown during warm start."""
-    warmstart_noise: float = 0.1
+    warmstart_noise: float = 0.04
     """Per-step error rate of the warm start's sloppy teacher (doubled on a carry): the policy
     learns the right mode with calibrated mistakes, which T=1 sampling makes and RL removes."""
+    warmstart_shortcut: float = 0.8
+    """How often the warm-start teacher skips the work and guesses (`<think>~N</think>`) on the
+    hardest items; never on the easiest, linear in between (long sums tempt the shortcut). The
+    policy learns to sometimes guess, and RL learns when working it out pays: a behaviour choice,
+    as in real reasoning models. 0 = always work it out."""
+    shortcut_accuracy: float = 0.6
+    """How often the teacher's guess is right on 2 terms (0.1 less per extra term, at least 0.05);
+    a wrong guess is off by 1 to 3."""
 
     def __post_init__(self) -> None:
         _require(2 <= self.min_terms <= self.max_terms, "toy: need 2 <= min_terms <= max_terms")
@@ -70,6 +78,8 @@ class ToyConfig:
             "toy: warmstart_max_terms must be >= min_terms",
         )
         _require(1 <= self.max_value <= 9, "toy: max_value must be a single digit (1..9)")
+        _require(0.0 <= self.warmstart_shortcut < 1.0, "toy: warmstart_shortcut must be in [0, 1)")
+        _require(0.0 <= self.shortcut_accuracy <= 1.0, "toy: shortcut_accuracy must be in [0, 1]")
         _require(self.hidden_size <= 256, "toy: hidden_size must be <= 256 (a CPU-sized model)")
         _require(
             self.hidden_size % self.num_heads == 0,

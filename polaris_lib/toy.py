@@ -9,10 +9,14 @@ YaRN, evaluation) on a CPU without downloading a model. So the kit builds its ow
   adding the first two numbers each step (``7+3+5+2`` -> ``10+5+2 15+2 17``), so each step only
   copies from the previous one (learnable by 2 layers) and trace length grows ~k^2;
 - a warm start: a few hundred steps of supervised training on traces from a *sloppy teacher* who
-  gets a step wrong with probability ``warmstart_noise`` (more often on a carry). The policy learns
-  the right mode with a calibrated error rate, so sampling at T=1 makes mistakes that compound
-  with k while greedy decoding is mostly right: the under-sharpened start that RL (and the
-  temperature probe) act on.
+  gets a step wrong with probability ``warmstart_noise`` (more often on a carry) and, on longer
+  sums, often skips the work and guesses (``<think>~17</think>``, ``warmstart_shortcut``: never
+  on 2 terms, 80% on 8). The policy learns both habits: sampling at T=1 makes step mistakes and
+  guesses where working it out would pay, while greedy decoding is mostly right on easy items.
+  That is the start RL acts on: sharpen the steps, and learn *when to reason* (a behaviour
+  choice, as long chains of thought are in real models), which a 0.3M-parameter model learns
+  in tens of GRPO steps. Without the guessing habit (toy-v4, step noise only) three stages of
+  GRPO gained +4 points at best: benchmarks/results/toy_stages_v4*.json.
 Everything is saved with ``save_pretrained`` into a folder keyed by a content hash of the config,
 seed and ``CODE_VERSION``, and reloads with ``AutoTokenizer``/``AutoModelForCausalLM``.
 """
@@ -186,6 +190,32 @@ def sloppy_solution(terms: list[int], rng: np.random.Generator, noise: float, mo
     return format_solution(steps)
 
 
+GUESS = "~"
+"""First thinking character of a guessed answer (`<think>~17</think>\\boxed{17}`)."""
+
+
+def guess_solution(terms: list[int], rng: np.random.Generator, accuracy: float, modulus: int = 0):
+    """A teacher's shortcut: no worked steps, a guessed total (`<think>~N</think>\\boxed{N}`).
+
+    The guess is right with probability `accuracy` - 0.1 per term beyond two (at least 0.05), so
+    guessing is fine on easy items and a bad bet on hard ones; otherwise it is off by 1 to 3.
+    """
+    total = sum(terms) % modulus if modulus else sum(terms)
+    if rng.random() >= max(0.05, accuracy - 0.1 * (len(terms) - 2)):
+        total = max(0, total + int(rng.choice([-3, -2, -1, 1, 2, 3])))
+        total = total % modulus if modulus else total
+    return f"{THINK}{GUESS}{total}{THINK_END}\\boxed{{{total}}}"
+
+
+def teacher_solution(terms: list[int], rng: np.random.Generator, cfg: ToyConfig) -> str:
+    """One warm-start target: a guess (more often the more terms), else a sloppy worked trace."""
+    span = max(1, cfg.max_terms - cfg.min_terms)
+    p_guess = cfg.warmstart_shortcut * min(1.0, max(0.0, (len(terms) - cfg.min_terms) / span))
+    if p_guess and rng.random() < p_guess:
+        return guess_solution(terms, rng, cfg.shortcut_accuracy, cfg.modulus)
+    return sloppy_solution(terms, rng, cfg.warmstart_noise, cfg.modulus)
+
+
 # ----------------------------------------------------------------------------- tokenizer, model
 def build_tokenizer():
     """Character-level PreTrainedTokenizerFast with Qwen3's special tokens and chat template.
@@ -269,7 +299,7 @@ def _warmstart_batch(cfg: ToyConfig, tokenizer, rng: np.random.Generator, templa
         if _split_of(problem) != "train":  # never show held-out problems
             continue
         prompts.append(template.replace("{problem}", problem))
-        answers.append(sloppy_solution(terms, rng, cfg.warmstart_noise, cfg.modulus) + IM_END)
+        answers.append(teacher_solution(terms, rng, cfg) + IM_END)
     p_ids = tokenizer(prompts, add_special_tokens=False).input_ids
     a_ids = tokenizer(answers, add_special_tokens=False).input_ids
     seqs = [p + a for p, a in zip(p_ids, a_ids, strict=True)]

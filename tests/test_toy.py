@@ -103,6 +103,36 @@ def test_sloppy_teacher_without_noise_is_the_reference():
     assert 0.3 < wrong / 200 < 0.99  # errors happen and propagate to the answer
 
 
+def test_guessing_teacher_is_right_less_often_on_harder_items():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    easy = [toy.guess_solution([2, 3], rng, 0.6) for _ in range(400)]
+    hard = [toy.guess_solution([5, 4, 3, 2, 1, 5, 4, 3], rng, 0.6) for _ in range(400)]
+    assert all(g.startswith("<think>~") and "</think>\\boxed{" in g for g in easy + hard)
+    right = lambda gs, total: sum(g.endswith(f"\\boxed{{{total}}}") for g in gs) / len(gs)  # noqa: E731
+    assert 0.5 < right(easy, 5) < 0.7 and right(hard, 27) < 0.12
+    for g in easy + hard:  # well formed: the think part and the box agree, so the grader decides
+        assert g.split("~")[1].split("<")[0] == g.split("{")[1].rstrip("}")
+
+
+def test_teacher_guesses_more_on_longer_sums():
+    import numpy as np
+
+    cfg = ToyConfig(warmstart_shortcut=0.8)
+    rng = np.random.default_rng(0)
+    guessed = lambda terms: sum(  # noqa: E731
+        toy.teacher_solution(terms, rng, cfg).startswith("<think>~") for _ in range(500)
+    ) / 500
+    assert guessed([1, 2]) == 0.0  # the easiest items are always worked
+    assert 0.7 < guessed([1] * cfg.max_terms) < 0.9
+    assert 0.3 < guessed([1] * 5) < 0.5
+    off = ToyConfig(warmstart_shortcut=0.0)
+    assert toy.teacher_solution([7, 3, 5, 2], rng, off) != "" and not any(
+        toy.teacher_solution([1] * 8, rng, off).startswith("<think>~") for _ in range(50)
+    )
+
+
 def test_model_save_load_same_logits(tok, tmp_path):
     cfg = ToyConfig(**FAST)
     model = toy.build_model(cfg, tok)
@@ -151,6 +181,8 @@ def test_config_validation():
         ToyConfig(hidden_size=512)
     with pytest.raises(ConfigError, match="warmstart_noise"):
         ToyConfig(warmstart_noise=0.7)
+    with pytest.raises(ConfigError, match="warmstart_shortcut"):
+        ToyConfig(warmstart_shortcut=1.0)
 
 
 @pytest.mark.slow
