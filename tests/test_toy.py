@@ -121,9 +121,11 @@ def test_teacher_guesses_more_on_longer_sums():
 
     cfg = ToyConfig(warmstart_shortcut=0.8)
     rng = np.random.default_rng(0)
-    guessed = lambda terms: sum(  # noqa: E731
-        toy.teacher_solution(terms, rng, cfg).startswith("<think>~") for _ in range(500)
-    ) / 500
+
+    def guessed(terms):
+        hits = [toy.teacher_solution(terms, rng, cfg).startswith("<think>~") for _ in range(500)]
+        return sum(hits) / 500
+
     assert guessed([1, 2]) == 0.0  # the easiest items are always worked
     assert 0.7 < guessed([1] * cfg.max_terms) < 0.9
     assert 0.3 < guessed([1] * 5) < 0.5
