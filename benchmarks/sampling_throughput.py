@@ -29,12 +29,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import toy
+    from polaris_lib import toy, toy_build
     from polaris_lib.config import ToyConfig
     from polaris_lib.sampling import sample
 
     cfg = ToyConfig()
-    model, tok = toy.load_toy_world(cfg)
+    model, tok = toy_build.load_toy_world(cfg)
     probs = toy.make_problems(cfg, "probe", args.problems)
     kw = dict(temperature=1.0, max_new_tokens=args.max_new_tokens, progress=False)
 

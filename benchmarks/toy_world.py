@@ -25,17 +25,17 @@ CHILD = r"""
 import json, resource, sys, time, dataclasses
 import torch
 torch.set_num_threads(int(sys.argv[1]))
-from polaris_lib import toy
+from polaris_lib import toy, toy_build
 from polaris_lib.config import ToyConfig
 steps = int(sys.argv[3])
 cfg = ToyConfig() if steps == 0 else dataclasses.replace(ToyConfig(), warmstart_steps=steps)
 t = time.perf_counter()
 if steps == 0:
-    path = toy.build_toy_world(cfg, sys.argv[2], force=True, progress=False)
-    stats = toy.warmstart_stats(path)
+    path = toy_build.build_toy_world(cfg, sys.argv[2], force=True, progress=False)
+    stats = toy_build.warmstart_stats(path)
 else:  # warm start only, for the steps/s comparison
     tok = toy.build_tokenizer()
-    stats = toy.warm_start(toy.build_model(cfg, tok), tok, cfg, progress=False)
+    stats = toy_build.warm_start(toy.build_model(cfg, tok), tok, cfg, progress=False)
 wall = time.perf_counter() - t
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"wall_s": wall, "peak_rss_mb": rss_mb, "stats": stats}))

@@ -131,7 +131,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from polaris_lib.presets import get_preset
-    from polaris_lib.toy import build_toy_world
+    from polaris_lib.toy_build import build_toy_world
 
     cfg = get_preset("tiny")
     model_dir = str(build_toy_world(cfg.toy))

@@ -105,7 +105,7 @@ def model_stamp(cfg: RunConfig, checkpoint: str | None) -> str | None:
     if checkpoint is not None and Path(checkpoint).is_dir():
         return str(max(p.stat().st_mtime_ns for p in Path(checkpoint).iterdir()))
     if checkpoint is None and cfg.model.name_or_path == "toy":
-        from polaris_lib.toy import config_hash
+        from polaris_lib.toy_build import config_hash
 
         return config_hash(cfg.toy)
     return None
@@ -177,7 +177,7 @@ def model_path(cfg: RunConfig, checkpoint: str | None) -> str:
     if checkpoint:
         return checkpoint
     if cfg.model.name_or_path == "toy":
-        from polaris_lib.toy import build_toy_world
+        from polaris_lib.toy_build import build_toy_world
 
         return str(build_toy_world(cfg.toy))
     return cfg.model.name_or_path

@@ -94,7 +94,7 @@ def load_policy(
     if path == "toy":
         if toy_cfg is None:
             raise ConfigError("model: name_or_path 'toy' needs a ToyConfig (use preset 'tiny')")
-        from polaris_lib.toy import build_toy_world
+        from polaris_lib.toy_build import build_toy_world
 
         path = str(build_toy_world(toy_cfg))
     return _load_transformers(model_cfg, path, yarn, for_training)
@@ -133,7 +133,7 @@ def _load_unsloth(model_cfg: ModelConfig, checkpoint, yarn, for_training: bool, 
     if path == "toy":
         raise ConfigError(
             "model: backend 'unsloth' needs a model folder or hub id; for the toy model pass "
-            "checkpoint=str(polaris_lib.toy.build_toy_world(cfg)) (its saved folder)"
+            "checkpoint=str(polaris_lib.toy_build.build_toy_world(cfg)) (its saved folder)"
         )
     kwargs = dict(
         model_name=str(path),

@@ -151,7 +151,7 @@ def world_key(run) -> str | None:
     """The toy world's content hash (config + code version): a rebuilt toy invalidates samples."""
     if run.toy is None or run.model.name_or_path != "toy":
         return None
-    from polaris_lib.toy import config_hash
+    from polaris_lib.toy_build import config_hash
 
     return config_hash(run.toy)
 

@@ -114,7 +114,8 @@ def unsloth_check() -> dict:
     import torch
 
     from polaris_lib.presets import get_preset
-    from polaris_lib.toy import build_toy_world, make_problems, prompt_text
+    from polaris_lib.toy import make_problems, prompt_text
+    from polaris_lib.toy_build import build_toy_world
 
     cfg = get_preset("tiny")
     res: dict = {"unsloth": package_versions(("unsloth", "unsloth-zoo")).get("unsloth")}

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     # First use of accelerate's state decides the backend: on CPU it must know now (gloo).
     state = PartialState(cpu=cfg.model.device == "cpu")
     if cfg.model.name_or_path == "toy":
-        from polaris_lib.toy import build_toy_world
+        from polaris_lib.toy_build import build_toy_world
 
         with state.main_process_first():  # build (or find) the cached toy model once
             build_toy_world(cfg.toy, progress=False)

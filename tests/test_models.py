@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polaris_lib import models, toy
+from polaris_lib import models, toy, toy_build
 from polaris_lib.config import ConfigError, ModelConfig, ToyConfig, YarnConfig
 from polaris_lib.rope import yarn_applied
 
@@ -16,7 +16,7 @@ NO_GPU = not torch.cuda.is_available()
 @pytest.fixture(scope="module")
 def small_cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    toy.build_toy_world(SMALL, root / "toy", progress=False, eval_per_difficulty=1)
+    toy_build.build_toy_world(SMALL, root / "toy", progress=False, eval_per_difficulty=1)
     return root
 
 
@@ -31,13 +31,13 @@ def test_toy_policy_loads_from_its_cached_folder(cache):
     assert type(model).__name__ == "Qwen3ForCausalLM" and not model.training
     assert next(model.parameters()).dtype == torch.float32
     assert tok.eos_token == toy.IM_END
-    assert (cache / "toy" / f"toy-{toy.config_hash(SMALL)}").is_dir()
+    assert (cache / "toy" / f"toy-{toy_build.config_hash(SMALL)}").is_dir()
     trainable, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL, for_training=True)
     assert trainable.training
 
 
 def test_local_folder_and_checkpoint_override(cache):
-    path = toy.build_toy_world(SMALL, progress=False)
+    path = toy_build.build_toy_world(SMALL, progress=False)
     a, _ = models.load_policy(ModelConfig(name_or_path=str(path), device="cpu"))
     b, _ = models.load_policy(ModelConfig(name_or_path="toy", device="cpu"), checkpoint=str(path))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
@@ -88,7 +88,7 @@ def test_cuda_device_without_gpu_is_clear():
 @pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU with unsloth installed")
 def test_unsloth_accepts_the_toy_folder():
     """Offline GPU check: Unsloth loads the toy model's saved folder and adds LoRA adapters."""
-    path = toy.build_toy_world(ToyConfig(), progress=False)
+    path = toy_build.build_toy_world(ToyConfig(), progress=False)
     cfg = ModelConfig(
         name_or_path=str(path),
         backend="unsloth",

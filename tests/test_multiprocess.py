@@ -152,7 +152,7 @@ def test_two_processes_train_changes_weights_and_rescue_agrees(runs):
     from transformers import AutoModelForCausalLM
 
     from polaris_lib.presets import get_preset
-    from polaris_lib.toy import build_toy_world
+    from polaris_lib.toy_build import build_toy_world
 
     base = AutoModelForCausalLM.from_pretrained(
         build_toy_world(get_preset("tiny").toy)

@@ -51,7 +51,8 @@ def test_stage_notebook_runs_stages_1_and_2(tmp_path):
     from safetensors.torch import load_file
 
     from polaris_lib.presets import get_preset
-    from polaris_lib.toy import build_toy_world, make_problems
+    from polaris_lib.toy import make_problems
+    from polaris_lib.toy_build import build_toy_world
 
     run_dir = tmp_path / "run"
     cfg = get_preset("tiny")

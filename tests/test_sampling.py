@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polaris_lib import toy
+from polaris_lib import toy, toy_build
 from polaris_lib.config import ToyConfig
 from polaris_lib.sampling import COLUMNS, prompt_texts, resolve_backend, sample
 
@@ -83,7 +83,7 @@ def test_vllm_backend_on_the_toy_folder(tmp_path):
     from vllm import LLM
 
     cfg = ToyConfig()
-    path = toy.build_toy_world(cfg)
+    path = toy_build.build_toy_world(cfg)
     llm = LLM(model=str(path), dtype="float32", gpu_memory_utilization=0.2, seed=0)
     tok = llm.get_tokenizer()
     probs = toy.make_problems(cfg, "test", 4)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from polaris_lib import toy
+from polaris_lib import toy, toy_build
 from polaris_lib.config import ConfigError, ToyConfig
 from polaris_lib.rewards import grade
 
@@ -155,25 +155,25 @@ def test_default_model_is_small():
 def test_cache_reused_and_deterministic(tmp_path):
     cfg = ToyConfig(**FAST)
     t0 = time.perf_counter()
-    path = toy.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1)
+    path = toy_build.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    assert toy.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1) == path
+    assert toy_build.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1) == path
     assert time.perf_counter() - t0 < min(0.5, first / 5)
-    assert path.name == f"toy-{toy.config_hash(cfg)}"
+    assert path.name == f"toy-{toy_build.config_hash(cfg)}"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".building")]
-    stats = toy.warmstart_stats(path)
+    stats = toy_build.warmstart_stats(path)
     assert stats["steps"] == 3 and "acc_T1" in stats and "acc_greedy" in stats
-    assert toy.config_hash(ToyConfig(**{**FAST, "seed": 1})) != toy.config_hash(cfg)
+    assert toy_build.config_hash(ToyConfig(**{**FAST, "seed": 1})) != toy_build.config_hash(cfg)
 
 
 @pytest.mark.slow
 def test_rebuild_is_deterministic(tmp_path):
     """A forced rebuild with the same seed gives the same weights (deterministic on CPU)."""
     cfg = ToyConfig(**FAST)
-    path = toy.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1)
+    path = toy_build.build_toy_world(cfg, tmp_path, progress=False, eval_per_difficulty=1)
     w1 = AutoModelForCausalLM.from_pretrained(path).state_dict()
-    toy.build_toy_world(cfg, tmp_path, force=True, progress=False, eval_per_difficulty=1)
+    toy_build.build_toy_world(cfg, tmp_path, force=True, progress=False, eval_per_difficulty=1)
     w2 = AutoModelForCausalLM.from_pretrained(path).state_dict()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
@@ -190,7 +190,7 @@ def test_config_validation():
 @pytest.mark.slow
 def test_warm_start_reaches_the_band(toy_world_path):
     """The default world (built once per session, reused from the cache): policy is in the band."""
-    stats = toy.warmstart_stats(toy_world_path)
+    stats = toy_build.warmstart_stats(toy_world_path)
     acc = stats["acc_T1"]
     assert 0.2 <= acc["all"] <= 0.6, acc
     easy, hard = acc[str(ToyConfig().min_terms)], acc[str(ToyConfig().max_terms)]

@@ -2,7 +2,7 @@
 
 import time
 
-from polaris_lib import toy
+from polaris_lib import toy, toy_build
 from polaris_lib.config import ToyConfig
 
 
@@ -11,18 +11,18 @@ def test_shipped_world_matches_the_default_config():
 
     Fix: `python -m polaris_lib.toy --ship` (rebuilds with the kit's own code and replaces it).
     """
-    shipped = sorted(p.name for p in toy.SHIPPED_DIR.glob("toy-*"))
-    assert shipped == [f"toy-{toy.config_hash(ToyConfig())}"], shipped
-    stats = toy.warmstart_stats(toy.SHIPPED_DIR / shipped[0])
+    shipped = sorted(p.name for p in toy_build.SHIPPED_DIR.glob("toy-*"))
+    assert shipped == [f"toy-{toy_build.config_hash(ToyConfig())}"], shipped
+    stats = toy_build.warmstart_stats(toy_build.SHIPPED_DIR / shipped[0])
     assert stats["code_version"] == toy.CODE_VERSION
     assert 0.2 <= stats["acc_T1"]["all"] <= 0.6  # the issue's band at T=1.0
 
 
 def test_cache_miss_installs_the_shipped_world_without_training(tmp_path):
     start = time.perf_counter()
-    path = toy.build_toy_world(ToyConfig(), cache_dir=tmp_path)
+    path = toy_build.build_toy_world(ToyConfig(), cache_dir=tmp_path)
     assert time.perf_counter() - start < 10  # a copy, not a 600-step warm start
-    model, tok = toy.load_toy_world(ToyConfig(), cache_dir=tmp_path)
+    model, tok = toy_build.load_toy_world(ToyConfig(), cache_dir=tmp_path)
     assert path.parent == tmp_path and sum(p.numel() for p in model.parameters()) > 0
     assert tok.apply_chat_template([{"role": "user", "content": "1+2"}], tokenize=False)
 
@@ -33,6 +33,6 @@ def test_regeneration_is_one_command(tmp_path, monkeypatch):
     cfg = ToyConfig(warmstart_steps=2, hidden_size=32, num_heads=2, num_kv_heads=1, max_terms=3)
     dest = tmp_path / "assets"
     (dest / "toy-stale").mkdir(parents=True)
-    out = toy.ship_toy_world(cfg, dest=dest, eval_per_difficulty=1)
-    assert out.name == f"toy-{toy.config_hash(cfg)}" and (out / "model.safetensors").exists()
+    out = toy_build.ship_toy_world(cfg, dest=dest, eval_per_difficulty=1)
+    assert out.name == f"toy-{toy_build.config_hash(cfg)}" and (out / "model.safetensors").exists()
     assert [p.name for p in dest.iterdir()] == [out.name]
