@@ -21,7 +21,7 @@ def test_shipped_world_matches_the_default_config():
 def test_cache_miss_installs_the_shipped_world_without_training(tmp_path):
     start = time.perf_counter()
     path = toy_build.build_toy_world(ToyConfig(), cache_dir=tmp_path)
-    assert time.perf_counter() - start < 10  # a copy, not a 600-step warm start
+    assert time.perf_counter() - start < 10  # a copy, not a 900-step warm start
     model, tok = toy_build.load_toy_world(ToyConfig(), cache_dir=tmp_path)
     assert path.parent == tmp_path and sum(p.numel() for p in model.parameters()) > 0
     assert tok.apply_chat_template([{"role": "user", "content": "1+2"}], tokenize=False)
