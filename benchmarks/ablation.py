@@ -6,7 +6,7 @@
   stages, each stage starting from the previous one's policy.
 - plain: TRL's GRPOTrainer, one stage of the same total steps at the last stage's length and the
   first stage's temperature, the same training problems, no easy-drop.
-Both: same warm start, GRPOConfig from presets.to_grpo_config (same lr, batch, clip, loss), same
+Both: same warm start, GRPOConfig from grpo_config.to_grpo_config (same lr, batch, clip, loss), same
 seeds. Held-out accuracy (avg@k on the toy test split at the eval temperature) per seed; reported
 as mean +- std over seeds for each arm. Writes benchmarks/results/ablation.json.
 
@@ -30,7 +30,7 @@ OUT = Path(__file__).parent / "results" / "ablation.json"
 def polaris_arm(cfg, problems, temps, seed_dir: Path) -> str:
     """Three POLARIS stages through polaris_lib.stage; returns the final checkpoint."""
     from polaris_lib import artifacts, stage
-    from polaris_lib.presets import apply_overrides
+    from polaris_lib.overrides import apply_overrides
 
     over = {f"stages.{i}.temperature": t for i, t in enumerate(temps)}
     run = apply_overrides(cfg, over | {"run_dir": str(seed_dir)})
@@ -50,8 +50,9 @@ def plain_arm(cfg, problems, temp: float, seed_dir: Path) -> str:
     """TRL's GRPOTrainer, one stage of the same total steps; returns the saved policy folder."""
     from trl import GRPOTrainer
 
+    from polaris_lib.grpo_config import to_grpo_config
     from polaris_lib.models import load_policy
-    from polaris_lib.presets import apply_overrides, to_grpo_config
+    from polaris_lib.overrides import apply_overrides
     from polaris_lib.rewards import make_reward_fn
     from polaris_lib.stage import to_train_dataset
 
@@ -89,7 +90,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from polaris_lib import stage_eval
-    from polaris_lib.presets import apply_overrides, get_preset
+    from polaris_lib.overrides import apply_overrides
+    from polaris_lib.presets import get_preset
     from polaris_lib.toy import make_problems
 
     results, t_start = [], time.perf_counter()

@@ -35,7 +35,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from polaris_lib import evaluate
-    from polaris_lib.presets import apply_overrides, get_preset
+    from polaris_lib.overrides import apply_overrides
+    from polaris_lib.presets import get_preset
     from polaris_lib.rewards import Grader
     from polaris_lib.sampling import sample
 

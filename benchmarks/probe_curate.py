@@ -24,7 +24,8 @@ import torch
 
 from polaris_lib import curate, probe, probe_run, rewards, sampling
 from polaris_lib.models import load_policy
-from polaris_lib.presets import apply_overrides, get_preset
+from polaris_lib.overrides import apply_overrides
+from polaris_lib.presets import get_preset
 
 OUT = Path(__file__).resolve().parent / "results" / "probe_curate.json"
 

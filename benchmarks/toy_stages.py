@@ -45,7 +45,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from polaris_lib import artifacts, stage, stage_eval
-    from polaris_lib.presets import resolve
+    from polaris_lib.overrides import resolve
     from polaris_lib.toy import make_problems
 
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="toy_stages_")

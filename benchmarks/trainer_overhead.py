@@ -49,7 +49,7 @@ def build(kind: str, cfg, model_dir: str, out_dir: str, steps: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    from polaris_lib.presets import to_grpo_config
+    from polaris_lib.grpo_config import to_grpo_config
     from polaris_lib.rewards import make_reward_fn
     from polaris_lib.stage import to_train_dataset
     from polaris_lib.toy import make_problems

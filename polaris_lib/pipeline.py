@@ -24,7 +24,7 @@ from typing import Any
 from polaris_lib import artifacts as A
 from polaris_lib.kernel import ensure_kernel
 from polaris_lib.manifest import Manifest, environment, now
-from polaris_lib.presets import resolve
+from polaris_lib.overrides import resolve
 from polaris_lib.run_steps import (  # noqa: F401  (re-exported: the runner's public API)
     Step,
     changed_keys,

@@ -1,17 +1,16 @@
-"""Named presets and the one adapter from a stage config to `trl.GRPOConfig`.
+"""Named presets: the table of run configs, from the CPU toy to the paper's scale.
 
 Three scales, one codebase (ARCHITECTURE.md):
 - `tiny`: CPU, the kit's own toy model; the whole pipeline in minutes (the embedded default).
 - `qwen3-*-24gb`: one consumer GPU, Unsloth LoRA + vLLM; every length scaled from the paper by
   one stated ratio.
 - `*-paper`: the paper's values, each citing its source; meant for a multi-GPU engine.
+
+Overrides and notebook parameters on top of a preset: overrides.py; the adapter from a stage
+config to `trl.GRPOConfig`: grpo_config.py.
 """
 
 from __future__ import annotations
-
-import copy
-import dataclasses
-from typing import Any
 
 from polaris_lib.config import (
     ConfigError,
@@ -24,6 +23,9 @@ from polaris_lib.config import (
     ToyConfig,
     YarnConfig,
 )
+
+# Re-exported: cli.py and export.py import apply_overrides from here, the notebooks resolve.
+from polaris_lib.overrides import apply_overrides, resolve  # noqa: F401
 
 # Qwen3-4B stage lengths in tokens (RECIPE.md §5: 40K / 48K / 52K total; 40K = 39,936 response
 # + 1,024 prompt) and stage lengths in optimizer steps (boundaries 450, 600, end ~700).
@@ -279,192 +281,3 @@ def get_preset(name: str) -> RunConfig:
     cfg = _BUILDERS[name]()
     cfg.preset = name
     return cfg
-
-
-def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Return a copy of `cfg` with dotted overrides applied and re-validated.
-
-    >>> apply_overrides(get_preset("tiny"), {"stages.0.max_steps": 3}).stages[0].max_steps
-    3
-
-    `stages.*.x` sets x in every stage; a value for a dataclass field is type-checked loosely
-    (ints accepted for floats).
-    """
-    d = copy.deepcopy(cfg.to_dict())
-    for key, value in overrides.items():
-        _set_dotted(d, key.split("."), value, key)
-    return RunConfig.from_dict(d)
-
-
-def _set_dotted(d: Any, parts: list[str], value: Any, full: str) -> None:
-    head, rest = parts[0], parts[1:]
-    if isinstance(d, list):
-        targets = d if head == "*" else [d[_index(head, len(d), full)]]
-        for t in targets:
-            _set_dotted(t, rest, value, full) if rest else None
-        if not rest:
-            raise ConfigError(f"override {full!r}: cannot replace a whole list element")
-        return
-    if not isinstance(d, dict) or head not in d:
-        known = ", ".join(sorted(d)) if isinstance(d, dict) else "(not a section)"
-        raise ConfigError(f"override {full!r}: no field {head!r}; known: {known}")
-    if rest:
-        _set_dotted(d[head], rest, value, full)
-    else:
-        d[head] = value
-
-
-def _index(s: str, n: int, full: str) -> int:
-    if not s.isdigit() or int(s) >= n:
-        raise ConfigError(f"override {full!r}: {s!r} is not a stage index in 0..{n - 1} (or '*')")
-    return int(s)
-
-
-def grpo_kwargs(
-    run: RunConfig, stage: int, temperature: float, output_dir: str, *, num_processes: int = 1
-) -> dict[str, Any]:
-    """Every `trl.GRPOConfig` keyword the kit sets for stage `stage` of `run`.
-
-    TRL and Unsloth change defaults between releases (TRL 1.15 turns gradient checkpointing on
-    and bf16 on by default), so nothing the recipe depends on is left to a default.
-    One optimizer step per generation batch: steps_per_generation = gradient_accumulation_steps
-    and num_iterations = 1 (RECIPE §3).
-    """
-    st = run.stage(stage)
-    on_cpu = run.model.device == "cpu"
-    rows_per_process = st.rollouts_per_step // num_processes
-    if st.rollouts_per_step % (num_processes * st.per_device_batch_size):
-        raise ConfigError(
-            f"stage {stage}: {st.rollouts_per_step} rollouts per step do not split into "
-            f"{num_processes} processes x per_device_batch_size {st.per_device_batch_size}"
-        )
-    accum = rows_per_process // st.per_device_batch_size
-    kwargs: dict[str, Any] = dict(
-        output_dir=output_dir,
-        # --- the algorithm (RECIPE §3) ---
-        num_generations=st.group_size,
-        beta=st.kl_beta,
-        epsilon=st.clip_low,
-        epsilon_high=st.clip_high,
-        loss_type=st.loss_type,
-        scale_rewards=st.scale_rewards,
-        entropy_coef=st.entropy_coef,
-        use_adaptive_entropy=False,
-        top_entropy_quantile=1.0,
-        importance_sampling_level="token",
-        num_iterations=1,
-        mask_truncated_completions=st.mask_truncated_completions,
-        # --- sampling ---
-        temperature=float(temperature),
-        top_p=st.top_p,
-        top_k=st.top_k,
-        max_completion_length=st.max_completion_length,
-        # --- batch geometry: one optimizer step per generation batch ---
-        per_device_train_batch_size=st.per_device_batch_size,
-        gradient_accumulation_steps=accum,
-        steps_per_generation=accum,
-        # --- optimisation ---
-        learning_rate=st.learning_rate,
-        lr_scheduler_type=st.lr_scheduler,
-        warmup_steps=st.warmup_steps,
-        weight_decay=st.weight_decay,
-        max_grad_norm=st.max_grad_norm,
-        optim="adamw_torch",
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        max_steps=st.max_steps,
-        seed=st.seed + run.seed,
-        # --- machinery ---
-        gradient_checkpointing=run.model.gradient_checkpointing,
-        bf16=run.model.dtype == "bfloat16" and not on_cpu,
-        fp16=run.model.dtype == "float16" and not on_cpu,
-        use_cpu=on_cpu,
-        use_vllm=run.model.use_vllm,
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=run.model.gpu_memory_utilization,
-        shuffle_dataset=True,
-        disable_dropout=True,
-        remove_unused_columns=False,
-        save_strategy="steps",
-        save_steps=st.save_steps,
-        logging_steps=1,
-        report_to="none",
-        log_completions=False,
-    )
-    return kwargs
-
-
-def to_grpo_config(
-    run: RunConfig,
-    stage: int,
-    temperature: float,
-    output_dir: str,
-    *,
-    num_processes: int = 1,
-    **extra: Any,
-):
-    """Map stage `stage` of `run` to a `trl.GRPOConfig` (see `grpo_kwargs`); `extra` adds fields."""
-    from trl import GRPOConfig
-
-    kwargs = grpo_kwargs(run, stage, temperature, output_dir, num_processes=num_processes)
-    unknown = (set(extra) | set(kwargs)) - {f.name for f in dataclasses.fields(GRPOConfig)}
-    if unknown:
-        raise ConfigError(f"to_grpo_config: GRPOConfig has no field(s) {sorted(unknown)}")
-    kwargs.update(extra)
-    return GRPOConfig(**kwargs)
-
-
-# Notebook parameters that are not config fields: the dotted-override dict and the stage selector.
-NOTEBOOK_ONLY_PARAMS = {"overrides", "stage"}
-
-
-def resolve(
-    preset: str,
-    overrides: dict[str, Any] | None = None,
-    *,
-    section: str | None = None,
-    **params: Any,
-) -> RunConfig:
-    """The config a notebook runs with: preset, then dotted `overrides`, then its parameters.
-
-    Parameters are the notebook's parameters-cell names (case-insensitive): a RunConfig field
-    (`SEED`, `RUN_DIR`) or a field of the notebook's `section` (`probe`, `curation`, `yarn`,
-    `eval`; `stages` sets the field in every stage). A None value keeps the preset's value.
-
-    >>> resolve("tiny", {"probe.n_samples": 4}, section="probe", SEED=3, OVERRIDE_TEMPERATURE=1.2).probe.override_temperature
-    1.2
-    """
-    cfg = get_preset(preset)
-    merged: dict[str, Any] = dict(overrides or {})
-    top = {f.name for f in dataclasses.fields(RunConfig)}
-    for name, value in params.items():
-        key = name.lower()
-        if value is None or key in NOTEBOOK_ONLY_PARAMS:
-            continue
-        if key in top:
-            merged[key] = value
-        elif section is not None and key in section_fields(section):
-            merged[f"{section}.*.{key}" if section == "stages" else f"{section}.{key}"] = value
-        else:
-            raise ConfigError(
-                f"parameter {name!r} is not a config field of the run or of {section!r}"
-            )
-    return apply_overrides(cfg, merged) if merged else cfg
-
-
-def section_fields(section: str) -> set[str]:
-    """Field names of one config section (probe, curation, stages, yarn, eval, model, toy)."""
-    from polaris_lib import config as c
-
-    types = {
-        "probe": c.ProbeConfig,
-        "curation": c.CurationConfig,
-        "stages": c.StageConfig,
-        "yarn": c.YarnConfig,
-        "eval": c.EvalConfig,
-        "model": c.ModelConfig,
-        "toy": c.ToyConfig,
-    }
-    if section not in types:
-        raise ConfigError(f"unknown config section {section!r}; one of {sorted(types)}")
-    return {f.name for f in dataclasses.fields(types[section])}

@@ -149,8 +149,8 @@ def final_complete(final_dir: str | Path) -> bool:
 
 def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataFrame):
     """A PolarisGRPOTrainer for this stage (policy loaded from plan.start_checkpoint)."""
+    from polaris_lib.grpo_config import to_grpo_config
     from polaris_lib.models import load_policy
-    from polaris_lib.presets import to_grpo_config
     from polaris_lib.rewards import make_reward_fn
     from polaris_lib.train import PolarisGRPOTrainer
 

@@ -113,7 +113,7 @@ class PolarisGRPOTrainer(GRPOTrainer):
                 "PolarisGRPOTrainer needs one optimizer step per generation batch: set "
                 f"num_iterations=1 (got {a.num_iterations}) and steps_per_generation = "
                 f"gradient_accumulation_steps (got {a.steps_per_generation} vs "
-                f"{a.gradient_accumulation_steps}); presets.to_grpo_config does this"
+                f"{a.gradient_accumulation_steps}); grpo_config.to_grpo_config does this"
             )
         if self.tools or self.rollout_func is not None or self.environment_factories is not None:
             raise ConfigError("PolarisGRPOTrainer supports single-turn rollouts only (no tools)")

@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from polaris_lib import artifacts, stage  # noqa: E402
 from polaris_lib.artifacts import STAGE, step_dir  # noqa: E402
+from polaris_lib.overrides import resolve  # noqa: E402
 from polaris_lib.pipeline import parse_value  # noqa: E402
-from polaris_lib.presets import PRESETS, resolve  # noqa: E402
+from polaris_lib.presets import PRESETS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -192,7 +192,8 @@ def test_curation_figures_render(tmp_path):
 def test_math500_and_gsm8k_pools_run_through_the_toy_policy(data_dir, monkeypatch, tmp_path):
     """Exercises the local-pool path end to end; the toy policy scores ~0 on real math."""
     from polaris_lib.models import load_policy
-    from polaris_lib.presets import apply_overrides, get_preset
+    from polaris_lib.overrides import apply_overrides
+    from polaris_lib.presets import get_preset
 
     monkeypatch.setenv("POLARIS_DATA_DIR", str(data_dir))
     base = {"curation.samples_per_problem": 2, "curation.max_new_tokens": 8}
@@ -216,7 +217,8 @@ def test_math500_and_gsm8k_pools_run_through_the_toy_policy(data_dir, monkeypatc
 
 def test_polaris53k_offline_fails_clearly(monkeypatch):
     from polaris_lib.data import DataUnavailableError
-    from polaris_lib.presets import apply_overrides, get_preset
+    from polaris_lib.overrides import apply_overrides
+    from polaris_lib.presets import get_preset
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -8,7 +8,8 @@ import pytest
 
 from polaris_lib import eval_tables as et
 from polaris_lib import evaluate as ev
-from polaris_lib.presets import apply_overrides, get_preset
+from polaris_lib.overrides import apply_overrides
+from polaris_lib.presets import get_preset
 
 
 def _table(correct: dict[str, list[int]], checkpoint="base", benchmark="b", **cols) -> pd.DataFrame:

@@ -7,7 +7,8 @@ import pytest
 
 from polaris_lib import extrapolate as ex
 from polaris_lib import rope_variants as rv
-from polaris_lib.presets import apply_overrides, get_preset
+from polaris_lib.overrides import apply_overrides
+from polaris_lib.presets import get_preset
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def test_notebook_is_clean():
         if c["cell_type"] == "code":
             assert c["outputs"] == [] and c["execution_count"] is None
             assert "def " not in c["source"]  # no logic defined in the notebook
-    from polaris_lib.presets import NOTEBOOK_ONLY_PARAMS, section_fields
+    from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
 
     names = {
         line.split("=")[0].strip().lower()

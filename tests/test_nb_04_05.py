@@ -14,7 +14,7 @@ import pytest
 
 from polaris_lib import artifacts, eval_tables, extrapolate
 from polaris_lib.config import RunConfig
-from polaris_lib.presets import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
 
 REPO = Path(__file__).resolve().parent.parent
 NB04 = REPO / "notebooks" / "04_length_extrapolation.ipynb"

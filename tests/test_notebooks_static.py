@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from polaris_lib.config import RunConfig
-from polaris_lib.presets import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

@@ -20,6 +20,7 @@ from synthetic import results, write_notebooks
 
 from polaris_lib import artifacts as A
 from polaris_lib.manifest import Manifest
+from polaris_lib.overrides import apply_overrides
 from polaris_lib.pipeline import (
     StepFailed,
     changed_keys,
@@ -30,7 +31,7 @@ from polaris_lib.pipeline import (
     run_pipeline,
     step_config,
 )
-from polaris_lib.presets import apply_overrides, get_preset
+from polaris_lib.presets import get_preset
 
 REPO = Path(__file__).resolve().parent.parent
 N_STEPS = 10  # tiny: 3 probes + curate + 3 stages + 04 + 05 + 06

@@ -5,15 +5,9 @@ import dataclasses
 import pytest
 
 from polaris_lib.config import ConfigError
-from polaris_lib.presets import (
-    PRESETS,
-    QWEN3_4B_RESPONSE,
-    apply_overrides,
-    get_preset,
-    grpo_kwargs,
-    resolve,
-    to_grpo_config,
-)
+from polaris_lib.grpo_config import grpo_kwargs, to_grpo_config
+from polaris_lib.overrides import apply_overrides, resolve
+from polaris_lib.presets import PRESETS, QWEN3_4B_RESPONSE, get_preset
 
 ALGORITHM_FIELDS = {
     "beta",

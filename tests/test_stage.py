@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from polaris_lib import artifacts, stage
-from polaris_lib.presets import resolve
+from polaris_lib.overrides import resolve
 from polaris_lib.rescue import RESCUE_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ RUNNER = """
 import os, signal, sys
 from transformers import TrainerCallback
 from polaris_lib import artifacts, stage
-from polaris_lib.presets import resolve
+from polaris_lib.overrides import resolve
 
 class CrashAfterSave(TrainerCallback):
     # SIGKILL right after a checkpoint is on disk: a crash at a known step, however fast

@@ -237,7 +237,8 @@ def test_grpo_kwargs_are_grpoconfig_fields():
 
     from trl import GRPOConfig
 
-    from polaris_lib.presets import get_preset, grpo_kwargs
+    from polaris_lib.grpo_config import grpo_kwargs
+    from polaris_lib.presets import get_preset
 
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     for preset in ("tiny", "qwen3-4b-paper"):
