@@ -3,7 +3,7 @@
 polaris run --preset tiny [--run-id X] [--seed N] [-p stages.*.max_steps 5 ...] [--steps 01,02]
 polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
 polaris report RUN_ID            |  polaris report --compare RUN_A RUN_B
-polaris export verl --preset qwen3-4b-paper --out exports/qwen3-4b-paper
+polaris export verl --preset qwen3-4b-paper [--run-dir reports/X] [--data-dir D] [-p N V] [--out O]
 polaris kernel [--name polaris-kit] [--user]
 """
 
@@ -24,7 +24,10 @@ def _overrides(pairs: list[list[str]] | None) -> dict | None:
     return {name: parse_value(value) for name, value in pairs}
 
 
-def _add_override_arg(p: argparse.ArgumentParser) -> None:
+def _add_override_arg(
+    p: argparse.ArgumentParser,
+    stored: str = "Given on a resumed run, replaces the stored set.",
+) -> None:
     p.add_argument(
         "-p",
         "--param",
@@ -32,7 +35,7 @@ def _add_override_arg(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar=("NAME", "VALUE"),
         help="dotted config override, e.g. -p probe.n_samples 4 -p 'stages.*.max_steps' 5 "
-        "(VALUE parsed as JSON when it parses). Given on a resumed run, replaces the stored set.",
+        f"(VALUE parsed as JSON when it parses). {stored}",
     )
 
 
@@ -72,10 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reports-dir", default="reports")
     rep.add_argument("--out", help="output folder (compare default: reports/compare-<a>-<b>)")
 
-    e = sub.add_parser("export", help="export a preset to another engine")
+    e = sub.add_parser("export", help="export a preset (or a run) to another engine")
     e.add_argument("target", choices=["verl"])
-    e.add_argument("--preset", required=True, choices=PRESETS)
-    e.add_argument("--out", help="output folder (default: exports/<preset>)")
+    e.add_argument("--preset", choices=PRESETS, help="preset (default: the --run-dir run's)")
+    e.add_argument("--run-dir", help="a run folder (reports/<run-id>): its preset, overrides, "
+                   "curated stage-1 set and probe temperatures; without it (or without its 02 "
+                   "step) stage 1 is the preset's pool, uncurated")  # fmt: skip
+    e.add_argument("--data-dir", help="local data folder of the dataset catalog "
+                   "(same meaning as $POLARIS_DATA_DIR, which it overrides)")  # fmt: skip
+    _add_override_arg(e, "Applied on top of the --run-dir run's stored overrides.")
+    e.add_argument("--out", help="output folder (default: exports/<run folder name or preset>)")
 
     k = sub.add_parser("kernel", help="register this environment as a JupyterLab kernel")
     k.add_argument("--name", default="polaris-kit")
@@ -197,9 +206,26 @@ def cmd_export(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    out = Path(a.out or f"exports/{a.preset}")
-    result = export_verl(a.preset, out)
-    print(f"[polaris] exported {a.preset} for verl: {result or out}")
+    from polaris_lib.data import DataUnavailableError
+
+    if a.preset is None and a.run_dir is None:
+        print("polaris export: give --preset NAME or --run-dir RUN", file=sys.stderr)
+        return 2
+    name = Path(a.run_dir).name if a.run_dir else a.preset
+    out = Path(a.out or f"exports/{name}")
+    try:
+        paths = export_verl(
+            a.preset, out, run_dir=a.run_dir, data_dir=a.data_dir, overrides=_overrides(a.param)
+        )
+    except DataUnavailableError as exc:  # offline without local data: one line, no traceback
+        print(f"polaris export: {exc}", file=sys.stderr)
+        return 2
+    import json
+
+    info = json.loads(Path(paths["manifest"]).read_text())
+    print(f"[polaris] exported {info['preset']} for verl {info['verl_version']}: {out}")
+    print(f"[polaris] stage 1: {info['stage1_rows']} problems, {info['stage1_source']}")
+    print(f"[polaris] launch: bash {paths['script']}")
     return 0
 
 

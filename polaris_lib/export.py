@@ -11,7 +11,7 @@ rewards `polaris_lib.verl_reward` logs.
 
 from __future__ import annotations
 
-import shlex
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,15 @@ import pandas as pd
 
 from polaris_lib import artifacts
 from polaris_lib.config import ConfigError, RunConfig
+from polaris_lib.export_script import (  # noqa: F401  (render_value: re-exported)
+    ENTRY,
+    VERL_VERSION,
+    render_script,
+    render_value,
+)
 from polaris_lib.presets import apply_overrides, get_preset
 from polaris_lib.scale import hardware
 
-VERL_VERSION = (
-    "0.9.1"  # the verl release the override keys were checked against (tests/test_export.py)
-)
-ENTRY = "verl.trainer.main_ppo"
 # TRL loss_type -> verl actor.loss_agg_mode (verl core_algos.agg_loss).
 LOSS_AGG = {
     "dapo": "token-mean",
@@ -154,132 +156,88 @@ def verl_overrides(
     return o
 
 
-def render_value(value: Any) -> str:
-    """One hydra override value as shell text: True/False, [a,b], numbers; "${VAR}" paths quoted."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ",".join(render_value(v) for v in value) + "]"
-    if isinstance(value, str) and "${" in value:
-        return f'"{value}"'  # the shell expands the variable; hydra sees a plain path
-    return shlex.quote(str(value)) if isinstance(value, str) else repr(value)
+def run_settings(
+    preset: str | None, run_dir: str | Path | None, overrides: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """(preset, overrides) of an export: a run folder's stored ones (manifest.json), then `overrides`.
+
+    Unlike `polaris run`, where -p replaces a resumed run's stored set, here the given overrides
+    go on top of the stored ones: the curated data and probe temperatures were made under those.
+    """
+    if run_dir is None:
+        if preset is None:
+            raise ConfigError("export: give a preset (--preset) or a run folder (--run-dir)")
+        return preset, dict(overrides or {})
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(
+            f"no run folder {run_dir}: --run-dir takes the folder `polaris run` wrote "
+            "(reports/<run-id>)"
+        )
+    from polaris_lib.manifest import Manifest
+
+    stored = Manifest.load(run_dir)
+    if stored is None:  # a folder written by the notebooks alone has no manifest
+        if preset is None:
+            raise ConfigError(
+                f"{run_dir} has no manifest.json: say which preset made it (--preset)"
+            )
+        return preset, dict(overrides or {})
+    if preset is not None and preset != stored.data["preset"]:
+        raise ConfigError(
+            f"{run_dir} was made with preset {stored.data['preset']!r}, not {preset!r}: its "
+            "curated data and probe temperatures belong to that preset; drop --preset"
+        )
+    merged = {"seed": stored.data.get("seed", 0), **stored.data.get("overrides", {})}
+    return stored.data["preset"], {**merged, **(overrides or {})}
 
 
-def _stage_block(run: RunConfig, k: int, overrides: dict[str, Any], temp_source: str) -> list[str]:
-    """Shell lines of stage k: the verl command, then the merge of its last checkpoint."""
-    st = run.stage(k)
-    seq = st.max_prompt_length + st.max_completion_length
-    lines = [
-        f"# ---- stage {k}: {st.max_steps} steps, {st.prompts_per_step} prompts x n={st.group_size}, "
-        f"response <= {st.max_completion_length:,} tokens, T={overrides['actor_rollout_ref.rollout.temperature']:g} "
-        f"({temp_source}) ----",
-        f"if want_stage {k}; then",
-    ]
-    if seq > run.model.max_context:  # allowed by the guard at the top of the script
-        # Reaches vLLM on this node; on a Ray cluster also set it before `ray start` everywhere.
-        lines.append("  export VLLM_ALLOW_LONG_MAX_MODEL_LEN=1")
-    lines.append(f"  python3 -m {ENTRY} \\")
-    lines += [f"    {key}={render_value(v)} \\" for key, v in overrides.items()]
-    lines += ['    "$@"', f"  merge_stage {k}", "fi", ""]
-    return lines
+def _pool_unavailable(pool: str, data_dir, exc: Exception) -> Exception:
+    """The pool's DataUnavailableError as one line that ends in the export's own ways out."""
+    from polaris_lib.data import DATA_DIR_ENV, DataUnavailableError, catalog_entry, resolve_data_dir
 
-
-def _between_block(run: RunConfig, k: int) -> list[str]:
-    """Shell lines from stage k to k+1: the easy-drop (a kit call; verl has no such step)."""
-    src, dst = f'"${{DATA_DIR}}/stage{k}.parquet"', f'"${{DATA_DIR}}/stage{k + 1}.parquet"'
-    lines = [
-        f"# ---- between stage {k} and {k + 1} (RECIPE §2) ----",
-        f"if want_stage {k + 1}; then",
-    ]
-    if run.stage(k).easy_drop:
-        thr = run.curation.easy_drop_threshold
-        lines += [
-            f"  # drop problems whose mean reward over stage {k} is > {thr:g}, from the per-rollout",
-            "  # rewards polaris_lib.verl_reward logged (verl keeps no per-problem history)",
-            "  python3 -c 'import sys; from polaris_lib.verl_reward import easy_drop_from_log as f; "
-            "print(f(*sys.argv[1:4], threshold=float(sys.argv[4])))' \\",
-            f'    "${{REWARD_LOG_DIR}}/stage{k}" {src} {dst} {thr!r}',
-        ]
-    else:
-        lines.append(f"  cp {src} {dst}  # easy_drop is off for stage {k}")
-    return lines + ["fi", ""]
-
-
-def render_script(run: RunConfig, stages: dict[int, dict[str, Any]], temps: dict[int, str]) -> str:
-    """The bash launch script: one verl command per stage, merge + easy-drop between stages."""
-    nodes, gpus, gpu, source = hardware(run)
-    k_all = " ".join(str(k) for k in stages)
-    head = [
-        "#!/usr/bin/env bash",
-        f"# POLARIS recipe on verl: preset {run.preset!r}, generated by `polaris export verl` "
-        "(polaris-kit).",
-        "# Every value below comes from the preset; change the preset and re-export, do not edit.",
-        f"# Needs verl=={VERL_VERSION} (+ vllm) and polaris-kit installed on every node.",
-        f"# Hardware: {nodes} x {gpus} {gpu}; {source}. With several nodes, start a Ray",
-        "# cluster first (`ray start --head` here, `ray start --address=<head>:6379` on the others)",
-        "# and run this script on the head node.",
-        "# Extra hydra overrides after the script name apply to every stage, e.g.",
-        "#   bash run_verl.sh trainer.logger=[console,wandb]",
-        "set -euo pipefail",
-        'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"',
-        f'MODEL_PATH="${{MODEL_PATH:-{run.model.name_or_path}}}"',
-        'DATA_DIR="${DATA_DIR:-${HERE}/data}"',
-        'CKPT_DIR="${CKPT_DIR:-${HERE}/checkpoints}"',
-        'REWARD_LOG_DIR="${REWARD_LOG_DIR:-${HERE}/reward_logs}"',
-        "REWARD_FN=\"${REWARD_FN:-$(python3 -c 'import polaris_lib.verl_reward as m; "
-        "print(m.__file__)')}\"",
-        f'STAGES="${{STAGES:-{k_all}}}"  # e.g. STAGES="2 3" resumes after stage 1',
-        'want_stage() { [[ " ${STAGES} " == *" $1 "* ]]; }',
-        "merge_stage() {  # FSDP shards of stage $1's last checkpoint -> a Hugging Face folder",
-        '  local step; step="$(cat "${CKPT_DIR}/stage$1/latest_checkpointed_iteration.txt")"',
-        "  python3 -m verl.model_merger merge --backend fsdp --local_dir "
-        '"${CKPT_DIR}/stage$1/global_step_${step}/actor" --target_dir "${CKPT_DIR}/stage$1/hf"',
-        "}",
-        "",
-    ]
-    body: list[str] = []
-    for k in stages:  # fail before stage 1, not days later at the stage that cannot run
-        seq = run.stage(k).max_prompt_length + run.stage(k).max_completion_length
-        if seq > run.model.max_context:
-            body += [
-                f'if want_stage {k} && [[ "${{POLARIS_ALLOW_OVER_CONTEXT:-0}}" != 1 ]]; then',
-                f'  echo "stage {k} needs {seq} positions; {run.model.name_or_path} has '
-                f"{run.model.max_context}. The paper does not say how it handled this (RECIPE §5). "
-                "Set POLARIS_ALLOW_OVER_CONTEXT=1 to let vLLM run past the native context "
-                "(VLLM_ALLOW_LONG_MAX_MODEL_LEN=1, plain RoPE), or add YaRN rope parameters to "
-                f'the stage {k - 1} checkpoint config first." >&2',
-                "  exit 3",
-                "fi",
-            ]
-    for k, ov in stages.items():
-        body += _stage_block(run, k, ov, temps[k])
-        if k + 1 in stages:
-            body += _between_block(run, k)
-    return "\n".join(head + body)
+    entry, root = catalog_entry(pool), resolve_data_dir(data_dir)
+    cause = exc.__cause__  # the hub's own error; none when offline mode refused up front
+    why = f"{type(cause).__name__}: {cause}" if cause else "offline mode is set"
+    where = "the catalog has no local copy"
+    fixes = ["go online (unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"]
+    if entry.local:
+        where = (
+            f"{root} has no {entry.local}" if root else f"no data folder is set ({DATA_DIR_ENV})"
+        )
+        fixes.insert(0, f"--data-dir DIR (or {DATA_DIR_ENV}) holding {entry.local}")
+    fixes += ["--run-dir RUN with a curated set (02_curate_by_difficulty)",
+              "-p curation.pool NAME for a pool you have locally (e.g. math500)"]  # fmt: skip
+    return DataUnavailableError(
+        f"stage-1 pool {pool!r} is missing: {where} and the hub dataset {entry.hub} cannot be "
+        f"loaded ({why}). Ways out: " + "; ".join(fixes)
+    )
 
 
 def stage1_data(
     run: RunConfig, run_dir: str | Path | None, data_dir: str | Path | None
 ) -> tuple[pd.DataFrame, str]:
-    """Stage 1's problems: the run's curated set (02), else the preset's pool, uncurated."""
-    from polaris_lib.data import load_dataset
+    """Stage 1's problems: the run's curated set (02) when it has one, else the preset's pool,
+    uncurated (the returned source string says which)."""
+    from polaris_lib.data import DataUnavailableError, load_dataset
 
+    why = "UNCURATED: the difficulty filter (RECIPE §2) needs the kit's 02 step and --run-dir"
     if run_dir is not None:
         path = artifacts.step_dir(run_dir, artifacts.CURATE, create=False) / "curated.parquet"
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} is missing: run 02_curate_by_difficulty for this run first, or export "
-                "without --run-dir to get the preset's pool uncurated"
-            )
-        return pd.read_parquet(path), f"curated by the kit ({path})"
+        if path.exists():
+            return pd.read_parquet(path), f"curated by the kit ({path})"
+        why = f"UNCURATED: {path} does not exist (run 02_curate_by_difficulty for this run)"
     pool, cap = run.curation.pool, run.curation.max_problems
     if pool == "toy":
         df = load_dataset("toy", split="train", n=cap or 256, toy_cfg=run.toy, seed=run.seed)
     else:
-        df = load_dataset(pool, data_dir=data_dir)
+        try:
+            df = load_dataset(pool, data_dir=data_dir)
+        except DataUnavailableError as exc:
+            raise _pool_unavailable(pool, data_dir, exc) from exc
+        except KeyError as exc:  # not in the catalog: a config mistake, not a missing file
+            raise ConfigError(f"curation.pool: {exc.args[0]}") from exc
         if cap and cap < len(df):
             df = df.sample(n=cap, random_state=run.seed).sort_index().reset_index(drop=True)
-    why = "UNCURATED: the difficulty filter (RECIPE §2) needs the kit's 02 step and --run-dir"
     return df, f"pool {pool!r} from {df.attrs.get('origin', '?')}; {why}"
 
 
@@ -296,8 +254,17 @@ def _val_data(run: RunConfig, data_dir, fallback: pd.DataFrame) -> tuple[pd.Data
         return fallback.head(32), f"first 32 stage-1 rows ({name} unavailable: {exc})"
 
 
+def _write_script(path: Path, text: str) -> Path:
+    """Atomic, executable: a half-written launch script must never be there to run."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+    return path
+
+
 def export_verl(
-    preset: str,
+    preset: str | None,
     out_dir: str | Path,
     *,
     run_dir: str | Path | None = None,
@@ -306,9 +273,12 @@ def export_verl(
 ) -> dict[str, Path]:
     """Write data/stage1.parquet, data/val.parquet, run_verl.sh, verl_overrides.json, export.json.
 
-    `run_dir`: a kit run folder (its curated set and probe temperatures); `overrides`: dotted
-    config overrides as in notebooks. Returns the written paths by name.
+    `run_dir`: a kit run folder: its stored preset and overrides (`run_settings`), its curated
+    set and probe temperatures. `data_dir`: the catalog's local data folder (as
+    $POLARIS_DATA_DIR). `overrides`: dotted config overrides as in notebooks. Returns the written
+    paths by name.
     """
+    preset, overrides = run_settings(preset, run_dir, overrides)
     run = get_preset(preset)
     if overrides:
         run = apply_overrides(run, overrides)
@@ -329,13 +299,12 @@ def export_verl(
             out / "verl_overrides.json", {str(k): v for k, v in stages.items()}
         ),
     }
-    script = out / "run_verl.sh"
-    script.write_text(render_script(run, stages, {k: s for k, (_, s) in temps.items()}) + "\n")
-    script.chmod(0o755)
-    paths["script"] = script
+    text = render_script(run, stages, {k: s for k, (_, s) in temps.items()}) + "\n"
+    paths["script"] = _write_script(out / "run_verl.sh", text)
     nodes, gpus, gpu, hw_source = hardware(run)
     paths["manifest"] = artifacts.write_json(out / "export.json", {
-        "preset": preset, "overrides": overrides or {}, "verl_version": VERL_VERSION,
+        "preset": preset, "overrides": overrides, "verl_version": VERL_VERSION,
+        "run_dir": str(run_dir) if run_dir is not None else None,
         "entry": ENTRY, "stage1_rows": len(train), "stage1_source": train_src,
         "val_rows": len(val), "val_source": val_src,
         "temperatures": {str(k): {"value": t, "source": s} for k, (t, s) in temps.items()},

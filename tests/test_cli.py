@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -77,17 +81,117 @@ def test_plan_without_planner_says_so(monkeypatch, capsys):
     assert "memory planner" in capsys.readouterr().err
 
 
+def _fake_exporter(monkeypatch, calls: list) -> None:
+    """A stand-in polaris_lib.export that records its arguments and writes export.json."""
+
+    def export_verl(preset, out, **kw):
+        calls.append((preset, out, kw))
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"preset": preset or "tiny", "verl_version": "0.9.1", "stage1_rows": 3,
+                "stage1_source": "pool"}  # fmt: skip
+        (out / "export.json").write_text(json.dumps(info))
+        return {"manifest": out / "export.json", "script": out / "run_verl.sh"}
+
+    fake = types.ModuleType("polaris_lib.export")
+    fake.export_verl = export_verl
+    monkeypatch.setitem(sys.modules, "polaris_lib.export", fake)
+
+
 def test_export_calls_exporter_lazily(monkeypatch, tmp_path, capsys):
     calls = []
-    fake = types.ModuleType("polaris_lib.export")
-    fake.export_verl = lambda preset, out: calls.append((preset, out)) or out
-    monkeypatch.setitem(sys.modules, "polaris_lib.export", fake)
+    _fake_exporter(monkeypatch, calls)
     out = tmp_path / "x"
     assert cli.main(["export", "verl", "--preset", "qwen3-4b-paper", "--out", str(out)]) == 0
-    assert calls == [("qwen3-4b-paper", out)]
+    kw = {"run_dir": None, "data_dir": None, "overrides": None}
+    assert calls == [("qwen3-4b-paper", out, kw)]
+    assert f"launch: bash {out / 'run_verl.sh'}" in capsys.readouterr().out
     monkeypatch.setitem(sys.modules, "polaris_lib.export", None)
     assert cli.main(["export", "verl", "--preset", "qwen3-4b-paper"]) == 2
     assert "verl exporter" in capsys.readouterr().err
+
+
+def test_export_flags_reach_the_exporter(monkeypatch, tmp_path, capsys):
+    """--run-dir, --data-dir, -p (parsed as `polaris run` parses them) and the default --out."""
+    calls = []
+    _fake_exporter(monkeypatch, calls)
+    monkeypatch.chdir(tmp_path)
+    argv = ["export", "verl", "--run-dir", "reports/q4b", "--data-dir", "/d",
+            "-p", "stages.0.learning_rate", "2e-6", "-p", "stages.*.group_size", "4"]  # fmt: skip
+    assert cli.main(argv) == 0
+    ((preset, out, kw),) = calls
+    assert preset is None and out == Path("exports/q4b")  # named after the run folder
+    assert kw == {"run_dir": "reports/q4b", "data_dir": "/d",
+                  "overrides": {"stages.0.learning_rate": 2e-6, "stages.*.group_size": 4}}  # fmt: skip
+    assert cli.main(["export", "verl"]) == 2
+    assert "give --preset NAME or --run-dir RUN" in capsys.readouterr().err
+
+
+def test_export_p_values_reach_the_launch_script(tmp_path, data_dir, capsys):
+    out = tmp_path / "e"
+    argv = ["export", "verl", "--preset", "qwen3-4b-paper", "--data-dir", str(data_dir),
+            "-p", "curation.pool", "math500", "-p", "stages.0.learning_rate", "2e-6",
+            "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "stage 1: 500 problems, pool 'math500' from file:" in printed and "UNCURATED" in printed
+    script = (out / "run_verl.sh").read_text()
+    blocks = script.split("# ---- stage ")[1:]
+    lr = "actor_rollout_ref.actor.optim.lr="
+    assert [b.split(lr)[1].split()[0] for b in blocks if lr in b] == ["2e-06", "1e-06", "1e-06"]
+    stored = json.loads((out / "export.json").read_text())["overrides"]
+    assert stored == {"curation.pool": "math500", "stages.0.learning_rate": 2e-6}
+
+
+def test_export_from_a_run_folder(tmp_path, monkeypatch, capsys):
+    """A finished run: its preset, seed and stored overrides, its curated set, its probes."""
+    from polaris_lib import artifacts
+    from polaris_lib.export import stage1_data
+    from polaris_lib.manifest import Manifest
+    from polaris_lib.presets import get_preset
+
+    run = tmp_path / "reports" / "t1"
+    Manifest.create(run, run_id="t1", preset="tiny", seed=3,
+                    overrides={"stages.*.group_size": 4}).save()  # fmt: skip
+    curated = stage1_data(get_preset("tiny"), None, None)[0].head(20)
+    curated.attrs = {}
+    artifacts.write_parquet(artifacts.step_dir(run, artifacts.CURATE) / "curated.parquet", curated)
+    for k in (1, 2, 3):
+        probe = artifacts.step_dir(run, artifacts.PROBE, k)
+        artifacts.update_metrics(probe, {"probe/chosen_temperature": 1.0 + k / 10})
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["export", "verl", "--run-dir", str(run), "-p", "stages.0.max_steps", "7"]) == 0
+    assert "20 problems, curated by the kit" in capsys.readouterr().out
+    stages = json.loads((tmp_path / "exports" / "t1" / "verl_overrides.json").read_text())
+    r = "actor_rollout_ref.rollout"
+    assert [stages[k][f"{r}.temperature"] for k in "123"] == [1.1, 1.2, 1.3]
+    assert {stages[k][f"{r}.n"] for k in "123"} == {4}  # the run's stored override
+    assert stages["1"]["trainer.total_training_steps"] == 7  # -p on top of it
+    assert stages["1"]["data.seed"] == 3 + get_preset("tiny").stages[0].seed  # the run's seed
+    assert cli.main(["export", "verl", "--run-dir", str(run), "--preset", "qwen3-4b-paper"]) == 2
+    assert "made with preset 'tiny'" in capsys.readouterr().err
+
+
+def test_export_offline_without_data_is_one_line_exit_2(tmp_path):
+    """Offline, empty data folder: the paper pool (hub-only) cannot load; no traceback."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
+    cmd = [sys.executable, "-m", "polaris_lib.cli", "export", "verl", "--data-dir", str(empty),
+           "--out", str(tmp_path / "o")]  # fmt: skip
+    res = subprocess.run([*cmd, "--preset", "qwen3-4b-paper"], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("polaris export: ")
+    assert "stage-1 pool 'polaris53k' is missing" in res.stderr
+    for way in ("unset HF_HUB_OFFLINE", "--run-dir RUN", "-p curation.pool NAME"):
+        assert way in res.stderr
+    res = subprocess.run([*cmd, "--preset", "qwen3-4b-paper", "-p", "curation.pool", "math500"],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{empty} has no pools/math500.jsonl" in res.stderr
+    assert "--data-dir DIR (or POLARIS_DATA_DIR) holding pools/math500.jsonl" in res.stderr
+    assert not (tmp_path / "o" / "run_verl.sh").exists()
 
 
 def test_report_needs_an_existing_run(tmp_path, capsys):

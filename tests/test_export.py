@@ -126,8 +126,70 @@ def test_run_dir_gives_curated_data_and_probe_temperatures(tmp_path):
 def test_missing_inputs_say_what_to_run(tmp_path):
     with pytest.raises(ConfigError, match="01_temperature_probe"):
         export.export_verl("tiny", tmp_path / "a")  # tiny leaves temperatures to the probe
-    with pytest.raises(FileNotFoundError, match="02_curate_by_difficulty"):
-        export.export_verl(PAPER, tmp_path / "b", run_dir=tmp_path / "empty-run")
+    with pytest.raises(FileNotFoundError, match="no run folder"):  # a typo is not "uncurated"
+        export.export_verl(PAPER, tmp_path / "b", run_dir=tmp_path / "no-such-run")
+    with pytest.raises(ConfigError, match="give a preset .* or a run folder"):
+        export.export_verl(None, tmp_path / "c")
+
+
+def test_run_dir_without_curation_exports_the_pool_and_says_so(tmp_path, data_dir):
+    (tmp_path / "run").mkdir()
+    paths = export.export_verl(
+        PAPER, tmp_path / "out", run_dir=tmp_path / "run", data_dir=data_dir, overrides=MATH500
+    )
+    manifest = json.loads(paths["manifest"].read_text())
+    assert manifest["stage1_rows"] == 500
+    assert manifest["stage1_source"].endswith(
+        f"UNCURATED: {tmp_path}/run/02_curate_by_difficulty/curated.parquet does not exist "
+        "(run 02_curate_by_difficulty for this run)"
+    )
+
+
+def _stored_run(run_dir: Path, preset: str, seed: int, overrides: dict) -> Path:
+    from polaris_lib.manifest import Manifest
+
+    Manifest.create(run_dir, run_id=run_dir.name, preset=preset, seed=seed,
+                    overrides=overrides).save()  # fmt: skip
+    return run_dir
+
+
+def test_run_settings_come_from_the_run_then_the_given_overrides(tmp_path):
+    run = _stored_run(tmp_path / "r", "tiny", 3, {"stages.*.group_size": 4, "probe.n_samples": 2})
+    preset, ov = export.run_settings(None, run, {"stages.*.group_size": 6})
+    assert preset == "tiny"
+    assert ov == {"seed": 3, "stages.*.group_size": 6, "probe.n_samples": 2}  # given ones win
+    assert export.run_settings("tiny", run, None)[1]["stages.*.group_size"] == 4
+    with pytest.raises(ConfigError, match="made with preset 'tiny', not 'qwen3-4b-paper'"):
+        export.run_settings(PAPER, run, None)
+    (tmp_path / "bare").mkdir()  # a folder the notebooks wrote alone: no manifest
+    assert export.run_settings(PAPER, tmp_path / "bare", {"a": 1}) == (PAPER, {"a": 1})
+    with pytest.raises(ConfigError, match="no manifest.json"):
+        export.run_settings(None, tmp_path / "bare", None)
+
+
+def test_offline_pool_error_names_the_ways_out(tmp_path, monkeypatch):
+    """An unreachable hub pool: DataUnavailableError naming the dataset, the folder and the flags."""
+    from polaris_lib.data import DataUnavailableError, catalog_entry
+
+    def offline(name, **kw):  # as the loader does offline: unknown names first, then the hub
+        catalog_entry(name)
+        raise DataUnavailableError(f"dataset {name!r}: offline")
+
+    monkeypatch.setattr("polaris_lib.data.load_dataset", offline)
+    run = get_preset(PAPER)
+    with pytest.raises(DataUnavailableError) as err:
+        export.stage1_data(run, None, tmp_path)
+    msg = str(err.value)
+    assert "stage-1 pool 'polaris53k' is missing: the catalog has no local copy" in msg
+    assert "--data-dir" not in msg  # polaris53k has no local file a data folder could hold
+    assert "HF_HUB_OFFLINE" in msg and "--run-dir" in msg and "-p curation.pool" in msg
+    run.curation.pool = "math500"
+    with pytest.raises(DataUnavailableError, match=f"{tmp_path} has no pools/math500.jsonl.*"
+                       "--data-dir DIR \\(or POLARIS_DATA_DIR\\)"):  # fmt: skip
+        export.stage1_data(run, None, tmp_path)
+    run.curation.pool = "nope"
+    with pytest.raises(ConfigError, match="curation.pool: unknown dataset 'nope'"):
+        export.stage1_data(run, None, tmp_path)
 
 
 # ----------------------------------------------------------------------------- the script
