@@ -1,7 +1,7 @@
 """The per-prompt reward log (RECIPE.md §2 "between stages"): one jsonl line per group per step.
 
 Keyed by the stable `problem_id`; `pass_rate_pre_rescue` is what the > 0.9 easy-drop reads
-(curate.easy_drop), so a rescued response never makes a problem look solved. Written by the main
+(easy_drop.easy_drop), so a rescued response never makes a problem look solved. Written by the main
 process only, appended and fsynced per step (artifacts.append_jsonl); a resumed run first trims
 the records of steps after its checkpoint, so no step is duplicated or lost.
 

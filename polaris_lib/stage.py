@@ -219,7 +219,7 @@ def steps_table(log_history: list[dict]) -> pd.DataFrame:
 
 def drop_easy(run: RunConfig, stage: int, out: str | Path, problems: pd.DataFrame):
     """Apply the > threshold easy-drop to the stage's reward log; writes the next stage's data."""
-    from polaris_lib.curate import easy_drop
+    from polaris_lib.easy_drop import easy_drop
 
     out = Path(out)
     log = artifacts.read_jsonl(out / "reward_log.jsonl")

@@ -71,9 +71,9 @@ def easy_drop_from_log(
     """Stage k's verl parquet minus its easy problems (mean logged reward > threshold) -> stage k+1.
 
     Reads the per-rollout lines `polaris_lib.verl_reward` wrote (None rewards count as 0) and
-    applies the kit's rule (`curate.easy_drop`); verl rows are copied unchanged, ids included.
+    applies the kit's rule (`easy_drop.easy_drop`); verl rows are copied unchanged, ids included.
     """
-    from polaris_lib.curate import easy_drop
+    from polaris_lib.easy_drop import easy_drop
 
     files = sorted(Path(log_dir).glob("*.jsonl"))
     if not files:

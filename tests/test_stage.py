@@ -83,8 +83,8 @@ def test_steps_table_one_row_per_step():
 
 
 def test_drop_easy_writes_next_stage_data(tmp_path):
-    if not hasattr(pytest.importorskip("polaris_lib.curate"), "easy_drop"):
-        pytest.skip("curate.easy_drop not written yet")
+    if not hasattr(pytest.importorskip("polaris_lib.easy_drop"), "easy_drop"):
+        pytest.skip("easy_drop.easy_drop not written yet")
     cfg = _cfg(tmp_path)
     out = artifacts.step_dir(tmp_path, artifacts.STAGE, 1)
     probs = _problems(3)
