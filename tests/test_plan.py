@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from polaris_lib import plan
-from polaris_lib.plan import GIB, MODEL_SPECS, ModelSpec, TrainSetup, estimate
+from polaris_lib import memory_estimate, plan
+from polaris_lib.memory_estimate import GIB, MODEL_SPECS, ModelSpec, TrainSetup, estimate
 
 QWEN3_4B = MODEL_SPECS["Qwen/Qwen3-4B"]
 # Llama-3.1-8B (meta-llama/Llama-3.1-8B config.json): only used for Unsloth's published breakdown.
@@ -78,9 +78,9 @@ def test_weight_bytes_bf16_and_nf4_by_hand():
     linear = 36 * (2560 * 4096 + 2 * 2560 * 1024 + 4096 * 2560 + 3 * 2560 * 9728)
     assert linear == 3_633_315_840
     rest = 4_022_468_096 - linear  # embeddings + norms stay bf16
-    assert plan.weight_bytes(QWEN3_4B, False) == 2 * 4_022_468_096
+    assert memory_estimate.weight_bytes(QWEN3_4B, False) == 2 * 4_022_468_096
     nf4 = (4 + 8 / 64 + 32 / (64 * 256)) / 8  # = 0.515869140625 bytes per weight
-    assert plan.weight_bytes(QWEN3_4B, True) == pytest.approx(linear * nf4 + rest * 2)
+    assert memory_estimate.weight_bytes(QWEN3_4B, True) == pytest.approx(linear * nf4 + rest * 2)
 
 
 def test_activation_bytes_by_hand():
@@ -88,11 +88,11 @@ def test_activation_bytes_by_hand():
                    micro_batch_rows=1)  # fmt: skip
     ckpt = 36 * 1000 * 2560 * 2  # every layer's input, bf16
     one_layer = 1000 * 2 * 2 * (4 * 2560 + 2 * 4096 + 2 * 1024 + 3 * 9728)  # acts + grads, bf16
-    assert plan.activation_bytes(QWEN3_4B, s) == ckpt + one_layer == 382_976_000
+    assert memory_estimate.activation_bytes(QWEN3_4B, s) == ckpt + one_layer == 382_976_000
     off = dataclasses.replace(s, offload_checkpoints=True)  # only ~2 layer inputs stay on GPU
-    assert plan.activation_bytes(QWEN3_4B, off) == 2 * 1000 * 2560 * 2 + one_layer
+    assert memory_estimate.activation_bytes(QWEN3_4B, off) == 2 * 1000 * 2560 * 2 + one_layer
     no_gc = dataclasses.replace(s, gradient_checkpointing=False)
-    assert plan.activation_bytes(QWEN3_4B, no_gc) == 36 * one_layer
+    assert memory_estimate.activation_bytes(QWEN3_4B, no_gc) == 36 * one_layer
 
 
 def test_unsloth_published_grpo_breakdown():
