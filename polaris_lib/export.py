@@ -159,7 +159,7 @@ def verl_overrides(
 def run_settings(
     preset: str | None, run_dir: str | Path | None, overrides: dict[str, Any] | None
 ) -> tuple[str, dict[str, Any]]:
-    """(preset, overrides) of an export: a run folder's stored ones (manifest.json), then `overrides`.
+    """(preset, overrides) of an export: a run folder's stored ones (manifest.json), then yours.
 
     Unlike `polaris run`, where -p replaces a resumed run's stored set, here the given overrides
     go on top of the stored ones: the curated data and probe temperatures were made under those.

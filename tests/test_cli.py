@@ -120,8 +120,8 @@ def test_export_flags_reach_the_exporter(monkeypatch, tmp_path, capsys):
     assert cli.main(argv) == 0
     ((preset, out, kw),) = calls
     assert preset is None and out == Path("exports/q4b")  # named after the run folder
-    assert kw == {"run_dir": "reports/q4b", "data_dir": "/d",
-                  "overrides": {"stages.0.learning_rate": 2e-6, "stages.*.group_size": 4}}  # fmt: skip
+    ov = {"stages.0.learning_rate": 2e-6, "stages.*.group_size": 4}
+    assert kw == {"run_dir": "reports/q4b", "data_dir": "/d", "overrides": ov}
     assert cli.main(["export", "verl"]) == 2
     assert "give --preset NAME or --run-dir RUN" in capsys.readouterr().err
 

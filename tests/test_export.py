@@ -168,7 +168,7 @@ def test_run_settings_come_from_the_run_then_the_given_overrides(tmp_path):
 
 
 def test_offline_pool_error_names_the_ways_out(tmp_path, monkeypatch):
-    """An unreachable hub pool: DataUnavailableError naming the dataset, the folder and the flags."""
+    """An unreachable hub pool: DataUnavailableError naming the dataset, folder and flags."""
     from polaris_lib.data import DataUnavailableError, catalog_entry
 
     def offline(name, **kw):  # as the loader does offline: unknown names first, then the hub
