@@ -20,6 +20,7 @@ import pandas as pd
 
 from polaris_lib import artifacts
 from polaris_lib.config import RunConfig, YarnConfig
+from polaris_lib.sampling import loaded_model
 
 RESPONSE_COLUMNS = [
     "checkpoint",
@@ -288,19 +289,19 @@ def run_evaluation(
         path = checkpoint_path(cfg.run_dir, ck, len(cfg.stages))
         settings = {b: pair_settings(cfg, b, path) for b in benches}
         todo = [b for b in benches if not pair_done(out, ck, b, settings[b])]
-        if todo:
-            model, tokenizer = (load_fn or load_for_eval)(cfg, path)
-            lora = lora_request_for(model, path)
-            for b in todo:
-                df, timing = evaluate_pair(model, tokenizer, benches[b], settings[b], grader=grader,
-                                           sample_fn=sample_fn, lora_request=lora)  # fmt: skip
-                df.insert(0, "benchmark", b)
-                df.insert(0, "checkpoint", ck)
-                write_pair(out, ck, b, df, settings[b], timing)
-                acc = df["correct"].mean()
-                log(f"{ck} / {b}: {len(df)} responses, accuracy {acc:.3f}, {timing['sample_s']:.1f}"
-                    f" s sampling + {timing['grade_s']:.1f} s grading")  # fmt: skip
-            del model
+        if todo:  # a vLLM engine is shut down and its GPU memory freed before the next loads
+            with loaded_model((load_fn or load_for_eval)(cfg, path)) as m:
+                lora = lora_request_for(m.model, path)
+                for b in todo:
+                    df, timing = evaluate_pair(m.model, m.tokenizer, benches[b], settings[b],
+                                               grader=grader, sample_fn=sample_fn,
+                                               lora_request=lora)  # fmt: skip
+                    df.insert(0, "benchmark", b)
+                    df.insert(0, "checkpoint", ck)
+                    write_pair(out, ck, b, df, settings[b], timing)
+                    acc, t = df["correct"].mean(), timing
+                    log(f"{ck} / {b}: {len(df)} responses, accuracy {acc:.3f}, {t['sample_s']:.1f}"
+                        f" s sampling + {t['grade_s']:.1f} s grading")  # fmt: skip
         frames += [read_pair(out, ck, b) for b in benches]
     responses = pd.concat(frames, ignore_index=True)
     artifacts.write_parquet(out / "responses.parquet", responses)

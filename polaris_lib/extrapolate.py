@@ -19,6 +19,7 @@ from polaris_lib import evaluate
 from polaris_lib.config import RunConfig
 from polaris_lib.eval_tables import length_bucket_accuracy, summarize
 from polaris_lib.rope_variants import VARIANTS, load_variant
+from polaris_lib.sampling import loaded_model
 
 EXTRA_TERMS = 3
 """Toy items go up to toy.max_terms + this many terms: traces past the trained length L, the
@@ -91,17 +92,17 @@ def run_extrapolation(
                      problems=sorted(problems["problem_id"]), factor=cfg.yarn.factor)  # fmt: skip
             runs[length] = s
         todo = [n for n, s in runs.items() if not evaluate.pair_done(out, v, f"len{n}", s)]
-        if todo:
-            model, tok = (load_fn or load_variant)(cfg, checkpoint, v)
-            for length in todo:
-                df, timing = evaluate.evaluate_pair(model, tok, problems, runs[length],
-                                                    grader=grader, sample_fn=sample_fn)  # fmt: skip
-                df.insert(0, "benchmark", f"len{length}")
-                df.insert(0, "checkpoint", v)
-                evaluate.write_pair(out, v, f"len{length}", df, runs[length], timing)
-                log(f"{v} @ {length} tokens: accuracy {df['correct'].mean():.3f}, "
-                    f"truncated {df['truncated'].mean():.2f}")  # fmt: skip
-            del model
+        if todo:  # one engine per variant: a vLLM one is released before the next starts
+            with loaded_model((load_fn or load_variant)(cfg, checkpoint, v)) as m:
+                for length in todo:
+                    df, timing = evaluate.evaluate_pair(m.model, m.tokenizer, problems,
+                                                        runs[length], grader=grader,
+                                                        sample_fn=sample_fn)  # fmt: skip
+                    df.insert(0, "benchmark", f"len{length}")
+                    df.insert(0, "checkpoint", v)
+                    evaluate.write_pair(out, v, f"len{length}", df, runs[length], timing)
+                    log(f"{v} @ {length} tokens: accuracy {df['correct'].mean():.3f}, "
+                        f"truncated {df['truncated'].mean():.2f}")  # fmt: skip
         frames += [evaluate.read_pair(out, v, f"len{n}") for n in runs]
     res = pd.concat(frames, ignore_index=True).rename(columns={"checkpoint": "variant"})
     res["max_length"] = res.pop("benchmark").str.removeprefix("len").astype(int)

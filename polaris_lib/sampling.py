@@ -9,11 +9,26 @@ Backends:
   (``model.fast_generate``), with ``SamplingParams``; ``max_tokens`` is always set because vLLM's
   default is 16 tokens.
 Special tokens such as ``</think>`` stay in `text` (the grader needs them); eos/pad are stripped.
+
+Engine lifetime: `loaded_model(pair)` holds a (model, tokenizer) for one block; on exit a vLLM
+engine is shut down and its GPU memory given back (`release_engine`) before the caller loads the
+next checkpoint's engine. Every call site that loads engines in a loop goes through it.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["problem_id", "sample_idx", "text", "n_tokens", "finished", "truncated"]
 
@@ -178,3 +193,92 @@ def _sample_vllm(
         for j, c in enumerate(req.outputs):
             rows.append((r, j, c.text, len(c.token_ids), c.finish_reason == "stop"))
     return rows
+
+
+# ----------------------------------------------------------------------------- engine lifetime
+@dataclass
+class LoadedModel:
+    """A (model, tokenizer) pair held by `loaded_model`; both are None once it is released."""
+
+    model: Any
+    tokenizer: Any
+
+
+@contextmanager
+def loaded_model(pair) -> Iterator[LoadedModel]:
+    """Hold a loaded (model, tokenizer) for one block; on exit let it go (errors included).
+
+    A vLLM engine is released with `release_engine`; a transformers model is only dropped, as a
+    `del` did before. Inside the block use `held.model` and keep no other reference to it: a
+    reference left elsewhere keeps the weights alive.
+    """
+    held = LoadedModel(*pair)
+    try:
+        yield held
+    finally:
+        if resolve_backend(held.model) == "vllm":
+            release_engine(held)
+        held.model = held.tokenizer = None
+
+
+# Shut down in this order; each exists in some vLLM versions only (checked with getattr).
+_SHUTDOWNS = (
+    ("shutdown",),  # an engine-level close, where the version has one
+    ("llm_engine", "engine_core", "shutdown"),  # V1: ends the EngineCore process holding the GPU
+    ("llm_engine", "model_executor", "shutdown"),  # V0: the executor's workers
+)
+
+
+def _vllm_engine(model):
+    """The vllm.LLM behind a model: itself, or an Unsloth fast_inference model's `vllm_engine`."""
+    engine = getattr(model, "vllm_engine", None)
+    return model if engine is None else engine
+
+
+def release_engine(held: LoadedModel) -> list[str]:
+    """Shut `held`'s vLLM engine down and give its GPU memory back; returns the steps done.
+
+    vLLM has no close() in every version, so this calls what exists and skips what does not: the
+    engine's shutdown methods (`_SHUTDOWNS`), then drops the last reference (held.model/tokenizer
+    become None), vLLM's `destroy_model_parallel` and `destroy_distributed_environment` (the next
+    engine in this process sets its groups up again; skipped under a multi-process launcher, whose
+    process group is not vLLM's), `gc.collect()` (vLLM objects hold reference cycles) and
+    `torch.cuda.empty_cache()` (cached blocks go back to the driver for the next engine). A step
+    that raises is logged and skipped: cleanup must not hide the error that ended the block.
+    """
+    done: list[str] = []
+    engine = _vllm_engine(held.model)
+    for path in _SHUTDOWNS:
+        obj = engine
+        for name in path:
+            obj = getattr(obj, name, None)
+        if callable(obj) and _attempt(obj, ".".join(path)):
+            done.append(".".join(path))
+    del engine, obj
+    held.model = held.tokenizer = None
+    done.append("dropped")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        try:
+            state = importlib.import_module("vllm.distributed.parallel_state")
+        except ImportError:
+            state = None
+        for name in ("destroy_model_parallel", "destroy_distributed_environment"):
+            fn = getattr(state, name, None)
+            if callable(fn) and _attempt(fn, name):
+                done.append(name)
+    gc.collect()
+    done.append("gc.collect")
+    import torch
+
+    if torch.cuda.is_available() and _attempt(torch.cuda.empty_cache, "cuda.empty_cache"):
+        done.append("cuda.empty_cache")
+    return done
+
+
+def _attempt(fn, name: str) -> bool:
+    try:
+        fn()
+    except Exception as exc:  # a half-dead engine may fail to close; the rest still runs
+        log.warning("release_engine: %s failed (%s: %s); continuing", name, type(exc).__name__, exc)
+        return False
+    return True

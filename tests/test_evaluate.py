@@ -216,3 +216,43 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
         "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
     }  # fmt: skip
     assert made[-1]["max_model_len"] == 49152
+
+
+def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path, monkeypatch):
+    """base and stage1 on a (stand-in) vLLM engine: load, sample, shut down, then the next one."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    from polaris_lib import artifacts
+
+    final = artifacts.checkpoint_dir(tmp_path, 1) / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    cfg = apply_overrides(_tiny_toy_cfg(tmp_path), {"eval.checkpoints": ["base", "stage1"]})
+    events = []
+    state = types.ModuleType("vllm.distributed.parallel_state")
+    state.destroy_model_parallel = lambda: events.append("destroy_model_parallel")
+    monkeypatch.setitem(sys.modules, "vllm.distributed.parallel_state", state)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    LLM = type("LLM", (), {"__module__": "vllm.entrypoints.llm"})
+
+    def load(cfg, path):
+        name = "base" if path is None else "stage1"
+        events.append(f"load {name}")
+        llm = LLM()
+        shutdown = lambda: events.append(f"shutdown {name}")  # noqa: E731
+        llm.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=shutdown))
+        return llm, None
+
+    def fake_sample(model, tok, probs, n, **kw):
+        events.append("sample")
+        rows = [dict(problem_id=p, sample_idx=j, text="x", n_tokens=1, finished=True,
+                     truncated=False) for p in probs.problem_id for j in range(n)]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    out = ev.run_evaluation(cfg, tmp_path / "05", load_fn=load, sample_fn=fake_sample,
+                            log=lambda s: None)  # fmt: skip
+    per_checkpoint = ["load {}", "sample", "shutdown {}", "destroy_model_parallel"]
+    assert events == [e.format(ck) for ck in ("base", "stage1") for e in per_checkpoint]
+    assert sorted(set(out.checkpoint)) == ["base", "stage1"]

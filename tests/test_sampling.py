@@ -90,3 +90,129 @@ def test_vllm_backend_on_the_toy_folder(tmp_path):
     out = sample(llm, tok, probs, n=3, temperature=1.0, max_new_tokens=40)
     assert len(out) == 12 and resolve_backend(llm) == "vllm"
     assert (out.n_tokens > 16).any() or out.finished.all()
+
+
+# ----------------------------------------------------------------------------- engine lifetime
+def _fake_llm(events: list, *, core=True, executor=False, close=False, fail=False):
+    """A stand-in vllm.LLM (this machine has no vLLM): only the shutdown methods asked for, and a
+    reference cycle (engine <-> llm_engine) like vLLM's, so only gc.collect() frees it."""
+    from types import SimpleNamespace
+
+    def rec(name):
+        def call():
+            events.append(name)
+            if fail:
+                raise RuntimeError("engine already dead")
+
+        return call
+
+    LLM = type("LLM", (), {"__module__": "vllm.entrypoints.llm"})
+    llm = LLM()
+    llm.llm_engine = SimpleNamespace(owner=llm)
+    if core:
+        llm.llm_engine.engine_core = SimpleNamespace(shutdown=rec("engine_core.shutdown"))
+    if executor:
+        llm.llm_engine.model_executor = SimpleNamespace(shutdown=rec("model_executor.shutdown"))
+    if close:
+        llm.shutdown = rec("llm.shutdown")
+    return llm
+
+
+@pytest.fixture
+def parallel_state(monkeypatch):
+    """A stand-in vllm.distributed.parallel_state recording its teardown calls."""
+    import sys
+    import types
+
+    events = []
+    mod = types.ModuleType("vllm.distributed.parallel_state")
+    mod.destroy_model_parallel = lambda: events.append("destroy_model_parallel")
+    mod.destroy_distributed_environment = lambda: events.append("destroy_distributed_environment")
+    monkeypatch.setitem(sys.modules, "vllm.distributed.parallel_state", mod)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    return events
+
+
+def test_release_engine_shuts_down_tears_down_and_frees(parallel_state):
+    import weakref
+
+    from polaris_lib.sampling import LoadedModel, release_engine
+
+    events = parallel_state
+    held = LoadedModel(_fake_llm(events), "tok")
+    alive = weakref.ref(held.model)
+    done = release_engine(held)
+    cuda = ["cuda.empty_cache"] if torch.cuda.is_available() else []
+    assert done == ["llm_engine.engine_core.shutdown", "dropped", "destroy_model_parallel",
+                    "destroy_distributed_environment", "gc.collect", *cuda]  # fmt: skip
+    assert events == ["engine_core.shutdown", "destroy_model_parallel",
+                      "destroy_distributed_environment"]  # fmt: skip
+    assert held.model is None and held.tokenizer is None
+    assert alive() is None  # the cycle is gone: nothing keeps the engine's memory
+
+
+def test_release_engine_calls_what_exists_tolerates_the_rest(parallel_state, monkeypatch, caplog):
+    import sys
+
+    from polaris_lib.sampling import LoadedModel, release_engine
+
+    events = parallel_state
+    every = LoadedModel(_fake_llm(events, close=True, executor=True), None)
+    assert release_engine(every)[:3] == [
+        "shutdown", "llm_engine.engine_core.shutdown", "llm_engine.model_executor.shutdown"
+    ]  # fmt: skip
+    events.clear()
+    failing = LoadedModel(_fake_llm(events, fail=True), None)
+    done = release_engine(failing)  # a close that raises is logged; the rest still runs
+    assert "llm_engine.engine_core.shutdown" not in done and "destroy_model_parallel" in done
+    assert "engine_core.shutdown failed (RuntimeError: engine already dead)" in caplog.text
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a launcher's process group is not vLLM's to destroy
+    assert "destroy_model_parallel" not in release_engine(LoadedModel(_fake_llm([]), None))
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setitem(sys.modules, "vllm.distributed.parallel_state", None)  # not importable
+    bare = LoadedModel(_fake_llm([], core=False), None)
+    assert release_engine(bare)[:2] == ["dropped", "gc.collect"]
+
+
+def test_loaded_model_releases_vllm_engines_only(parallel_state, monkeypatch):
+    from types import SimpleNamespace
+
+    from polaris_lib import sampling
+
+    events = parallel_state
+    with sampling.loaded_model((_fake_llm(events), "tok")) as m:
+        assert resolve_backend(m.model) == "vllm" and m.tokenizer == "tok"
+    assert m.model is None and events[0] == "engine_core.shutdown"
+    events.clear()
+    unsloth = SimpleNamespace(vllm_engine=_fake_llm(events))  # fast_inference: engine inside
+    with pytest.raises(KeyError), sampling.loaded_model((unsloth, "tok")):
+        raise KeyError("a failing pair")  # released on the way out all the same
+    assert events[0] == "engine_core.shutdown"
+    released = []
+    monkeypatch.setattr(sampling, "release_engine", released.append)
+    with sampling.loaded_model((torch.nn.Linear(2, 2), "tok")) as m:  # transformers: as before
+        pass
+    assert released == [] and m.model is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and vLLM")
+def test_vllm_engines_in_sequence_give_their_memory_back():
+    """Two real engines, each claiming 60% of the GPU, one after the other: vLLM refuses to start
+    the second unless the first's memory came back (loaded_model -> release_engine)."""
+    from vllm import LLM
+
+    from polaris_lib.sampling import loaded_model
+
+    path, probs = toy_build.build_toy_world(ToyConfig()), toy.make_problems(ToyConfig(), "test", 2)
+    free_before = torch.cuda.mem_get_info()[0]
+
+    def load(seed):  # no reference outside the holder
+        llm = LLM(model=str(path), dtype="float32", gpu_memory_utilization=0.6, seed=seed)
+        return llm, llm.get_tokenizer()
+
+    for seed in (0, 1):
+        with loaded_model(load(seed)) as m:
+            assert len(sample(m.model, m.tokenizer, probs, n=2, temperature=1.0,
+                              max_new_tokens=8)) == 4  # fmt: skip
+        assert torch.cuda.mem_get_info()[0] > free_before - 2 * 2**30, f"engine {seed} kept memory"
