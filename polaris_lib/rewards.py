@@ -12,7 +12,7 @@ Gold forms: a str; an int/float (``142.0`` becomes ``"142"``); or a list/array o
 gold answer is one string, e.g. ``"(3, 5)"`` or ``"$x=1, x=2$"``. A gold no form of which parses
 scores ``None`` (counted), never 0.
 
-Math-verify runs in killable worker processes (``grading_worker``), so the time bound holds in any
+Math-verify runs in killable worker processes (``grading_pool``), so the time bound holds in any
 thread; model output is only ever read by math-verify's LaTeX parser, never evaluated as code.
 """
 
@@ -23,7 +23,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from polaris_lib import grading_worker as gw
+from polaris_lib import grading_pool as gp
 from polaris_lib.answer_extraction import (  # noqa: F401 - re-exported: the reward's public API
     MAX_ANSWER_CHARS,
     NO_BOXED,
@@ -84,7 +84,7 @@ class Grader:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.thinking, self.timeout_s, self.chunk_size = thinking, timeout_s, chunk_size
         self.short_circuit = short_circuit  # off: every answer goes through math-verify (tests)
-        self.pool = gw.WorkerPool(processes or gw.default_processes(), timeout_s, 0.5, start_method)
+        self.pool = gp.WorkerPool(processes or gp.default_processes(), timeout_s, 0.5, start_method)
         self.counts: Counter[str] = Counter()
         self._gold_ok: dict[tuple[str, ...], bool] = {}
         self._verdicts: dict[tuple[tuple[str, ...], str], int] = {}
@@ -160,7 +160,7 @@ class Grader:
             for c in range(0, max(1, len(uniq)), self.chunk_size):
                 chunk = uniq[c : c + self.chunk_size]
                 answers, index = [a for a, _ in chunk], [ix for _, ix in chunk]
-                jobs.append(gw.Job(key, answers, lambda j: done.release(), index))
+                jobs.append(gp.Job(key, answers, lambda j: done.release(), index))
         for job in jobs:
             self.pool.submit(job)
         for _ in jobs:
