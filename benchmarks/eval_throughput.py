@@ -34,7 +34,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import evaluate
+    from polaris_lib import eval_pairs, evaluate
     from polaris_lib.overrides import apply_overrides
     from polaris_lib.presets import get_preset
     from polaris_lib.rewards import Grader
@@ -52,7 +52,7 @@ def main() -> None:
     responses = evaluate.run_evaluation(cfg, tmp / "05", load_fn=lambda c, p: (model, tok),
                                         grader=grader, log=lambda s: None)  # fmt: skip
     wall = time.perf_counter() - t0
-    t = evaluate.timings(tmp / "05").iloc[0]
+    t = eval_pairs.timings(tmp / "05").iloc[0]
 
     # Alternative 1: the same settings, one prompt per generate call, on a subset.
     problems = evaluate.load_benchmark("toy", cfg).head(args.single)

@@ -213,7 +213,7 @@ def check_artifacts(step) -> dict:
     if missing:
         raise ValueError(f"{step}: missing {missing}")
     responses = pd.read_parquet(step / "responses.parquet")
-    from polaris_lib.evaluate import RESPONSE_COLUMNS
+    from polaris_lib.eval_pairs import RESPONSE_COLUMNS
 
     if list(responses.columns) != RESPONSE_COLUMNS:
         raise ValueError(f"{step}/responses.parquet columns {list(responses.columns)}")

@@ -4,8 +4,9 @@ Flow: resolve checkpoints (``base``, ``stage1``..``stageN``, ``final`` = the las
 each catalog benchmark -> sample k responses per problem with the preset's settings
 (`sampling.sample`: vLLM on a GPU, batched transformers on a CPU) -> grade with the kit's grader
 -> one parquet per (checkpoint, benchmark) pair under ``<step>/pairs/`` -> ``responses.parquet``.
-A re-run skips pairs already finished with the same settings; `regrade` re-scores a responses
-table without sampling again. The summary tables live in `polaris_lib.eval_tables`.
+A re-run skips pairs already finished with the same settings (the pair store lives in
+`polaris_lib.eval_pairs`); `regrade` re-scores a responses table without sampling again. The
+summary tables live in `polaris_lib.eval_tables`.
 """
 
 from __future__ import annotations
@@ -20,28 +21,11 @@ import pandas as pd
 
 from polaris_lib import artifacts
 from polaris_lib.config import RunConfig, YarnConfig
+from polaris_lib.eval_pairs import pair_done, read_pair, write_pair
 from polaris_lib.sampling import loaded_model
-
-RESPONSE_COLUMNS = [
-    "checkpoint",
-    "benchmark",
-    "problem_id",
-    "sample_idx",
-    "text",
-    "n_tokens",
-    "finished",
-    "truncated",
-    "answers",
-    "correct",
-    "reason",
-]
-"""responses.parquet: one row per sampled response; `answers` (gold forms) makes it regradable."""
 
 TOY_EVAL_PROBLEMS = 128
 """Toy test-split problems evaluated when eval.max_problems is 0 (the toy set has no fixed size)."""
-
-PAIRS = "pairs"
-"""Sub-folder of the step holding one finished parquet (+ settings json) per pair."""
 
 
 # ----------------------------------------------------------------------------- what to evaluate
@@ -241,31 +225,6 @@ def evaluate_pair(
     return graded, timing
 
 
-def _pair_file(out: Path, checkpoint: str, benchmark: str) -> Path:
-    return out / PAIRS / f"{checkpoint}__{benchmark}.parquet"
-
-
-def pair_done(out: str | Path, checkpoint: str, benchmark: str, settings: dict) -> bool:
-    """A pair is finished when its parquet exists and was made with these settings."""
-    path = _pair_file(Path(out), checkpoint, benchmark)
-    meta = path.with_suffix(".json")
-    if not path.exists() or not meta.exists():
-        return False
-    return artifacts.read_json(meta).get("settings") == artifacts._jsonable(settings)
-
-
-def write_pair(out, checkpoint: str, benchmark: str, df, settings: dict, timing: dict) -> None:
-    """Write a finished pair: the responses parquet, then its settings json (the 'done' mark)."""
-    file = _pair_file(Path(out), checkpoint, benchmark)
-    artifacts.write_parquet(file, df[RESPONSE_COLUMNS])
-    artifacts.write_json(file.with_suffix(".json"), dict(settings=settings, **timing))
-
-
-def read_pair(out, checkpoint: str, benchmark: str) -> pd.DataFrame:
-    """The responses of one finished pair."""
-    return pd.read_parquet(_pair_file(Path(out), checkpoint, benchmark))
-
-
 def run_evaluation(
     cfg: RunConfig,
     out: str | Path,
@@ -306,15 +265,3 @@ def run_evaluation(
     responses = pd.concat(frames, ignore_index=True)
     artifacts.write_parquet(out / "responses.parquet", responses)
     return responses
-
-
-def timings(out: str | Path) -> pd.DataFrame:
-    """Per-pair sampling and grading seconds recorded by run_evaluation (throughput, grading)."""
-    rows = []
-    for meta in sorted((Path(out) / PAIRS).glob("*.json")):
-        ck, b = meta.stem.split("__", 1)
-        d = artifacts.read_json(meta)
-        rows.append(
-            dict(checkpoint=ck, benchmark=b, **{k: v for k, v in d.items() if k != "settings"})
-        )
-    return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib import evaluate
+from polaris_lib import eval_pairs, evaluate
 from polaris_lib.config import RunConfig
 from polaris_lib.eval_tables import length_bucket_accuracy, summarize
 from polaris_lib.rope_variants import VARIANTS, load_variant
@@ -91,7 +91,7 @@ def run_extrapolation(
             s.update(k=cfg.yarn.n_samples, max_new_tokens=length, variant=v,
                      problems=sorted(problems["problem_id"]), factor=cfg.yarn.factor)  # fmt: skip
             runs[length] = s
-        todo = [n for n, s in runs.items() if not evaluate.pair_done(out, v, f"len{n}", s)]
+        todo = [n for n, s in runs.items() if not eval_pairs.pair_done(out, v, f"len{n}", s)]
         if todo:  # one engine per variant: a vLLM one is released before the next starts
             with loaded_model((load_fn or load_variant)(cfg, checkpoint, v)) as m:
                 for length in todo:
@@ -100,10 +100,10 @@ def run_extrapolation(
                                                         sample_fn=sample_fn)  # fmt: skip
                     df.insert(0, "benchmark", f"len{length}")
                     df.insert(0, "checkpoint", v)
-                    evaluate.write_pair(out, v, f"len{length}", df, runs[length], timing)
+                    eval_pairs.write_pair(out, v, f"len{length}", df, runs[length], timing)
                     log(f"{v} @ {length} tokens: accuracy {df['correct'].mean():.3f}, "
                         f"truncated {df['truncated'].mean():.2f}")  # fmt: skip
-        frames += [evaluate.read_pair(out, v, f"len{n}") for n in runs]
+        frames += [eval_pairs.read_pair(out, v, f"len{n}") for n in runs]
     res = pd.concat(frames, ignore_index=True).rename(columns={"checkpoint": "variant"})
     res["max_length"] = res.pop("benchmark").str.removeprefix("len").astype(int)
     extra = [c for c in ("difficulty", "trace_len") if c in problems.columns]

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polaris_lib import eval_pairs as ep
 from polaris_lib import eval_tables as et
 from polaris_lib import evaluate as ev
 from polaris_lib.overrides import apply_overrides
@@ -159,12 +160,12 @@ def test_evaluation_resumes_and_regrades(tmp_path):
     out = tmp_path / "05"
     first = ev.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 1, "sample": 1}
-    assert list(first.columns) == ev.RESPONSE_COLUMNS and len(first) == 6
+    assert list(first.columns) == ep.RESPONSE_COLUMNS and len(first) == 6
     assert first["correct"].tolist() == [1.0, 0.0] * 3
     second = ev.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 1, "sample": 1}
     pd.testing.assert_frame_equal(first, second)
-    assert (out / "responses.parquet").exists() and len(ev.timings(out)) == 1
+    assert (out / "responses.parquet").exists() and len(ep.timings(out)) == 1
     # A changed setting (k) makes the pair unfinished again.
     more = apply_overrides(cfg, {"eval.samples": {"toy": 3}})
     ev.run_evaluation(more, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
