@@ -298,3 +298,76 @@ def test_reward_fn_accepts_any_alternative_form_from_the_answers_column():
         answers=[np.array(["0.01", "0.02"]), ["0.01", "0.02"]],
     )
     assert out == [1.0, 0.0]
+
+
+def _count_submissions(g: Grader) -> list:
+    """Record every job the grader hands to its pool (the jobs still run)."""
+    sent, submit = [], g.pool.submit
+
+    def spy(job):
+        sent.append((job.golds, list(job.answers)))
+        submit(job)
+
+    g.pool.submit = spy
+    return sent
+
+
+def test_repeated_answers_are_verified_once_per_distinct_string():
+    g = Grader(timeout_s=5.0, processes=1)
+    sent = _count_submissions(g)
+    answers = ["0.5"] * 4 + ["\\frac{2}{4}"] * 3 + ["0.25"]
+    try:
+        scores = g.grade_batch([wrap(a) for a in answers], ["\\frac{1}{2}"] * 8)
+        assert scores == [1] * 7 + [0]
+        assert sorted(a for _, ans in sent for a in ans) == sorted(
+            "\\boxed{" + a + "}" for a in {"0.5", "\\frac{2}{4}", "0.25"}
+        )
+        sent.clear()  # the same batch again: verdicts and the gold's parse are cached
+        assert g.grade_batch([wrap(a) for a in answers], ["\\frac{1}{2}"] * 8) == scores
+        assert sent == []
+    finally:
+        g.close()
+
+
+def test_batch_with_nothing_for_math_verify_skips_the_pool():
+    """Integer golds with integer, exact or unboxed answers never reach a worker."""
+    g = Grader(timeout_s=5.0, processes=1)
+    sent = _count_submissions(g)
+    resp = [wrap("42"), wrap("41"), "<think>x</think> 42", wrap("-7")]
+    try:
+        assert g.grade_batch(resp, ["42", "42", "42", "-7"]) == [1, 0, 0, 1]
+        assert sent == [] and g.pool._threads == []  # not even started
+    finally:
+        g.close()
+
+
+def test_hanging_answer_in_a_chunk_times_out_alone():
+    """One answer stuck in C code is killed; the rest of its chunk is graded by a fresh worker."""
+    g = Grader(timeout_s=0.5, processes=1, short_circuit=False)
+    g.pool.soft_timeout_s = 60.0  # only the parent's kill can stop the stuck answer
+    sent = _count_submissions(g)
+    answers = ["1+2", "9^{9^{9^{9}}}", "\\frac{6}{2}", "4"]
+    try:
+        res = g.grade_batch_results([wrap(a) for a in answers], ["3"] * 4)
+    finally:
+        g.close()
+    assert len(sent) == 1 and len(sent[0][1]) == 4  # one chunk, one round trip to start
+    assert [(r.score, r.reason) for r in res] == [
+        (1, "correct"),
+        (0, "timeout"),
+        (1, "correct"),
+        (0, "wrong"),
+    ]
+    assert g.pool.kills == 1
+
+
+def test_jobs_are_submitted_longest_first():
+    """LaTeX golds (slow to verify) are queued before integer golds, so no worker idles at the end."""
+    g = Grader(timeout_s=5.0, processes=1)
+    sent = _count_submissions(g)
+    resp = [wrap("\\frac{84}{2}"), wrap("x = \\sqrt{2}"), wrap("\\frac{14}{2}")]
+    try:
+        assert g.grade_batch(resp, ["42", "\\sqrt{2}", "7"]) == [1, 1, 1]
+    finally:
+        g.close()
+    assert [golds for golds, _ in sent][0] == ("\\sqrt{2}",)
