@@ -30,7 +30,7 @@ import pandas as pd
 
 from polaris_lib.config import ToyConfig
 
-CODE_VERSION = "toy-v4"
+CODE_VERSION = "toy-v5"
 """Bump when this module or toy_build changes what is built (tokenizer, task, model, warm start)."""
 
 IM_START, IM_END, THINK, THINK_END, PAD, UNK = (
