@@ -84,6 +84,14 @@ def main() -> None:
     ap.add_argument("--steps-scale", type=float, default=1.0, help="x every stage's max_steps")
     ap.add_argument("--heldout", type=int, default=128, help="held-out toy problems")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a preset override for both arms, e.g. stages.0.max_completion_length=80",
+    )
+    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
 
     import torch
@@ -99,6 +107,9 @@ def main() -> None:
     for seed in args.seeds:
         base = get_preset("tiny")
         over = {"seed": seed, "eval.max_problems": args.heldout}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            over[key] = json.loads(value)
         for i, st in enumerate(base.stages):
             over[f"stages.{i}.max_steps"] = max(1, round(st.max_steps * args.steps_scale))
         cfg = apply_overrides(base, over)
@@ -131,7 +142,8 @@ def main() -> None:
         for arm in ("polaris", "plain")
     }
     cfg0 = get_preset("tiny")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = dict(
         what="held-out toy accuracy after training: POLARIS recipe vs plain TRL GRPO (mean +- std over seeds)",
         seeds=args.seeds,
@@ -139,13 +151,14 @@ def main() -> None:
         steps_per_stage=[max(1, round(s.max_steps * args.steps_scale)) for s in cfg0.stages],
         eval_temperature=cfg0.eval.temperature,
         heldout_problems=args.heldout,
+        overrides=args.set,
         samples_per_problem=cfg0.eval.k_for("toy"),
         summary=summary,
         runs=results,
         wall_seconds=round(time.perf_counter() - t_start, 1),
         machine=dict(cpu_count=os.cpu_count(), platform=platform.platform(), threads=args.threads),
     )
-    OUT.write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps(summary, indent=2))
 
 
