@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_model import random_qwen3
 
 from polaris_lib import artifacts, stage
 from polaris_lib.overrides import resolve
@@ -147,28 +148,9 @@ if __name__ == "__main__":
 @pytest.fixture
 def tiny_model_dir(tmp_path):
     """A saved tiny random Qwen3 with the toy tokenizer (no warm start: seconds to build)."""
-    import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    from polaris_lib import toy
-
-    tok = toy.build_tokenizer()
-    cfg = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
+    model, tok = random_qwen3(max_positions=128)
     path = tmp_path / "model"
-    Qwen3ForCausalLM(cfg).save_pretrained(path)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
 

@@ -129,9 +129,10 @@ def test_teacher_guesses_more_on_longer_sums():
     assert guessed([1, 2]) == 0.0  # the easiest items are always worked
     assert 0.7 < guessed([1] * cfg.max_terms) < 0.9
     assert 0.3 < guessed([1] * 5) < 0.5
-    off = ToyConfig(warmstart_shortcut=0.0)
-    assert toy.teacher_solution([7, 3, 5, 2], rng, off) != "" and not any(
-        toy.teacher_solution([1] * 8, rng, off).startswith("<think>~") for _ in range(50)
+    off = ToyConfig(warmstart_shortcut=0.0, warmstart_noise=0.0)
+    assert all(  # shortcut off: always the worked trace, even on the longest sums
+        toy.teacher_solution([1] * 8, rng, off) == toy.reference_solution("+".join(["1"] * 8))
+        for _ in range(50)
     )
 
 

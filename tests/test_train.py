@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_model import random_qwen3
 
 from polaris_lib import artifacts
 from polaris_lib.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
@@ -33,27 +34,9 @@ N = 4  # group size in the hand-made batches
 def tiny_world():
     """Factory of (tiny random Qwen3, toy char tokenizer, 4-problem dataset): seconds on a CPU."""
     from datasets import Dataset
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    from polaris_lib import toy
 
     def make():
-        tok = toy.build_tokenizer()
-        cfg = Qwen3Config(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=16,
-            max_position_embeddings=64,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            tie_word_embeddings=True,
-        )
-        torch.manual_seed(0)
-        model = Qwen3ForCausalLM(cfg)
+        model, tok = random_qwen3(max_positions=64)
         rows = [
             dict(
                 prompt=[{"role": "user", "content": f"{i}+{i}"}],
