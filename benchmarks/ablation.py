@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
+from polaris_lib.run_steps import parse_value
+
 OUT = Path(__file__).parent / "results" / "ablation.json"
 
 
@@ -88,7 +91,7 @@ def main() -> None:
         "--set",
         action="append",
         default=[],
-        metavar="KEY=JSON",
+        metavar="KEY=VALUE",
         help="a preset override for both arms, e.g. stages.0.max_completion_length=80",
     )
     ap.add_argument("--out", default=str(OUT))
@@ -109,7 +112,7 @@ def main() -> None:
         over = {"seed": seed, "eval.max_problems": args.heldout}
         for item in args.set:
             key, _, value = item.partition("=")
-            over[key] = json.loads(value)
+            over[key] = parse_value(value)  # as `polaris run -p`
         for i, st in enumerate(base.stages):
             over[f"stages.{i}.max_steps"] = max(1, round(st.max_steps * args.steps_scale))
         cfg = apply_overrides(base, over)
@@ -143,7 +146,6 @@ def main() -> None:
     }
     cfg0 = get_preset("tiny")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = dict(
         what="held-out toy accuracy after training: POLARIS recipe vs plain TRL GRPO (mean +- std over seeds)",
         seeds=args.seeds,
@@ -158,7 +160,7 @@ def main() -> None:
         wall_seconds=round(time.perf_counter() - t_start, 1),
         machine=dict(cpu_count=os.cpu_count(), platform=platform.platform(), threads=args.threads),
     )
-    out.write_text(json.dumps(result, indent=2))
+    write_json(out, result)
     print(json.dumps(summary, indent=2))
 
 

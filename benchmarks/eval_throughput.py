@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
+
 OUT = Path(__file__).parent / "results" / "eval_throughput.json"
 
 
@@ -104,8 +106,7 @@ def main() -> None:
         grading_share_all_math_verify=round(mv_grade_s / (t["sample_s"] + mv_grade_s), 4),
         note="the machine is shared by several processes; timings vary ~15% or more run to run",
     )  # fmt: skip
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(OUT, result)
     print(json.dumps(result, indent=2))
 
 

@@ -20,6 +20,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
 from polaris_lib.rewards import Grader, extract_boxed
 
 OUT = Path(__file__).parent / "results" / "grader_adversarial.json"
@@ -177,10 +178,7 @@ def main() -> None:
         "process_survived": True,  # this line runs only if the grading process is still alive
     }
     grader.close()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT)
+    write_json(OUT, result)
     print(json.dumps(result, indent=2))
 
 

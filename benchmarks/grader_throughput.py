@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from polaris_lib.artifacts import write_json
 from polaris_lib.grading_pool import default_processes
 from polaris_lib.rewards import Grader, GradeResult, normalize_gold
 
@@ -252,10 +253,7 @@ def main() -> None:
         "note": NOTE,
         "last_run": last,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT)
+    write_json(OUT, result)
     print(json.dumps(result["median"], indent=2))
 
 

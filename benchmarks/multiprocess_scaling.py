@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "multiprocess.json"
 sys.path.insert(0, str(ROOT))
@@ -117,8 +119,7 @@ def main() -> None:
         "same_rollouts_per_step": one["rollouts_per_step"] == two["rollouts_per_step"],
         "note": "2 CPU cores shared with other work; CPU gloo is not expected to be faster.",
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(OUT, out)
     print(json.dumps(out, indent=2))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from polaris_lib import curate, probe, probe_run, rewards, sampling
+from polaris_lib.artifacts import write_json
 from polaris_lib.models import load_policy
 from polaris_lib.overrides import apply_overrides
 from polaris_lib.presets import get_preset
@@ -123,8 +124,7 @@ def main() -> None:
             "dropped_solved_all": int(buckets.dropped.sum()),
         },
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(OUT, result)
     print(json.dumps(result, indent=2))
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
+
+from polaris_lib.artifacts import write_json
 
 OUT = Path(__file__).parent / "results" / "sampling_throughput.json"
 
@@ -66,10 +67,7 @@ def main() -> None:
         "target_ratio": 4.0,
         "note": "one run each on a shared 2-core machine (+-15% noise)",
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT)
+    write_json(OUT, result)
     print(json.dumps(result, indent=2))
 
 

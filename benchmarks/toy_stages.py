@@ -20,6 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
+from polaris_lib.run_steps import parse_value
+
 OUT = Path(__file__).parent / "results" / "toy_stages.json"
 
 
@@ -34,8 +37,8 @@ def main() -> None:
         "--set",
         action="append",
         default=[],
-        metavar="KEY=JSON",
-        help="any preset override, e.g. stages.*.max_completion_length=96 (repeatable)",
+        metavar="KEY=VALUE",
+        help="any preset override, e.g. stages.*.max_completion_length=96 (repeatable; VALUE as for polaris run -p)",
     )
     ap.add_argument("--run-dir", default=None, help="keep the run folder here (default: tmp)")
     ap.add_argument("--out", default=str(OUT))
@@ -56,7 +59,7 @@ def main() -> None:
         over["stages.*.max_steps"] = args.steps
     for item in args.set:
         key, _, value = item.partition("=")
-        over[key] = json.loads(value)
+        over[key] = parse_value(value)  # as `polaris run -p`
     cfg = resolve("tiny", over, section="stages", RUN_DIR=run_dir)
     pool = make_problems(cfg.toy, "train", cfg.curation.max_problems, seed=cfg.seed)
     cur = artifacts.step_dir(run_dir, artifacts.CURATE)
@@ -121,8 +124,7 @@ def main() -> None:
             cpu_count=os.cpu_count(), platform=platform.platform(), load_avg=os.getloadavg()
         ),
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     print(json.dumps(result["final_gain"], indent=2))
 
 

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
+
 OUT = Path(__file__).parent / "results" / "toy_world.json"
 
 CHILD = r"""
@@ -77,10 +79,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "note": "wall times on a shared machine vary by about +-15% run to run",
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, OUT)
+    write_json(OUT, result)
     print(json.dumps(result, indent=2))
 
 

@@ -26,6 +26,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from polaris_lib.artifacts import write_json
+
 OUT = Path(__file__).parent / "results" / "trainer_overhead.json"
 
 
@@ -199,8 +201,7 @@ def main() -> None:
             "the token count of the copied groups. Run-to-run noise on shared CPUs is ~15%."
         ),
     )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2))
+    write_json(OUT, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}, indent=2))
 
 
