@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
         artifacts.update_metrics(out, {f"train/{k}": v for k, v in summary.items()})
         print(json.dumps(summary, default=str), flush=True)
     state.wait_for_everyone()
+    # Close gloo/NCCL before interpreter exit: a live process group at exit can abort a rank
+    # ("terminate called without an active exception", exit -6) after the work is done.
+    state.destroy_process_group()
     return summary
 
 
