@@ -24,16 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts import write_json
-from polaris_lib.run_steps import parse_value
+from polaris_lib.artifacts.files import write_json
+from polaris_lib.pipeline.steps import parse_value
 
 OUT = Path(__file__).parent / "results" / "ablation.json"
 
 
 def polaris_arm(cfg, problems, temps, seed_dir: Path) -> str:
-    """Three POLARIS stages through polaris_lib.stage; returns the final checkpoint."""
-    from polaris_lib import artifacts, stage
-    from polaris_lib.overrides import apply_overrides
+    """Three POLARIS stages through polaris_lib.training.stage; returns the final checkpoint."""
+    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib.config.overrides import apply_overrides
+    from polaris_lib.training import stage
 
     over = {f"stages.{i}.temperature": t for i, t in enumerate(temps)}
     run = apply_overrides(cfg, over | {"run_dir": str(seed_dir)})
@@ -53,11 +54,11 @@ def plain_arm(cfg, problems, temp: float, seed_dir: Path) -> str:
     """TRL's GRPOTrainer, one stage of the same total steps; returns the saved policy folder."""
     from trl import GRPOTrainer
 
-    from polaris_lib.grpo_config import to_grpo_config
-    from polaris_lib.models import load_policy
-    from polaris_lib.overrides import apply_overrides
-    from polaris_lib.rewards import make_reward_fn
-    from polaris_lib.stage import to_train_dataset
+    from polaris_lib.config.overrides import apply_overrides
+    from polaris_lib.grading.grader import make_reward_fn
+    from polaris_lib.policy.load import load_policy
+    from polaris_lib.training.grpo_config import to_grpo_config
+    from polaris_lib.training.stage import to_train_dataset
 
     total = sum(s.max_steps for s in cfg.stages)
     last = cfg.stages[-1].max_completion_length
@@ -100,10 +101,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import stage_eval
-    from polaris_lib.overrides import apply_overrides
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.overrides import apply_overrides
+    from polaris_lib.config.presets import get_preset
     from polaris_lib.toy import make_problems
+    from polaris_lib.training import heldout as stage_eval
 
     results, t_start = [], time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="ablation_"))

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts import write_json
+from polaris_lib.artifacts.files import write_json
 
 OUT = Path(__file__).parent / "results" / "eval_throughput.json"
 
@@ -36,11 +36,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import eval_pairs, evaluate
-    from polaris_lib.overrides import apply_overrides
-    from polaris_lib.presets import get_preset
-    from polaris_lib.rewards import Grader
-    from polaris_lib.sampling import sample
+    from polaris_lib.artifacts import resume as eval_pairs
+    from polaris_lib.config.overrides import apply_overrides
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.evaluate import run as evaluate
+    from polaris_lib.grading.grader import Grader
+    from polaris_lib.policy.sampling import sample
 
     tmp = Path(tempfile.mkdtemp(prefix="eval_bench_"))
     cfg = apply_overrides(get_preset("tiny"), {

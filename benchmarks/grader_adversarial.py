@@ -20,8 +20,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from polaris_lib.artifacts import write_json
-from polaris_lib.rewards import Grader, extract_boxed
+from polaris_lib.artifacts.files import write_json
+from polaris_lib.grading.grader import Grader, extract_boxed
 
 OUT = Path(__file__).parent / "results" / "grader_adversarial.json"
 TOKENS = r"\frac{ } { ^ _ \sqrt{ \sum_{ \int \left( \right) \begin{matrix} \end{matrix} & \\ x y 9 0 . , = + - \cdot \infty \pi \text{ \boxed{ $ \lim_{ !".split()

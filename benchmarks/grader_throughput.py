@@ -1,4 +1,4 @@
-"""Grader throughput: polaris_lib.rewards.Grader vs the naive `verify(parse(gold), parse(response))` loop.
+"""Grader throughput: polaris_lib.grading.grader.Grader vs the naive `verify(parse(gold), parse(response))` loop.
 
 Same machine, same run, 8 synthetic responses per problem over the local benchmark files:
 3 correct in the gold's own form, 2 equivalent in another form, 2 wrong, 1 unboxed. Writes
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib.artifacts import write_json
-from polaris_lib.grading_pool import default_processes
-from polaris_lib.rewards import Grader, GradeResult, normalize_gold
+from polaris_lib.artifacts.files import write_json
+from polaris_lib.grading.grader import Grader, GradeResult, normalize_gold
+from polaris_lib.grading.pool import default_processes
 
 DATA = Path(os.environ.get("POLARIS_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data"))
 OUT = Path(__file__).parent / "results" / "grader_throughput.json"
@@ -134,7 +134,7 @@ def run_arm(arm: str, per_file: int) -> dict:
     responses, golds, naive_golds, _ = build(per_file)
     if arm.startswith("naive"):
         # the state every grading worker starts in (math-verify imported, parser warmed), untimed
-        import polaris_lib.grading_warmup  # noqa: F401
+        import polaris_lib.grading.warmup  # noqa: F401
 
         gold_strings = (
             naive_golds if arm == "naive_raw_gold" else [f"${g.strip()}$" for g in naive_golds]

@@ -22,11 +22,15 @@ from pathlib import Path
 
 import torch
 
-from polaris_lib import curate, probe, probe_run, rewards, sampling
-from polaris_lib.artifacts import write_json
-from polaris_lib.models import load_policy
-from polaris_lib.overrides import apply_overrides
-from polaris_lib.presets import get_preset
+from polaris_lib.artifacts.files import write_json
+from polaris_lib.config.overrides import apply_overrides
+from polaris_lib.config.presets import get_preset
+from polaris_lib.curate import run as curate
+from polaris_lib.grading import grader as rewards
+from polaris_lib.policy import sampling
+from polaris_lib.policy.load import load_policy
+from polaris_lib.probe import run as probe_run
+from polaris_lib.probe import zones as probe
 
 OUT = Path(__file__).resolve().parent / "results" / "probe_curate.json"
 

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts import write_json
+from polaris_lib.artifacts.files import write_json
 
 OUT = Path(__file__).parent / "results" / "sampling_throughput.json"
 
@@ -30,9 +30,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import toy, toy_build
-    from polaris_lib.config import ToyConfig
-    from polaris_lib.sampling import sample
+    from polaris_lib import toy
+    from polaris_lib.config.sections import ToyConfig
+    from polaris_lib.policy.sampling import sample
+    from polaris_lib.toy import build as toy_build
 
     cfg = ToyConfig()
     model, tok = toy_build.load_toy_world(cfg)

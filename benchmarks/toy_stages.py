@@ -1,7 +1,7 @@
 """The toy result of the stage schedule: three POLARIS stages on the tiny preset, timed, with the
 held-out accuracy after each stage against the warm start (95% bootstrap intervals, paired gain).
 
-Runs the same library calls as notebook 03 (polaris_lib.stage / stage_eval), stage after stage, in
+Runs the same library calls as notebook 03 (polaris_lib.training.stage / stage_eval), stage after stage, in
 a throwaway run folder. Without notebooks 01/02 in front of it: the stage temperatures are given
 (--temperature, default 1.0 = the eval temperature) and stage 1 trains on the preset's curation
 pool with no pass-rate filter (the toy warm start solves few problems 8/8, so 02 drops little).
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts import write_json
-from polaris_lib.run_steps import parse_value
+from polaris_lib.artifacts.files import write_json
+from polaris_lib.pipeline.steps import parse_value
 
 OUT = Path(__file__).parent / "results" / "toy_stages.json"
 
@@ -47,9 +47,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import artifacts, stage, stage_eval
-    from polaris_lib.overrides import resolve
+    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib.config.overrides import resolve
     from polaris_lib.toy import make_problems
+    from polaris_lib.training import heldout as stage_eval
+    from polaris_lib.training import stage
 
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="toy_stages_")
     over = {"stages.*.temperature": args.temperature}

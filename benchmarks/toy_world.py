@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from polaris_lib.artifacts import write_json
+from polaris_lib.artifacts.files import write_json
 
 OUT = Path(__file__).parent / "results" / "toy_world.json"
 
@@ -27,8 +27,9 @@ CHILD = r"""
 import json, resource, sys, time, dataclasses
 import torch
 torch.set_num_threads(int(sys.argv[1]))
-from polaris_lib import toy, toy_build
-from polaris_lib.config import ToyConfig
+from polaris_lib import toy
+from polaris_lib.toy import build as toy_build
+from polaris_lib.config.sections import ToyConfig
 steps = int(sys.argv[3])
 cfg = ToyConfig() if steps == 0 else dataclasses.replace(ToyConfig(), warmstart_steps=steps)
 t = time.perf_counter()

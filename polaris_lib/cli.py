@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from polaris_lib.config import ConfigError
+from polaris_lib.config.sections import ConfigError
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict | None:
-    from polaris_lib.pipeline import parse_value
+    from polaris_lib.pipeline.runner import parse_value
 
     if pairs is None:
         return None
@@ -40,7 +40,7 @@ def _add_override_arg(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from polaris_lib.presets import PRESETS
+    from polaris_lib.config.presets import PRESETS
 
     ap = argparse.ArgumentParser(prog="polaris", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from polaris_lib.pipeline import StepFailed, run_pipeline
-    from polaris_lib.run_steps import QUICK_OVERRIDES
+    from polaris_lib.pipeline.runner import StepFailed, run_pipeline
+    from polaris_lib.pipeline.steps import QUICK_OVERRIDES
 
     overrides = _overrides(a.param)
     if a.quick:
@@ -127,13 +127,13 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from polaris_lib.presets import apply_overrides, get_preset
+    from polaris_lib.config import apply_overrides, get_preset
 
     try:
-        from polaris_lib.plan import plan_run
+        from polaris_lib.scale_out.plan import plan_run
     except ImportError as exc:
         print(
-            f"polaris plan: the memory planner (polaris_lib/plan.py: plan_run) is not "
+            f"polaris plan: the memory planner (polaris_lib/scale_out/plan.py: plan_run) is not "
             f"available in this checkout ({exc})",
             file=sys.stderr,
         )
@@ -166,7 +166,7 @@ def format_plan(table) -> str:
 
 
 def _compare(run_ids: list[str], reports_dir: str, out: str | None) -> Path:
-    from polaris_lib.report import build_compare_report
+    from polaris_lib.report.build import build_compare_report
 
     out_dir = Path(out) if out else Path(reports_dir) / ("compare-" + "-".join(run_ids))
     path = build_compare_report([Path(reports_dir) / r for r in run_ids], out_dir)
@@ -189,7 +189,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     if a.compare:
         _compare(ids, a.reports_dir, a.out)
         return 0
-    from polaris_lib.report import build_report
+    from polaris_lib.report.build import build_report
 
     path = build_report(Path(a.reports_dir) / ids[0], Path(a.out) if a.out else None)
     print(f"[polaris] report: {path}")
@@ -198,10 +198,10 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     try:
-        from polaris_lib.export import export_verl
+        from polaris_lib.scale_out.verl_export import export_verl
     except ImportError as exc:
         print(
-            f"polaris export: the verl exporter (polaris_lib/export.py) is not available in "
+            f"polaris export: the verl exporter (polaris_lib/scale_out/verl_export.py) is not available in "
             f"this checkout ({exc})",
             file=sys.stderr,
         )
@@ -230,7 +230,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_kernel(a: argparse.Namespace) -> int:
-    from polaris_lib.kernel import register_lab_kernel
+    from polaris_lib.pipeline.jupyter_kernel import register_lab_kernel
 
     python = register_lab_kernel(a.name, user=a.user)
     print(f"[polaris] kernel {a.name!r} registered: {python}")

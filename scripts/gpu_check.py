@@ -30,9 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from polaris_lib.artifacts import write_json  # noqa: E402
-from polaris_lib.manifest import device_info, package_versions  # noqa: E402
-from polaris_lib.run_steps import QUICK_OVERRIDES  # noqa: E402
+from polaris_lib.artifacts.files import write_json  # noqa: E402
+from polaris_lib.artifacts.manifest import device_info, package_versions  # noqa: E402
+from polaris_lib.pipeline.steps import QUICK_OVERRIDES  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "gpu_check.json"
 CUDA = {"model.device": "cuda", "model.dtype": "bfloat16"}
@@ -72,8 +72,8 @@ class GpuMeter:
 
 def run_pipeline_on(device: str, run_id: str, quick: bool, meter: GpuMeter | None) -> dict:
     """The tiny pipeline through the real runner; per-step times from its manifest."""
-    from polaris_lib.manifest import Manifest
-    from polaris_lib.pipeline import run_pipeline
+    from polaris_lib.artifacts.manifest import Manifest
+    from polaris_lib.pipeline.runner import run_pipeline
 
     overrides = {**(QUICK_OVERRIDES if quick else {})}
     if device == "cuda":
@@ -113,9 +113,9 @@ def unsloth_check() -> dict:
         return {"status": "skipped", "reason": f"unsloth does not import: {exc}"[:2000]}
     import torch
 
-    from polaris_lib.presets import get_preset
-    from polaris_lib.toy import make_problems, prompt_text
-    from polaris_lib.toy_build import build_toy_world
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.toy.build import build_toy_world
+    from polaris_lib.toy.task import make_problems, prompt_text
 
     cfg = get_preset("tiny")
     res: dict = {"unsloth": package_versions(("unsloth", "unsloth-zoo")).get("unsloth")}

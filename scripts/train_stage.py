@@ -3,7 +3,7 @@
     accelerate launch --config_file configs/accelerate/cpu_2proc.yaml scripts/train_stage.py \
         --preset tiny --stage 1 --run-dir reports/dev [-p stages.0.max_steps 3 ...]
 
-It runs the same code as notebook 03 (polaris_lib.stage: plan, data, PolarisGRPOTrainer, final
+It runs the same code as notebook 03 (polaris_lib.training.stage: plan, data, PolarisGRPOTrainer, final
 checkpoint, the > 0.9 easy-drop) and writes the same files into the same run folder, so the
 pipeline carries on from it. Every process executes this file; files are written once, by the
 main process. It trains and stops: afterwards run notebook 03 for the stage (same RUN_DIR) for its
@@ -21,11 +21,12 @@ from pathlib import Path
 # Run as a file (accelerate launch scripts/train_stage.py): make the kit importable from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from polaris_lib import artifacts, stage  # noqa: E402
-from polaris_lib.artifacts import STAGE, step_dir  # noqa: E402
-from polaris_lib.overrides import resolve  # noqa: E402
-from polaris_lib.pipeline import parse_value  # noqa: E402
-from polaris_lib.presets import PRESETS  # noqa: E402
+from polaris_lib.artifacts import files as artifacts  # noqa: E402
+from polaris_lib.artifacts.files import STAGE, step_dir  # noqa: E402
+from polaris_lib.config.overrides import resolve  # noqa: E402
+from polaris_lib.config.presets import PRESETS  # noqa: E402
+from polaris_lib.pipeline.runner import parse_value  # noqa: E402
+from polaris_lib.training import stage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     # First use of accelerate's state decides the backend: on CPU it must know now (gloo).
     state = PartialState(cpu=cfg.model.device == "cpu")
     if cfg.model.name_or_path == "toy":
-        from polaris_lib.toy_build import build_toy_world
+        from polaris_lib.toy.build import build_toy_world
 
         with state.main_process_first():  # build (or find) the cached toy model once
             build_toy_world(cfg.toy, progress=False)

@@ -22,7 +22,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def toy_world_path() -> Path:
     """The default toy world (ToyConfig()), built once into the shared cache and reused (slow once)."""
-    from polaris_lib.config import ToyConfig
-    from polaris_lib.toy_build import build_toy_world
+    from polaris_lib.config.sections import ToyConfig
+    from polaris_lib.toy.build import build_toy_world
 
     return build_toy_world(ToyConfig(), progress=False)

@@ -22,8 +22,8 @@ STAGE = 1  # stage (staged notebooks)"""
 BODY = """import os
 import time
 from pathlib import Path
-from polaris_lib import artifacts as A
-from polaris_lib.presets import resolve
+from polaris_lib.artifacts import files as A
+from polaris_lib.config import resolve
 cfg = resolve(PRESET, OVERRIDES, SEED=SEED, RUN_DIR=RUN_DIR)
 out = A.step_dir(cfg.run_dir, {step!r}, STAGE if {staged} else None)
 A.write_config(out, cfg)
@@ -50,7 +50,7 @@ A.finish_step(out, ["result.json"])"""
 
 def _steps(n_stages: int = 3) -> list[tuple[str, str, int | None]]:
     """(folder, notebook stem, stage) in pipeline order, as pipeline.plan_steps has them."""
-    from polaris_lib.pipeline import plan_steps
+    from polaris_lib.pipeline.runner import plan_steps
 
     return [(s.name, s.notebook, s.stage) for s in plan_steps(n_stages)]
 
@@ -63,7 +63,7 @@ def write_notebooks(nb_dir: Path) -> Path:
         staged = stem in ("01_temperature_probe", "03_grpo_stage")
         # the previous folder is computed in the notebook from the pipeline order
         prev_code = (
-            "from polaris_lib.pipeline import plan_steps\n"
+            "from polaris_lib.pipeline.runner import plan_steps\n"
             "_names = [s.name for s in plan_steps(len(cfg.stages))]\n"
         )
         body = BODY.format(step=stem, staged=staged, prev=None)
@@ -105,8 +105,8 @@ def results(run_dir: Path) -> dict[str, int]:
 
 
 def _fig(path: Path, title: str) -> None:
-    from polaris_lib import artifacts as A
-    from polaris_lib.plots import new_figure
+    from polaris_lib.artifacts import files as A
+    from polaris_lib.figure_style import new_figure
 
     fig, ax = new_figure(4, 3)
     ax.plot([0, 1, 2], [0, 1, 0])
@@ -125,10 +125,10 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
     import numpy as np
     import pandas as pd
 
-    from polaris_lib import artifacts as A
-    from polaris_lib import eval_tables
-    from polaris_lib.pipeline import plan_steps
-    from polaris_lib.presets import get_preset
+    from polaris_lib.artifacts import files as A
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.evaluate import tables as eval_tables
+    from polaris_lib.pipeline.runner import plan_steps
 
     rng = np.random.default_rng(seed)
     cfg = get_preset("tiny")

@@ -14,7 +14,7 @@ import pytest
 from synthetic import write_notebooks
 
 from polaris_lib import cli
-from polaris_lib.kernel import ensure_kernel, kernel_python
+from polaris_lib.pipeline.jupyter_kernel import ensure_kernel, kernel_python
 
 
 def test_run_arguments_parse():
@@ -76,13 +76,13 @@ def test_format_plan_lists_suggestions():
 
 
 def test_plan_without_planner_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "polaris_lib.plan", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "polaris_lib.scale_out.plan", None)  # import raises ImportError
     assert cli.main(["plan", "--preset", "tiny"]) == 2
     assert "memory planner" in capsys.readouterr().err
 
 
 def _fake_exporter(monkeypatch, calls: list) -> None:
-    """A stand-in polaris_lib.export that records its arguments and writes export.json."""
+    """A stand-in polaris_lib.scale_out.verl_export that records its arguments and writes export.json."""
 
     def export_verl(preset, out, **kw):
         calls.append((preset, out, kw))
@@ -92,9 +92,9 @@ def _fake_exporter(monkeypatch, calls: list) -> None:
         (out / "export.json").write_text(json.dumps(info))
         return {"manifest": out / "export.json", "script": out / "run_verl.sh"}
 
-    fake = types.ModuleType("polaris_lib.export")
+    fake = types.ModuleType("polaris_lib.scale_out.verl_export")
     fake.export_verl = export_verl
-    monkeypatch.setitem(sys.modules, "polaris_lib.export", fake)
+    monkeypatch.setitem(sys.modules, "polaris_lib.scale_out.verl_export", fake)
 
 
 def test_export_calls_exporter_lazily(monkeypatch, tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_export_calls_exporter_lazily(monkeypatch, tmp_path, capsys):
     kw = {"run_dir": None, "data_dir": None, "overrides": None}
     assert calls == [("qwen3-4b-paper", out, kw)]
     assert f"launch: bash {out / 'run_verl.sh'}" in capsys.readouterr().out
-    monkeypatch.setitem(sys.modules, "polaris_lib.export", None)
+    monkeypatch.setitem(sys.modules, "polaris_lib.scale_out.verl_export", None)
     assert cli.main(["export", "verl", "--preset", "qwen3-4b-paper"]) == 2
     assert "verl exporter" in capsys.readouterr().err
 
@@ -144,10 +144,10 @@ def test_export_p_values_reach_the_launch_script(tmp_path, data_dir, capsys):
 
 def test_export_from_a_run_folder(tmp_path, monkeypatch, capsys):
     """A finished run: its preset, seed and stored overrides, its curated set, its probes."""
-    from polaris_lib import artifacts
-    from polaris_lib.export import stage1_data
-    from polaris_lib.manifest import Manifest
-    from polaris_lib.presets import get_preset
+    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib.artifacts.manifest import Manifest
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.scale_out.verl_export import stage1_data
 
     run = tmp_path / "reports" / "t1"
     Manifest.create(run, run_id="t1", preset="tiny", seed=3,

@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from polaris_lib.config import (
+from polaris_lib.config.presets import get_preset
+from polaris_lib.config.sections import (
     ConfigError,
     EvalConfig,
     ModelConfig,
@@ -14,7 +15,6 @@ from polaris_lib.config import (
     ToyConfig,
     YarnConfig,
 )
-from polaris_lib.presets import get_preset
 
 
 def test_group_size_must_divide_generation_batch():
@@ -61,7 +61,7 @@ def test_every_field_has_a_docstring():
     import ast
     import inspect
 
-    from polaris_lib import config
+    from polaris_lib.config import sections as config
 
     tree = ast.parse(inspect.getsource(config))
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib import curate
+from polaris_lib.curate import run as curate
 
 
 class _Grader:
@@ -116,8 +116,8 @@ def test_by_level_and_reference_difficulty(tmp_path):
 
 
 def test_curation_figures_render(tmp_path):
-    from polaris_lib import artifacts
-    from polaris_lib.plots import curate as curate_plots
+    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib.curate import figures as curate_plots
 
     pool = _pool().assign(difficulty=["1/8", "8/8"] * 5)
     rates = _estimate(tmp_path, _sampler([]), pool=pool)
@@ -137,9 +137,9 @@ def test_curation_figures_render(tmp_path):
 @pytest.mark.slow
 def test_math500_and_gsm8k_pools_run_through_the_toy_policy(data_dir, monkeypatch, tmp_path):
     """Exercises the local-pool path end to end; the toy policy scores ~0 on real math."""
-    from polaris_lib.models import load_policy
-    from polaris_lib.overrides import apply_overrides
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.overrides import apply_overrides
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.policy.load import load_policy
 
     monkeypatch.setenv("POLARIS_DATA_DIR", str(data_dir))
     base = {"curation.samples_per_problem": 2, "curation.max_new_tokens": 8}
@@ -162,9 +162,9 @@ def test_math500_and_gsm8k_pools_run_through_the_toy_policy(data_dir, monkeypatc
 
 
 def test_polaris53k_offline_fails_clearly(monkeypatch):
+    from polaris_lib.config.overrides import apply_overrides
+    from polaris_lib.config.presets import get_preset
     from polaris_lib.data import DataUnavailableError
-    from polaris_lib.overrides import apply_overrides
-    from polaris_lib.presets import get_preset
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

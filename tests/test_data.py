@@ -1,15 +1,14 @@
-"""Tests for the dataset catalog, loaders, verl format and validation (polaris_lib.data)."""
+"""Tests for the dataset catalog, loaders, verl format and validation (polaris_lib.data.catalog)."""
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from polaris_lib import data
+from polaris_lib import toy
+from polaris_lib.config import ToyConfig
 from polaris_lib.data import (
     INSTRUCTION_SUFFIX,
     DataUnavailableError,
@@ -23,6 +22,7 @@ from polaris_lib.data import (
     to_verl,
     validate,
 )
+from polaris_lib.data import catalog as data
 
 ROWS = {
     "aime24": 30,
@@ -316,22 +316,18 @@ def test_unexpected_kwargs_rejected(data_dir):
 
 
 # ----------------------------------------------------------------------------- toy
-@pytest.mark.skipif(
-    importlib.util.find_spec("polaris_lib.toy") is None, reason="polaris_lib.toy not written yet"
-)
 def test_toy_entry_generates_valid_schema():
-    from polaris_lib import toy
 
     a = load_dataset("toy", split="train", n=8, seed=0)
     b = load_dataset("toy", split="train", n=8, seed=0)
     assert len(a) == 8 and validate(a, name="toy").ok
     assert a["problem_id"].tolist() == b["problem_id"].tolist()
     assert a.attrs["origin"] == "generated:polaris_lib.toy:make_problems"
-    direct = toy.make_problems(toy.ToyConfig(), "train", n=8, seed=0)
+    direct = toy.make_problems(ToyConfig(), "train", n=8, seed=0)
     pd.testing.assert_frame_equal(a.drop(columns="answers"), direct[a.columns.drop("answers")])
     assert a["answers"].map(len).eq(1).all()
     # toy_cfg and the generator's own keywords pass through.
-    c = load_dataset("toy", toy_cfg=toy.ToyConfig(), split="train", n=4, min_terms=3, max_terms=3)
+    c = load_dataset("toy", toy_cfg=ToyConfig(), split="train", n=4, min_terms=3, max_terms=3)
     assert (c["difficulty"] == 3).all()
     with pytest.raises(TypeError, match="needs n="):
         load_dataset("toy")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib.easy_drop import easy_drop
+from polaris_lib.training.easy_drop import easy_drop
 
 
 def _stage_problems():

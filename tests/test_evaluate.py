@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib import eval_pairs as ep
-from polaris_lib import eval_tables as et
-from polaris_lib import evaluate as ev
-from polaris_lib.overrides import apply_overrides
-from polaris_lib.presets import get_preset
+from polaris_lib.artifacts import resume as ep
+from polaris_lib.config.overrides import apply_overrides
+from polaris_lib.config.presets import get_preset
+from polaris_lib.evaluate import run as ev
+from polaris_lib.evaluate import tables as et
 
 
 def _table(correct: dict[str, list[int]], checkpoint="base", benchmark="b", **cols) -> pd.DataFrame:
@@ -112,7 +112,7 @@ def test_checkpoint_names_resolve_to_stage_folders(tmp_path):
 def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
     """verl AIME prompts end with the suffix; the loader strips it and sampling adds it once."""
     from polaris_lib.data import INSTRUCTION_SUFFIX
-    from polaris_lib.sampling import prompt_texts
+    from polaris_lib.policy.sampling import prompt_texts
     from polaris_lib.toy import build_tokenizer
 
     cfg = apply_overrides(get_preset("qwen3-4b-paper"), {"eval.max_problems": 3})
@@ -186,7 +186,7 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
 
     from transformers import Qwen3Config
 
-    from polaris_lib import rope_variants as rv
+    from polaris_lib.extrapolate import checks as rv
 
     Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
                 max_position_embeddings=40960).save_pretrained(tmp_path)  # fmt: skip
@@ -225,7 +225,7 @@ def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path,
     import types
     from types import SimpleNamespace
 
-    from polaris_lib import artifacts
+    from polaris_lib.artifacts import files as artifacts
 
     final = artifacts.checkpoint_dir(tmp_path, 1) / "final"
     final.mkdir(parents=True)

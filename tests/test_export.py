@@ -16,10 +16,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from polaris_lib import artifacts, export, scale, verl_reward
-from polaris_lib.config import ConfigError
-from polaris_lib.presets import get_preset
-from polaris_lib.verl_format import INSTRUCTION_SUFFIX, read_verl
+from polaris_lib.artifacts import files as artifacts
+from polaris_lib.config.presets import get_preset
+from polaris_lib.config.sections import ConfigError
+from polaris_lib.data.verl import INSTRUCTION_SUFFIX, read_verl
+from polaris_lib.scale_out import cost as scale
+from polaris_lib.scale_out import verl_export as export
+from polaris_lib.scale_out import verl_reward
 
 PAPER = "qwen3-4b-paper"
 MATH500 = {"curation.pool": "math500"}  # a local stand-in for POLARIS-53K (hub only)
@@ -146,7 +149,7 @@ def test_run_dir_without_curation_exports_the_pool_and_says_so(tmp_path, data_di
 
 
 def _stored_run(run_dir: Path, preset: str, seed: int, overrides: dict) -> Path:
-    from polaris_lib.manifest import Manifest
+    from polaris_lib.artifacts.manifest import Manifest
 
     Manifest.create(run_dir, run_id=run_dir.name, preset=preset, seed=seed,
                     overrides=overrides).save()  # fmt: skip
@@ -175,7 +178,7 @@ def test_offline_pool_error_names_the_ways_out(tmp_path, monkeypatch):
         catalog_entry(name)
         raise DataUnavailableError(f"dataset {name!r}: offline")
 
-    monkeypatch.setattr("polaris_lib.data.load_dataset", offline)
+    monkeypatch.setattr("polaris_lib.data.catalog.load_dataset", offline)
     run = get_preset(PAPER)
     with pytest.raises(DataUnavailableError) as err:
         export.stage1_data(run, None, tmp_path)
@@ -436,4 +439,4 @@ def test_scale_table_is_calibrated_and_scales_with_tokens_and_params():
 def test_scaling_doc_table_is_the_generated_one():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "scaling_out.md").read_text()
     table = doc.split("<!-- scale-table -->\n")[1].split("\n<!-- /scale-table -->")[0]
-    assert table == scale.scale_markdown(), "regenerate with polaris_lib.scale.scale_markdown()"
+    assert table == scale.scale_markdown(), "regenerate with polaris_lib.scale_out.cost.scale_markdown()"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from polaris_lib import extrapolate as ex
-from polaris_lib import rope_variants as rv
-from polaris_lib.overrides import apply_overrides
-from polaris_lib.presets import get_preset
+from polaris_lib.config.overrides import apply_overrides
+from polaris_lib.config.presets import get_preset
+from polaris_lib.extrapolate import checks as rv
+from polaris_lib.extrapolate import run as ex
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polaris_lib import models, toy, toy_build
-from polaris_lib.config import ConfigError, ModelConfig, ToyConfig, YarnConfig
-from polaris_lib.rope import yarn_applied
+from polaris_lib import toy
+from polaris_lib.config.sections import ConfigError, ModelConfig, ToyConfig, YarnConfig
+from polaris_lib.policy import load as models
+from polaris_lib.policy.rope import yarn_applied
+from polaris_lib.toy import build as toy_build
 
 SMALL = ToyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, warmstart_steps=2)
 NO_GPU = not torch.cuda.is_available()

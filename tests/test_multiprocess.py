@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from polaris_lib import artifacts
+from polaris_lib.artifacts import files as artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -75,8 +75,8 @@ def test_train_stage_cli_parses_overrides():
 # ----------------------------------------------------------------------------- training runs
 def _prepare_run(run_dir: Path) -> None:
     """A run folder with a 'curated' stage-1 set: the toy train split (no 01/02 needed)."""
+    from polaris_lib.config.presets import get_preset
     from polaris_lib.data import load_dataset
-    from polaris_lib.presets import get_preset
 
     cfg = get_preset("tiny")
     df = load_dataset("toy", split="train", n=64, toy_cfg=cfg.toy, seed=0)
@@ -151,8 +151,8 @@ def test_two_processes_train_changes_weights_and_rescue_agrees(runs):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from polaris_lib.presets import get_preset
-    from polaris_lib.toy_build import build_toy_world
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.toy.build import build_toy_world
 
     base = AutoModelForCausalLM.from_pretrained(
         build_toy_world(get_preset("tiny").toy)

@@ -12,9 +12,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-from polaris_lib import artifacts, curate, probe, probe_run
-from polaris_lib.config import RunConfig
-from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.artifacts import files as artifacts
+from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.config.sections import RunConfig
+from polaris_lib.curate import run as curate
+from polaris_lib.probe import run as probe_run
+from polaris_lib.probe import zones as probe
 
 REPO = Path(__file__).resolve().parent.parent
 NB01 = REPO / "notebooks" / "01_temperature_probe.ipynb"
@@ -106,7 +109,7 @@ def test_curate_notebook_artifacts(tiny_run):
         assert (step / fig).stat().st_size > 5_000
 
 
-# Quality bar of issue 4 on the tiny preset. If these fail, the toy world (polaris_lib/toy.py) lacks
+# Quality bar of issue 4 on the tiny preset. If these fail, the toy world (polaris_lib/toy/task.py) lacks
 # the behaviour the recipe acts on: fix the toy world, never the probe or curation rule.
 # History: toy-v2 (mod-10 sums) sat at chance (accuracy ~0.1 at every T, distinct-4 = 1.0): both
 # failed. toy-v4 (operands 1..5), full tiny sizes (benchmarks/results/probe_curate.json): accuracy
@@ -136,8 +139,8 @@ def test_curation_histogram_has_mass_at_both_ends(tiny_run):
 def test_reprobe_and_override(tiny_run):
     """STAGE=2 re-probes 'stage 1's checkpoint' (here: the toy policy saved as one) and matches
     stage 1's diversity; OVERRIDE_TEMPERATURE is recorded with the automatic choice beside it."""
-    from polaris_lib.models import load_policy
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.policy.load import load_policy
 
     cfg = get_preset("tiny")
     model, tok = load_policy(cfg.model, toy_cfg=cfg.toy)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from polaris_lib import artifacts
+from polaris_lib.artifacts import files as artifacts
 
 REPO = Path(__file__).resolve().parent.parent
 NB = REPO / "notebooks" / "03_grpo_stage.ipynb"
@@ -33,7 +33,7 @@ def test_notebook_is_clean():
         if c["cell_type"] == "code":
             assert c["outputs"] == [] and c["execution_count"] is None
             assert "def " not in c["source"]  # no logic defined in the notebook
-    from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+    from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
 
     names = {
         line.split("=")[0].strip().lower()
@@ -50,9 +50,9 @@ def test_stage_notebook_runs_stages_1_and_2(tmp_path):
     import papermill as pm
     from safetensors.torch import load_file
 
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.presets import get_preset
     from polaris_lib.toy import make_problems
-    from polaris_lib.toy_build import build_toy_world
+    from polaris_lib.toy.build import build_toy_world
 
     run_dir = tmp_path / "run"
     cfg = get_preset("tiny")

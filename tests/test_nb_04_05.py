@@ -12,9 +12,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from polaris_lib import artifacts, eval_tables, extrapolate
-from polaris_lib.config import RunConfig
-from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.artifacts import files as artifacts
+from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.config.sections import RunConfig
+from polaris_lib.evaluate import tables as eval_tables
+from polaris_lib.extrapolate import run as extrapolate
 
 REPO = Path(__file__).resolve().parent.parent
 NB04 = REPO / "notebooks" / "04_length_extrapolation.ipynb"
@@ -54,8 +56,8 @@ def run_dir(tmp_path_factory, data_dir):
     """A tiny run folder whose last stage's checkpoint is the toy policy (saved like one)."""
     if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
         pytest.skip("notebook tests run from the project's .venv (its kernel)")
-    from polaris_lib.models import load_policy
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.policy.load import load_policy
 
     cfg = get_preset("tiny")
     run = tmp_path_factory.mktemp("run")

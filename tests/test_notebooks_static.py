@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from polaris_lib.config import RunConfig
-from polaris_lib.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.config.sections import RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from synthetic import results, write_notebooks
 
-from polaris_lib import artifacts as A
-from polaris_lib.manifest import Manifest
-from polaris_lib.overrides import apply_overrides
-from polaris_lib.pipeline import (
+from polaris_lib.artifacts import files as A
+from polaris_lib.artifacts.manifest import Manifest
+from polaris_lib.config.overrides import apply_overrides
+from polaris_lib.config.presets import get_preset
+from polaris_lib.pipeline.runner import (
     StepFailed,
     changed_keys,
     fingerprints,
@@ -31,7 +32,6 @@ from polaris_lib.pipeline import (
     run_pipeline,
     step_config,
 )
-from polaris_lib.presets import get_preset
 
 REPO = Path(__file__).resolve().parent.parent
 N_STEPS = 10  # tiny: 3 probes + curate + 3 stages + 04 + 05 + 06
@@ -269,7 +269,7 @@ def test_killed_runner_resumes(base_run, tmp_path):
 
 
 def test_run_folder_lock_refuses_a_second_runner(tmp_path):
-    from polaris_lib.runtime import RunLock
+    from polaris_lib.pipeline.lock import RunLock
 
     (tmp_path / ".lock").write_text(str(os.getppid()))  # a live process that is not us
     with pytest.raises(RuntimeError, match="in use by process"):

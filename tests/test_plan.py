@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
-from polaris_lib import memory_estimate, plan
-from polaris_lib.memory_estimate import GIB, MODEL_SPECS, ModelSpec, TrainSetup, estimate
+from polaris_lib.scale_out import memory as memory_estimate
+from polaris_lib.scale_out import plan
+from polaris_lib.scale_out.memory import GIB, MODEL_SPECS, ModelSpec, TrainSetup, estimate
 
 QWEN3_4B = MODEL_SPECS["Qwen/Qwen3-4B"]
 # Llama-3.1-8B (meta-llama/Llama-3.1-8B config.json): only used for Unsloth's published breakdown.
@@ -143,7 +144,7 @@ def test_fit_flag_and_monotonicity():
 
 
 def test_plan_run_on_the_4b_consumer_preset():
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.presets import get_preset
 
     run = get_preset("qwen3-4b-24gb")
     df = plan.plan_run(run, 24)
@@ -165,7 +166,7 @@ def test_plan_run_on_the_4b_consumer_preset():
 
 
 def test_plan_run_rejects_unknown_model():
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.presets import get_preset
 
     run = get_preset("qwen3-4b-24gb")
     run.model.name_or_path = "someone/unknown-7b"

@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from polaris_lib.config import ConfigError
-from polaris_lib.grpo_config import grpo_kwargs, to_grpo_config
-from polaris_lib.overrides import apply_overrides, resolve
-from polaris_lib.presets import PRESETS, QWEN3_4B_RESPONSE, get_preset
+from polaris_lib.config.overrides import apply_overrides, resolve
+from polaris_lib.config.presets import PRESETS, QWEN3_4B_RESPONSE, get_preset
+from polaris_lib.config.sections import ConfigError
+from polaris_lib.training.grpo_config import grpo_kwargs, to_grpo_config
 
 ALGORITHM_FIELDS = {
     "beta",
@@ -115,7 +115,7 @@ def test_unknown_preset_lists_choices():
 
 def test_consumer_presets_fit_24gb_by_the_planner():
     """The consumer presets were sized with `polaris plan`; a change that breaks the fit fails."""
-    from polaris_lib.plan import plan_run
+    from polaris_lib.scale_out.plan import plan_run
 
     for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
         table = plan_run(get_preset(name), 24)

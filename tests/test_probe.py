@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib import metrics, probe, probe_run
-from polaris_lib.config import ProbeConfig
-from polaris_lib.presets import get_preset
+from polaris_lib import metrics
+from polaris_lib.config.presets import get_preset
+from polaris_lib.config.sections import ProbeConfig
+from polaris_lib.probe import run as probe_run
+from polaris_lib.probe import zones as probe
 
 # The paper's Qwen3-4B AIME24 curve on the qwen3-4b-paper grid (RECIPE §1). The blog gives 74.2 at
 # 0.8 and the values from 1.45 up; 0.6-1.4 are "flat", filled here within half a point of the peak.
@@ -215,8 +217,8 @@ def test_paper_reference_only_for_qwen3_4b():
 
 
 def test_probe_figures_render(tmp_path):
-    from polaris_lib import artifacts
-    from polaris_lib.plots import probe as probe_plots
+    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib.probe import figures as probe_plots
 
     acc = np.array(PAPER_ACC)
     table = pd.DataFrame({"temperature": PAPER_GRID, "accuracy": acc, "acc_lo": acc - 0.02,

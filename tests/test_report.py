@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from synthetic import make_run_folder
 
-from polaris_lib.report import build_compare_report, build_report
+from polaris_lib.report.build import build_compare_report, build_report
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -139,7 +139,7 @@ def test_report_notebook_builds_the_page(runs, tmp_path):
     """06_report.ipynb under papermill (as the runner runs it) on a stored run folder."""
     import papermill as pm
 
-    from polaris_lib import artifacts as A
+    from polaris_lib.artifacts import files as A
 
     run = shutil.copytree(runs[1], tmp_path / "nbrun")
     out = run / "06_report"

@@ -1,4 +1,4 @@
-"""Tests for the grader (polaris_lib/rewards.py, polaris_lib/grading_worker.py) with real math-verify."""
+"""Tests for the grader (polaris_lib/grading/grader.py, polaris_lib/grading/worker.py) with real math-verify."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polaris_lib.rewards import Grader, extract_boxed, grade, make_reward_fn, normalize_gold
+from polaris_lib.grading.grader import Grader, extract_boxed, grade, make_reward_fn, normalize_gold
 
 DATA = Path(os.environ.get("POLARIS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
 BENCHMARKS = ["aime24", "aime25", "amc23", "minerva", "olympiad"]
@@ -279,7 +279,7 @@ def test_usable_in_forked_child(grader):
 
 
 def test_gold_with_several_dollar_spans_is_not_mangled():
-    from polaris_lib.answer_extraction import normalize_gold
+    from polaris_lib.grading.extract import normalize_gold
 
     assert normalize_gold("$69$,$84$") == ("$69$,$84$",)
     assert normalize_gold("$5$") == ("5",)
@@ -288,7 +288,7 @@ def test_gold_with_several_dollar_spans_is_not_mangled():
 def test_reward_fn_accepts_any_alternative_form_from_the_answers_column():
     import numpy as np
 
-    from polaris_lib.rewards import make_reward_fn
+    from polaris_lib.grading.grader import make_reward_fn
 
     fn = make_reward_fn()
     out = fn(

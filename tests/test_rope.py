@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen3Config
 
-from polaris_lib import rope, toy
-from polaris_lib.config import ToyConfig, YarnConfig
+from polaris_lib import toy
+from polaris_lib.config.sections import ToyConfig, YarnConfig
+from polaris_lib.policy import rope
 
 PAPER = YarnConfig(factor=1.5, original_max_position_embeddings=32768, attention_factor=1.0)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polaris_lib import toy, toy_build
-from polaris_lib.config import ToyConfig
-from polaris_lib.sampling import COLUMNS, prompt_texts, resolve_backend, sample
+from polaris_lib import toy
+from polaris_lib.config.sections import ToyConfig
+from polaris_lib.policy.sampling import COLUMNS, prompt_texts, resolve_backend, sample
+from polaris_lib.toy import build as toy_build
 
 SMALL = ToyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1)
 
@@ -136,7 +137,7 @@ def parallel_state(monkeypatch):
 def test_release_engine_shuts_down_tears_down_and_frees(parallel_state):
     import weakref
 
-    from polaris_lib.sampling import LoadedModel, release_engine
+    from polaris_lib.policy.sampling import LoadedModel, release_engine
 
     events = parallel_state
     held = LoadedModel(_fake_llm(events), "tok")
@@ -154,7 +155,7 @@ def test_release_engine_shuts_down_tears_down_and_frees(parallel_state):
 def test_release_engine_calls_what_exists_tolerates_the_rest(parallel_state, monkeypatch, caplog):
     import sys
 
-    from polaris_lib.sampling import LoadedModel, release_engine
+    from polaris_lib.policy.sampling import LoadedModel, release_engine
 
     events = parallel_state
     every = LoadedModel(_fake_llm(events, close=True, executor=True), None)
@@ -177,7 +178,7 @@ def test_release_engine_calls_what_exists_tolerates_the_rest(parallel_state, mon
 def test_loaded_model_releases_vllm_engines_only(parallel_state, monkeypatch):
     from types import SimpleNamespace
 
-    from polaris_lib import sampling
+    from polaris_lib.policy import sampling
 
     events = parallel_state
     with sampling.loaded_model((_fake_llm(events), "tok")) as m:
@@ -202,7 +203,7 @@ def test_vllm_engines_in_sequence_give_their_memory_back():
     the second unless the first's memory came back (loaded_model -> release_engine)."""
     from vllm import LLM
 
-    from polaris_lib.sampling import loaded_model
+    from polaris_lib.policy.sampling import loaded_model
 
     path, probs = toy_build.build_toy_world(ToyConfig()), toy.make_problems(ToyConfig(), "test", 2)
     free_before = torch.cuda.mem_get_info()[0]

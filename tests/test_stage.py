@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from tiny_model import random_qwen3
 
-from polaris_lib import artifacts, stage
-from polaris_lib.overrides import resolve
-from polaris_lib.rescue import RESCUE_FILE
+from polaris_lib.artifacts import files as artifacts
+from polaris_lib.config.overrides import resolve
+from polaris_lib.training import stage
+from polaris_lib.training.rescue import RESCUE_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,7 @@ def test_steps_table_one_row_per_step():
 
 
 def test_drop_easy_writes_next_stage_data(tmp_path):
-    if not hasattr(pytest.importorskip("polaris_lib.easy_drop"), "easy_drop"):
+    if not hasattr(pytest.importorskip("polaris_lib.training.easy_drop"), "easy_drop"):
         pytest.skip("easy_drop.easy_drop not written yet")
     cfg = _cfg(tmp_path)
     out = artifacts.step_dir(tmp_path, artifacts.STAGE, 1)
@@ -105,8 +106,9 @@ def test_drop_easy_writes_next_stage_data(tmp_path):
 RUNNER = """
 import os, signal, sys
 from transformers import TrainerCallback
-from polaris_lib import artifacts, stage
-from polaris_lib.overrides import resolve
+from polaris_lib.artifacts import files as artifacts
+from polaris_lib.training import stage
+from polaris_lib.config.overrides import resolve
 
 class CrashAfterSave(TrainerCallback):
     # SIGKILL right after a checkpoint is on disk: a crash at a known step, however fast
@@ -190,7 +192,7 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     assert summary["steps"] == 6 and summary["resumed_from"]
     steps = pd.read_parquet(artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "steps.parquet")
     assert steps.step.tolist() == [1, 2, 3, 4, 5, 6]
-    from polaris_lib.models import load_policy
+    from polaris_lib.policy.load import load_policy
 
     cfg = _cfg(run_dir, **{"model.name_or_path": str(tiny_model_dir)})
     model, _ = load_policy(cfg.model, checkpoint=str(final))  # the next stage can load it

@@ -8,9 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from polaris_lib import toy, toy_build
-from polaris_lib.config import ConfigError, ToyConfig
-from polaris_lib.rewards import grade
+from polaris_lib import toy
+from polaris_lib.config.sections import ConfigError, ToyConfig
+from polaris_lib.grading.grader import grade
+from polaris_lib.toy import build as toy_build
 
 # A world small enough to build in a few seconds: checks the machinery, not the accuracy band.
 FAST = dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, warmstart_steps=3)

@@ -2,8 +2,9 @@
 
 import time
 
-from polaris_lib import toy, toy_build
-from polaris_lib.config import ToyConfig
+from polaris_lib import toy
+from polaris_lib.config.sections import ToyConfig
+from polaris_lib.toy import build as toy_build
 
 
 def test_shipped_world_matches_the_default_config():

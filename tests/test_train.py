@@ -10,10 +10,10 @@ import pytest
 import torch
 from tiny_model import random_qwen3
 
-from polaris_lib import artifacts
-from polaris_lib.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
-from polaris_lib.reward_log import trim_reward_log
-from polaris_lib.substitution import (
+from polaris_lib.artifacts import files as artifacts
+from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
+from polaris_lib.training.reward_log import trim_reward_log
+from polaris_lib.training.substitution import (
     ALL0,
     ALL1,
     MIXED,
@@ -25,7 +25,7 @@ from polaris_lib.substitution import (
     plan_donors,
     substitute,
 )
-from polaris_lib.train import PolarisGRPOTrainer, PolarisOptions
+from polaris_lib.training.trainer import PolarisGRPOTrainer, PolarisOptions
 
 N = 4  # group size in the hand-made batches
 
@@ -220,8 +220,8 @@ def test_grpo_kwargs_are_grpoconfig_fields():
 
     from trl import GRPOConfig
 
-    from polaris_lib.grpo_config import grpo_kwargs
-    from polaris_lib.presets import get_preset
+    from polaris_lib.config.presets import get_preset
+    from polaris_lib.training.grpo_config import grpo_kwargs
 
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     for preset in ("tiny", "qwen3-4b-paper"):
@@ -230,7 +230,7 @@ def test_grpo_kwargs_are_grpoconfig_fields():
 
 
 def test_cpu_logprob_fallback_matches_log_softmax():
-    from polaris_lib.trl_compat import torch_chunked_logprob
+    from polaris_lib.training.trl_compat import torch_chunked_logprob
 
     torch.manual_seed(0)
     h, w, b = torch.randn(5, 8), torch.randn(11, 8), torch.randn(11)
@@ -408,7 +408,7 @@ class _FakeRanks:
 def test_substitution_across_ranks_equals_single_process():
     """4 ranks x 6 rows, groups of 4: groups straddle ranks. Gather -> substitute -> slice gives
     every rank exactly the rows one process would have given it."""
-    from polaris_lib.substitution import PROMPT_KEYS, gather_rows, local_rows
+    from polaris_lib.training.substitution import PROMPT_KEYS, gather_rows, local_rows
 
     batch = _batch(REWARDS)
     del batch["num_items_in_batch"]

@@ -1,0 +1,27 @@
+"""The run folder: the only interface between pipeline steps (atomic files, layout, manifest)."""
+
+from polaris_lib.artifacts.files import (
+    CURATE,
+    DONE_FILE,
+    EVAL,
+    LENGTH,
+    PROBE,
+    REPORT,
+    STAGE,
+    STAGED_STEPS,
+    append_jsonl,
+    checkpoint_dir,
+    finish_step,
+    policy_checkpoint,
+    read_json,
+    read_jsonl,
+    read_parquet,
+    rewrite_jsonl,
+    save_figure,
+    step_dir,
+    step_done,
+    update_metrics,
+    write_config,
+    write_json,
+    write_parquet,
+)

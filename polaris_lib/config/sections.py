@@ -1,0 +1,442 @@
+"""Typed configuration for every step of the POLARIS recipe (RECIPE.md §1-7).
+
+One dataclass per pipeline step; one line of documentation under each field (CleanRL style);
+`__post_init__` validates combinations and fails fast with a message a user can act on.
+Presets (`presets.py`) fill these in; notebooks override single fields from their parameters cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from polaris_lib.data.prompt import INSTRUCTION_SUFFIX
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, with a message saying what to change."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class ToyConfig:
+    """The embedded toy world (polaris_lib/toy/task.py): task, tiny Qwen3 model and warm start."""
+
+    seed: int = 0
+    """Seed for the task generator, the model init and the warm start (all deterministic on CPU)."""
+    min_terms: int = 2
+    """Fewest numbers in a toy problem (difficulty knob: more terms = longer trace, harder)."""
+    max_terms: int = 8
+    """Most numbers in a toy problem (8 terms: a ~76-token response, past stage 1's budget)."""
+    max_value: int = 5
+    """Largest operand value (operands are 1..max_value; 5 keeps the addition table small enough
+    to learn in the 600-step warm start, 9 did not)."""
+    modulus: int = 0
+    """0 = plain sums; m >= 2 = sums modulo m (single-digit steps, but modular addition was not
+    learned at all in 600 warm-start steps: grokking-slow, so it is off by default)."""
+    hidden_size: int = 128
+    """Hidden size of the tiny Qwen3 model (the issue caps it at 256)."""
+    intermediate_size: int = 256
+    """MLP width of the tiny model (2 x hidden keeps a warm-start step cheap on a CPU)."""
+    num_layers: int = 2
+    """Transformer layers of the tiny model."""
+    num_heads: int = 4
+    """Attention heads of the tiny model."""
+    num_kv_heads: int = 2
+    """Key/value heads (grouped-query attention, as in Qwen3)."""
+    max_position_embeddings: int = 128
+    """Context the toy model is built with (its 'pre-training' context; 8-term items fit, 10 don't)."""
+    rope_theta: float = 10000.0
+    """RoPE base frequency of the toy model."""
+    warmstart_steps: int = 900
+    """Supervised warm-start steps: short on purpose, so the policy is neither hopeless nor perfect."""
+    warmstart_lr: float = 3e-3
+    """Warm-start peak learning rate (linear warm-up, cosine decay)."""
+    warmstart_batch_size: int = 64
+    """Warm-start batch size (sequences)."""
+    warmstart_max_terms: int = 8
+    """Hardest problems shown during warm start."""
+    warmstart_noise: float = 0.04
+    """Per-step error rate of the warm start's sloppy teacher (doubled on a carry): the policy
+    learns the right mode with calibrated mistakes, which T=1 sampling makes and RL removes."""
+    warmstart_shortcut: float = 0.8
+    """How often the warm-start teacher skips the work and guesses (`<think>~N</think>`) on the
+    hardest items; never on the easiest, linear in between (long sums tempt the shortcut). The
+    policy learns to sometimes guess, and RL learns when working it out pays: a behaviour choice,
+    as in real reasoning models. 0 = always work it out."""
+    shortcut_accuracy: float = 0.6
+    """How often the teacher's guess is right on 2 terms (0.1 less per extra term, at least 0.05);
+    a wrong guess is off by 1 to 3."""
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.min_terms <= self.max_terms, "toy: need 2 <= min_terms <= max_terms")
+        _require(
+            self.min_terms <= self.warmstart_max_terms,
+            "toy: warmstart_max_terms must be >= min_terms",
+        )
+        _require(1 <= self.max_value <= 9, "toy: max_value must be a single digit (1..9)")
+        _require(0.0 <= self.warmstart_shortcut < 1.0, "toy: warmstart_shortcut must be in [0, 1)")
+        _require(0.0 <= self.shortcut_accuracy <= 1.0, "toy: shortcut_accuracy must be in [0, 1]")
+        _require(self.hidden_size <= 256, "toy: hidden_size must be <= 256 (a CPU-sized model)")
+        _require(
+            self.hidden_size % self.num_heads == 0,
+            "toy: hidden_size must be divisible by num_heads",
+        )
+        _require(
+            self.num_heads % self.num_kv_heads == 0,
+            "toy: num_heads must be divisible by num_kv_heads",
+        )
+        _require(self.modulus == 0 or self.modulus >= 2, "toy: modulus must be 0 (off) or >= 2")
+        _require(0.0 <= self.warmstart_noise < 0.5, "toy: warmstart_noise must be in [0, 0.5)")
+        _require(self.warmstart_steps >= 1, "toy: warmstart_steps must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    """Which policy to load and on what backend (polaris_lib/policy/load.py)."""
+
+    name_or_path: str = "toy"
+    """Hub id, local folder, or "toy" for the kit's own tiny model (built by polaris_lib.toy.task)."""
+    backend: Literal["transformers", "unsloth"] = "transformers"
+    """transformers (CPU or GPU, plain TRL) or unsloth (GPU only: LoRA + vLLM fast_inference)."""
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    """Where to run; auto = cuda when available, else cpu."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights/compute dtype; bf16 on GPU, float32 on CPU (bf16 gives no speed-up there)."""
+    thinking: bool = True
+    """Thinking model: a response must close </think> before its answer counts."""
+    instruction_suffix: str = INSTRUCTION_SUFFIX
+    """Appended once to every problem (RECIPE.md §7)."""
+    max_context: int = 40960
+    """Native context of the model (max_position_embeddings); stages must fit unless YaRN is on."""
+    lora_rank: int = 0
+    """LoRA rank; 0 = full fine-tuning (CPU toy, paper presets)."""
+    lora_alpha: int = 0
+    """LoRA alpha; 0 = 2 x rank (Unsloth's GRPO notebooks)."""
+    load_in_4bit: bool = False
+    """Load the base weights in 4 bit (Unsloth/bitsandbytes, GPU only)."""
+    use_vllm: bool = False
+    """Roll out with vLLM (Unsloth fast_inference colocated); GPU only."""
+    gpu_memory_utilization: float = 0.6
+    """Fraction of GPU memory vLLM may take for weights + KV cache when colocated."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (needed at long lengths on a 24 GB GPU; TRL 1.15 defaults
+    it on, so it is always passed explicitly)."""
+
+    def __post_init__(self) -> None:
+        _require(self.lora_rank >= 0, "model: lora_rank must be >= 0 (0 = full fine-tuning)")
+        _require(
+            0.05 <= self.gpu_memory_utilization <= 0.95,
+            "model: gpu_memory_utilization must be within [0.05, 0.95]",
+        )
+        if self.backend == "unsloth":
+            _require(
+                self.device != "cpu",
+                "model: the unsloth backend needs a GPU; use preset 'tiny' on CPU",
+            )
+        if self.use_vllm or self.load_in_4bit:
+            _require(
+                self.device != "cpu",
+                "model: use_vllm / load_in_4bit need a CUDA GPU; on CPU use preset 'tiny' or set "
+                "use_vllm=False, load_in_4bit=False",
+            )
+
+
+@dataclass
+class ProbeConfig:
+    """Temperature probe (RECIPE.md §1): accuracy and distinct-4 over a temperature grid."""
+
+    dataset: str = "aime24"
+    """Catalog name of the probe problems (the paper probed on AIME24)."""
+    n_problems: int = 30
+    """Problems to probe (first n after a seeded shuffle); 0 = all."""
+    n_samples: int = 16
+    """Samples per problem and temperature (paper: 16)."""
+    temperatures: list[float] = field(
+        default_factory=lambda: [0.6, 0.8, 1.0, 1.2, 1.3, 1.4, 1.45, 1.5, 1.55, 1.6]
+    )
+    """Grid of temperatures to probe, ascending."""
+    top_p: float = 1.0
+    """Nucleus cut-off during the probe (paper rollouts: 1.0)."""
+    top_k: int = 0
+    """Top-k during the probe; 0 = disabled (paper rollouts)."""
+    max_new_tokens: int = 32768
+    """Response budget during the probe."""
+    robust_tolerance: float = 0.03
+    """Accuracy may sit this far (absolute) below the grid's best and still count as 'robust'."""
+    collapse_drop: float = 0.10
+    """Accuracy more than this below the best marks the collapse zone."""
+    match_tolerance: float = 0.02
+    """Re-probe (stage > 1): distinct-4 within this of the previous stage's counts as a match."""
+    override_temperature: float | None = None
+    """Use this temperature instead of the automatic choice (recorded as an override)."""
+
+    def __post_init__(self) -> None:
+        _require(len(self.temperatures) >= 2, "probe: need at least two temperatures in the grid")
+        _require(
+            list(self.temperatures) == sorted(self.temperatures),
+            "probe: temperatures must be ascending",
+        )
+        _require(all(t > 0 for t in self.temperatures), "probe: temperatures must be > 0")
+        _require(self.n_samples >= 2, "probe: n_samples must be >= 2 (distinct-4 pools samples)")
+        _require(
+            0 <= self.robust_tolerance < self.collapse_drop,
+            "probe: need 0 <= robust_tolerance < collapse_drop",
+        )
+
+
+@dataclass
+class CurationConfig:
+    """Difficulty curation (RECIPE.md §2): pass rate k/8 by the policy being trained."""
+
+    pool: str = "polaris53k"
+    """Catalog name of the training pool."""
+    max_problems: int = 0
+    """Cap on pool size (seeded sample); 0 = whole pool."""
+    samples_per_problem: int = 8
+    """Samples used to estimate the pass rate k/n (paper: 8)."""
+    drop_solved_all: bool = True
+    """Drop problems solved n/n (paper: yes; keep 0/n)."""
+    easy_drop_threshold: float = 0.9
+    """Between stages: drop problems whose mean reward over the stage is above this (paper 0.9)."""
+    max_new_tokens: int = 32768
+    """Response budget while estimating pass rates."""
+    checkpoint_every: int = 256
+    """Problems between partial-progress checkpoints (a crash resumes from the last one)."""
+
+    def __post_init__(self) -> None:
+        _require(self.samples_per_problem >= 1, "curation: samples_per_problem must be >= 1")
+        _require(
+            0.0 < self.easy_drop_threshold <= 1.0,
+            "curation: easy_drop_threshold must be in (0, 1]",
+        )
+
+
+@dataclass
+class StageConfig:
+    """One GRPO stage (RECIPE.md §3-5): its length, temperature and the POLARIS tricks."""
+
+    stage: int = 1
+    """Stage number (1-based); stage k starts from stage k-1's checkpoint."""
+    max_steps: int = 450
+    """Optimizer steps in this stage (Qwen3-4B: 450 / 150 / ~100)."""
+    max_prompt_length: int = 1024
+    """Prompt tokens (paper: <= 1024)."""
+    max_completion_length: int = 39936
+    """Response tokens in this stage (Qwen3-4B stage 1: 40K total = 39,936 response)."""
+    temperature: float | None = None
+    """Rollout temperature; None = the probe's choice for this stage."""
+    top_p: float = 1.0
+    """Rollout top-p (paper: 1.0)."""
+    top_k: int = 0
+    """Rollout top-k; 0 = disabled (paper)."""
+    group_size: int = 8
+    """Rollouts per prompt, GRPO's n (paper: 8)."""
+    prompts_per_step: int = 128
+    """Prompts per optimizer step (paper: 128 -> 1,024 trajectories)."""
+    per_device_batch_size: int = 8
+    """Rows per forward/backward micro-batch per device; gradient accumulation covers the rest."""
+    learning_rate: float = 1e-6
+    """AdamW learning rate, constant (paper: 1e-6)."""
+    lr_scheduler: str = "constant"
+    """Learning-rate schedule (paper: constant)."""
+    warmup_steps: int = 0
+    """Warm-up steps (paper: none)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (paper: 0.01)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (paper: 1.0)."""
+    clip_low: float = 0.2
+    """PPO clip epsilon below 1 (paper: 0.2)."""
+    clip_high: float = 0.28
+    """PPO clip epsilon above 1, 'clip-higher' (paper: 0.28)."""
+    kl_beta: float = 0.0
+    """KL coefficient; 0 = no reference model is loaded (paper: no KL)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus coefficient (paper: none, 0); TRL's entropy_coef, set explicitly."""
+    loss_type: str = "dapo"
+    """Loss aggregation; dapo = token-mean over the whole batch (paper)."""
+    scale_rewards: str = "group"
+    """Advantage normalisation: (r - mean) / (std + eps) within the group (GRPO)."""
+    mask_truncated_completions: bool = False
+    """Exclude truncated responses from the loss (the paper does not; set explicitly)."""
+    substitution: bool = True
+    """Intra-batch informative substitution of all-0/all-1 groups by copies of mixed groups."""
+    low_mixed_policy: Literal["skip", "train_mixed"] = "skip"
+    """With too few mixed groups: 'skip' the step (authors' code) or 'train_mixed' on what is mixed."""
+    min_mixed_fraction: float = 1.0 / 3.0
+    """'skip' applies when the mixed fraction is <= this (authors' code: 1/3)."""
+    rescue: bool = True
+    """Rollout rescue: swap one failed rollout of an all-0 group for the buffered correct one."""
+    easy_drop: bool = True
+    """Drop problems with stage mean reward > curation.easy_drop_threshold before the next stage."""
+    save_steps: int = 50
+    """Checkpoint every this many steps (resume after a crash)."""
+    seed: int = 0
+    """Seed for this stage's data order and sampling."""
+
+    def __post_init__(self) -> None:
+        _require(self.stage >= 1, "stage: stage numbers start at 1")
+        _require(self.max_steps >= 1, "stage: max_steps must be >= 1")
+        _require(self.group_size >= 2, "stage: group_size must be >= 2 (GRPO needs a group)")
+        rows = self.prompts_per_step * self.group_size
+        _require(
+            rows % self.per_device_batch_size == 0,
+            f"stage {self.stage}: prompts_per_step x group_size = {rows} rollouts per step must be "
+            f"divisible by per_device_batch_size={self.per_device_batch_size}",
+        )
+        _require(
+            0 < self.clip_low < 1 and self.clip_high >= self.clip_low,
+            f"stage {self.stage}: need 0 < clip_low < 1 and clip_high >= clip_low",
+        )
+        _require(self.entropy_coef >= 0.0, f"stage {self.stage}: entropy_coef must be >= 0")
+        _require(self.temperature is None or self.temperature > 0, "stage: temperature must be > 0")
+        _require(0 < self.min_mixed_fraction < 1, "stage: min_mixed_fraction must be in (0, 1)")
+
+    @property
+    def rollouts_per_step(self) -> int:
+        """Trajectories per optimizer step (prompts x group size)."""
+        return self.prompts_per_step * self.group_size
+
+
+@dataclass
+class YarnConfig:
+    """Training-free length extrapolation with YaRN (RECIPE.md §6)."""
+
+    enabled: bool = True
+    """Apply YaRN at evaluation."""
+    factor: float = 1.5
+    """Context scale factor (paper: 1.5)."""
+    original_max_position_embeddings: int = 32768
+    """Pre-training context the factor scales (Qwen3: 32K)."""
+    attention_factor: float = 1.0
+    """YaRN attention temperature; 1.0 disables it (paper: it hurt long reasoning)."""
+    eval_max_lengths: list[int] = field(default_factory=lambda: [32768, 49152, 65536, 98304])
+    """Response budgets for the with/without-YaRN experiment (notebook 04)."""
+    n_problems: int = 30
+    """Problems in the extrapolation experiment; 0 = all."""
+    n_samples: int = 8
+    """Samples per problem in the extrapolation experiment."""
+
+    def __post_init__(self) -> None:
+        _require(self.factor >= 1.0, "yarn: factor must be >= 1 (it extends the context)")
+        _require(self.original_max_position_embeddings > 0, "yarn: original positions must be > 0")
+        _require(self.attention_factor > 0, "yarn: attention_factor must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (RECIPE.md §7): avg@k with intervals, pass@k, lengths."""
+
+    benchmarks: list[str] = field(default_factory=lambda: ["aime24", "aime25"])
+    """Catalog names to evaluate (aime24, aime25, amc23, minerva, olympiad, math500, gsm8k, toy)."""
+    samples: dict[str, int] = field(
+        default_factory=lambda: {
+            "aime24": 32,
+            "aime25": 32,
+            "amc23": 8,
+            "minerva": 4,
+            "olympiad": 4,
+        }
+    )
+    """k for avg@k per benchmark (paper protocol); missing names use default_samples."""
+    default_samples: int = 4
+    """k for benchmarks not in `samples`."""
+    max_problems: int = 0
+    """Cap problems per benchmark (small budgets for harness checks); 0 = all."""
+    temperature: float = 1.4
+    """Sampling temperature (Polaris-4B: 1.4; never above the last training temperature)."""
+    top_p: float = 1.0
+    """Nucleus cut-off (paper eval: 1.0)."""
+    top_k: int = 20
+    """Top-k (paper eval: 20)."""
+    max_new_tokens: int = 90000
+    """Response budget (paper: up to 90K; >= 64K advised)."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples over problems for the 95% interval of avg@k."""
+    checkpoints: list[str] = field(default_factory=lambda: ["base", "final"])
+    """Which checkpoints to evaluate: base, stage1..stageN, final."""
+
+    def __post_init__(self) -> None:
+        _require(len(self.benchmarks) >= 1, "eval: list at least one benchmark")
+        _require(self.temperature > 0, "eval: temperature must be > 0")
+        _require(self.default_samples >= 1, "eval: default_samples must be >= 1")
+
+    def k_for(self, benchmark: str) -> int:
+        """Samples per problem for a benchmark."""
+        return self.samples.get(benchmark, self.default_samples)
+
+
+@dataclass
+class RunConfig:
+    """A whole POLARIS run: model, every step's config, where artifacts go."""
+
+    preset: str = "tiny"
+    """Name of the preset this config was built from."""
+    seed: int = 0
+    """Global seed (each step derives its own from it)."""
+    run_dir: str = "reports/dev"
+    """Folder of this run's artifacts (reports/<run_id>); notebooks read and write only there."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy and its backend."""
+    toy: ToyConfig | None = None
+    """The toy world (tiny preset only)."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    """Temperature probe."""
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    """Difficulty curation."""
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    """GRPO stages in order."""
+    yarn: YarnConfig = field(default_factory=YarnConfig)
+    """Length extrapolation at inference."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation."""
+    notes: str = ""
+    """Free text: where the preset's numbers come from, what it costs on which hardware."""
+
+    def __post_init__(self) -> None:
+        _require(len(self.stages) >= 1, "run: need at least one stage")
+        for i, st in enumerate(self.stages, start=1):
+            _require(
+                st.stage == i, f"run: stages must be numbered 1..N in order (got {st.stage} at {i})"
+            )
+            total = st.max_prompt_length + st.max_completion_length
+            ctx = self.model.max_context
+            if total > ctx and not self.yarn.enabled:
+                raise ConfigError(
+                    f"stage {i}: prompt + response = {total} tokens exceeds the model context "
+                    f"{ctx}; shorten max_completion_length or enable YaRN (yarn.enabled=True)"
+                )
+        if self.model.name_or_path == "toy":
+            _require(
+                self.toy is not None, "run: model 'toy' needs a toy config (use preset 'tiny')"
+            )
+
+    def stage(self, k: int) -> StageConfig:
+        """Config of stage k (1-based)."""
+        _require(
+            1 <= k <= len(self.stages), f"run: no stage {k}; this preset has {len(self.stages)}"
+        )
+        return self.stages[k - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (for config.json and the manifest)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of to_dict."""
+        d = dict(d)
+        d["model"] = ModelConfig(**d["model"])
+        d["toy"] = ToyConfig(**d["toy"]) if d.get("toy") else None
+        d["probe"] = ProbeConfig(**d["probe"])
+        d["curation"] = CurationConfig(**d["curation"])
+        d["stages"] = [StageConfig(**s) for s in d["stages"]]
+        d["yarn"] = YarnConfig(**d["yarn"])
+        d["eval"] = EvalConfig(**d["eval"])
+        return cls(**d)

@@ -1,0 +1,28 @@
+"""Datasets: the catalog and its loaders, the one schema, the one prompt format, verl's parquet."""
+
+from polaris_lib.data.catalog import (
+    CATALOG_PATH,
+    DATA_DIR_ENV,
+    CatalogEntry,
+    DataUnavailableError,
+    catalog_entry,
+    list_datasets,
+    load_dataset,
+    load_file,
+    resolve_data_dir,
+)
+from polaris_lib.data.prompt import (
+    INSTRUCTION_SUFFIX,
+    apply_suffix,
+    build_messages,
+    prompt_texts,
+    strip_suffix,
+)
+from polaris_lib.data.schema import (
+    ValidationReport,
+    gold_answers,
+    normalise_answer,
+    to_schema,
+    validate,
+)
+from polaris_lib.data.verl import read_verl, to_verl

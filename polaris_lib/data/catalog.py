@@ -1,0 +1,261 @@
+"""Dataset catalog, loaders and validation (RECIPE.md §2 data, §7 benchmarks).
+
+Every loader returns one schema: ``problem_id`` (str, "<source>/<original id or row>"),
+``problem`` (str, no instruction suffix), ``answer`` (str, the first accepted form),
+``answers`` (list[str], every accepted form; ``[answer]`` when single), ``source`` (str), plus
+every source column not mapped into the schema. Catalog: ``data/catalog.toml``; conventions:
+``data/README.md``. Local files under ``$POLARIS_DATA_DIR`` take precedence over the hub.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from polaris_lib.data.schema import ANSWER_PARSERS, normalise_frame, to_schema, validate
+from polaris_lib.data.verl import read_verl
+
+log = logging.getLogger(__name__)
+
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "data" / "catalog.toml"
+DATA_DIR_ENV = "POLARIS_DATA_DIR"
+FORMATS = ("parquet", "jsonl", "verl")
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+class DataUnavailableError(RuntimeError):
+    """A dataset has no local copy and the hub cannot be reached."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One dataset of data/catalog.toml (field meanings are documented in that file)."""
+
+    name: str
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    local: str | None = None
+    local_format: str | None = None
+    hub: str | None = None
+    hub_config: str | None = None
+    hub_split: str = "train"
+    columns: dict = field(default_factory=dict)
+    hub_columns: dict | None = None
+    id_column: str | None = None
+    hub_id_column: str | None = None
+    answer_parser: str | None = None
+    eval_k: int | None = None
+    eval_k_source: str | None = None
+    generator: str | None = None
+    role: str = "eval"
+
+    def __post_init__(self):
+        where = f"data/catalog.toml [datasets.{self.name}]"
+        if not (self.local or self.hub or self.generator):
+            raise ValueError(f"{where}: give at least one of local, hub or generator")
+        if self.local and self.local_format not in FORMATS:
+            raise ValueError(
+                f"{where}: local_format must be one of {FORMATS}, got {self.local_format!r}"
+            )
+        if self.answer_parser and self.answer_parser not in ANSWER_PARSERS:
+            raise ValueError(
+                f"{where}: unknown answer_parser {self.answer_parser!r}; known: {sorted(ANSWER_PARSERS)}"
+            )
+        if self.eval_k is not None and self.eval_k < 1:
+            raise ValueError(f"{where}: eval_k must be >= 1, got {self.eval_k}")
+        if self.eval_k_source not in (None, "paper", "kit"):
+            raise ValueError(f"{where}: eval_k_source must be 'paper' or 'kit'")
+
+
+def _read_catalog(path: Path = CATALOG_PATH) -> dict[str, CatalogEntry]:
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)["datasets"]
+    return {
+        name: CatalogEntry(name=name, **{**spec, "aliases": tuple(spec.get("aliases", ()))})
+        for name, spec in raw.items()
+    }
+
+
+def list_datasets() -> list[str]:
+    """Names of the catalog's datasets, in catalog order."""
+    return list(_read_catalog())
+
+
+def catalog_entry(name: str) -> CatalogEntry:
+    """The catalog entry for a name or alias (case-insensitive)."""
+    key = name.lower()
+    for entry in _read_catalog().values():
+        if key == entry.name or key in entry.aliases:
+            return entry
+    raise KeyError(
+        f"unknown dataset {name!r}; the catalog has {list_datasets()} (data/catalog.toml)"
+    )
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local data directory: the argument, else $POLARIS_DATA_DIR, else None."""
+    chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    return Path(chosen).expanduser() if chosen is not None else None
+
+
+# ----------------------------------------------------------------------------- loaders
+def _check(df: pd.DataFrame, name: str, on_invalid: str) -> pd.DataFrame:
+    """Validate; raise, or drop the offending rows with the report logged and attached."""
+    if on_invalid not in ("raise", "drop"):
+        raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    report = validate(df, name=name)
+    if not report.ok:
+        if on_invalid == "raise":
+            raise ValueError(report.message() + "\n(pass on_invalid='drop' to drop these rows)")
+        log.warning("%s\n(dropped)", report.message())
+        df = df.drop(index=df.index[report.bad_rows]).reset_index(drop=True)
+    df.attrs["validation"] = report
+    return df
+
+
+def _read_file(
+    path: Path, fmt: str | None, column_map, source, id_column, answer_parser
+) -> pd.DataFrame:
+    """Read and normalise one file (no validation)."""
+    fmt = fmt or {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix)
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: cannot tell the format; pass format= one of {FORMATS}")
+    raw = pd.read_json(path, lines=True, dtype=False) if fmt == "jsonl" else pd.read_parquet(path)
+    if fmt == "parquet" and {"prompt", "reward_model", "extra_info"} <= set(raw.columns):
+        fmt = "verl"
+    if fmt == "verl":
+        return normalise_frame(read_verl(raw, source=source, default_source=path.stem))
+    return to_schema(
+        raw,
+        source=source or path.stem,
+        column_map=column_map,
+        id_column=id_column,
+        answer_parser=answer_parser,
+    )
+
+
+def load_file(
+    path: str | os.PathLike,
+    format: str | None = None,
+    column_map: dict | None = None,
+    source: str | None = None,
+    *,
+    id_column: str | None = None,
+    answer_parser: str | None = None,
+    on_invalid: str = "raise",
+) -> pd.DataFrame:
+    """Load a parquet, jsonl or verl-parquet file into the schema (format guessed if None).
+
+    A parquet with prompt/reward_model/extra_info columns is read as verl. source defaults to
+    the file stem (verl files written by to_verl carry their own).
+    """
+    path = Path(path)
+    df = _read_file(path, format, column_map, source, id_column, answer_parser)
+    df = _check(df, source or path.stem, on_invalid)
+    df.attrs["origin"] = f"file:{path}"
+    return df
+
+
+def _hub_unavailable(entry: CatalogEntry, why: str) -> DataUnavailableError:
+    if entry.local:
+        fix = f"set {DATA_DIR_ENV} (or pass data_dir=) to a directory containing {entry.local}"
+    else:
+        fix = f"this dataset has no local copy in the catalog: load it once online, or load a file you have with load_file(path); {DATA_DIR_ENV} cannot stand in for it"
+    return DataUnavailableError(
+        f"dataset {entry.name!r}: cannot load {entry.hub!r} from the Hugging Face hub ({why}); {fix}"
+    )
+
+
+def _load_hub(entry: CatalogEntry, split: str | None) -> pd.DataFrame:
+    """The real datasets.load_dataset path (needs the network or a warm HF cache)."""
+    import datasets  # lazy: importing datasets costs seconds
+
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in _OFFLINE_ENV)
+    # datasets reads HF_HUB_OFFLINE at import; if it was set later, calling it would retry the
+    # network for ~25 s before failing, so fail now with the same message.
+    if offline and not datasets.config.HF_HUB_OFFLINE:
+        raise _hub_unavailable(entry, "offline mode is set (HF_HUB_OFFLINE)")
+    try:
+        ds = datasets.load_dataset(entry.hub, entry.hub_config, split=split or entry.hub_split)
+    except Exception as e:  # the hub fails in many types (ConnectionError, HfHubHTTPError, ...)
+        raise _hub_unavailable(entry, f"{type(e).__name__}: {e}") from e
+    id_col = entry.id_column if entry.hub_id_column is None else entry.hub_id_column
+    columns = entry.columns if entry.hub_columns is None else entry.hub_columns
+    return to_schema(
+        ds.to_pandas(),
+        source=entry.name,
+        column_map=columns,
+        id_column=id_col or None,
+        answer_parser=entry.answer_parser,
+    )
+
+
+def _generate(entry: CatalogEntry, split: str | None, kwargs: dict) -> pd.DataFrame:
+    """Generated datasets (the toy task): import the generator lazily and call it.
+
+    toy_cfg (None: the generator's default world), n and seed are passed on, with any other
+    keyword the generator takes (e.g. min_terms for the toy task).
+    """
+    module_name, func_name = entry.generator.split(":")
+    module = importlib.import_module(module_name)
+    cfg = kwargs.pop("toy_cfg", None)
+    if "n" not in kwargs:
+        raise TypeError(f"load_dataset({entry.name!r}) needs n= (how many problems to generate)")
+    df = getattr(module, func_name)(cfg, split or "train", **{"seed": 0, **kwargs})
+    return normalise_frame(
+        df
+    )  # the generator emits the schema; this adds `answers` and fixes the order
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    split: str | None = None,
+    on_invalid: str = "raise",
+    **generator_kwargs,
+) -> pd.DataFrame:
+    """Load a catalog dataset into the schema: local file if present, else the hub.
+
+    limit keeps the first rows in source order (after validation). For generated entries
+    (``toy``) pass toy_cfg=, n=, seed=; split then names the generated split.
+    df.attrs["origin"] says where the rows came from, df.attrs["validation"] holds the report.
+    """
+    entry = catalog_entry(name)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 (or None for all rows), got {limit}")
+    if generator_kwargs and not entry.generator:
+        raise TypeError(f"load_dataset({name!r}): unexpected arguments {sorted(generator_kwargs)}")
+    root = resolve_data_dir(data_dir)
+    local = root / entry.local if root is not None and entry.local else None
+    if entry.generator:
+        df, origin = _generate(entry, split, dict(generator_kwargs)), f"generated:{entry.generator}"
+    elif local is not None and local.is_file():
+        df = _read_file(
+            local,
+            entry.local_format,
+            entry.columns,
+            entry.name,
+            entry.id_column,
+            entry.answer_parser,
+        )
+        origin = f"file:{local}"
+    elif entry.hub:
+        df, origin = _load_hub(entry, split), f"hub:{entry.hub}@{split or entry.hub_split}"
+    else:
+        where = f"{local} does not exist" if local else f"{DATA_DIR_ENV} is not set"
+        raise FileNotFoundError(
+            f"dataset {entry.name!r} is local-only ({entry.local}) and {where}; set {DATA_DIR_ENV} or pass data_dir= pointing at the directory that holds {entry.local}"
+        )
+    df = _check(df, entry.name, on_invalid)
+    if limit is not None:
+        df = df.head(limit).reset_index(drop=True)
+    df.attrs.update(origin=origin, dataset=entry.name)
+    return df

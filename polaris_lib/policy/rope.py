@@ -1,0 +1,98 @@
+"""Training-free length extrapolation with YaRN (RECIPE.md §6), for transformers and vLLM.
+
+In transformers 5 the RoPE settings of a model live in ``config.rope_parameters`` — a dict holding
+``rope_type`` *and* ``rope_theta``. Replacing it with a YaRN dict that forgets ``rope_theta``
+silently drops Qwen3's base of 1e6, so every function here copies the model's own theta across.
+The paper's settings: factor 1.5 over the 32K pre-training context, ``attention_factor`` 1.0
+(YaRN's attention temperature turned off; it hurt long reasoning).
+
+What YaRN does to a model, worth knowing when reading results: it rescales the *low-frequency*
+rotary dimensions by 1/factor at every position, so logits change a little even inside the
+original context (and are unchanged only at the first position, whose rotation is zero);
+high-frequency dimensions are left as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from polaris_lib.config.sections import YarnConfig
+
+
+def _rope_params(config) -> dict:
+    params = getattr(config, "rope_parameters", None)
+    if params is None:  # transformers 4 style configs
+        scaling = getattr(config, "rope_scaling", None) or {}
+        params = {**scaling, "rope_theta": getattr(config, "rope_theta", None)}
+    if "rope_type" not in params and isinstance(next(iter(params.values()), None), dict):
+        raise ValueError("per-layer-type rope_parameters (e.g. Gemma) are not supported by the kit")
+    return dict(params)
+
+
+def yarn_rope_parameters(config, yarn: YarnConfig) -> dict:
+    """The ``rope_parameters`` dict that turns on YaRN for `config`, keeping its rope_theta.
+
+    >>> from transformers import Qwen3Config
+    >>> yarn_rope_parameters(Qwen3Config(rope_parameters={"rope_type": "default",
+    ...     "rope_theta": 1e6}), YarnConfig())["rope_theta"]
+    1000000.0
+    """
+    old = _rope_params(config)
+    theta = old.get("rope_theta")
+    if theta is None:
+        raise ValueError(
+            "the model config has no rope_theta; refusing to build YaRN settings without it "
+            "(it would fall back to a default base and change the model)"
+        )
+    params = {
+        "rope_type": "yarn",
+        "factor": float(yarn.factor),
+        "original_max_position_embeddings": int(yarn.original_max_position_embeddings),
+        "attention_factor": float(yarn.attention_factor),
+        "rope_theta": float(theta),
+    }
+    if "partial_rotary_factor" in old:
+        params["partial_rotary_factor"] = old["partial_rotary_factor"]
+    return params
+
+
+def yarn_max_length(yarn: YarnConfig) -> int:
+    """Context length YaRN extends to: original positions x factor."""
+    return int(yarn.original_max_position_embeddings * yarn.factor)
+
+
+def apply_yarn(config_or_model_path, yarn: YarnConfig):
+    """A new config with YaRN on, for ``from_pretrained(path, config=...)``; input is not modified."""
+    if isinstance(config_or_model_path, (str, Path)):
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(config_or_model_path))
+    else:
+        config = copy.deepcopy(config_or_model_path)
+    config.rope_parameters = yarn_rope_parameters(config, yarn)
+    config.max_position_embeddings = max(config.max_position_embeddings, yarn_max_length(yarn))
+    return config
+
+
+def vllm_hf_overrides(config, yarn: YarnConfig) -> dict:
+    """vLLM ``LLM(hf_overrides=...)`` value that turns on YaRN (pass ``max_model_len`` with it:
+    see `vllm_yarn_kwargs`)."""
+    return {
+        "rope_parameters": yarn_rope_parameters(config, yarn),
+        "max_position_embeddings": max(config.max_position_embeddings, yarn_max_length(yarn)),
+    }
+
+
+def vllm_yarn_kwargs(config, yarn: YarnConfig) -> dict:
+    """Keyword arguments for ``vllm.LLM(...)``: hf_overrides plus the extended max_model_len."""
+    return {"hf_overrides": vllm_hf_overrides(config, yarn), "max_model_len": yarn_max_length(yarn)}
+
+
+def yarn_applied(model) -> bool:
+    """True when the loaded model's config *and* its rotary embedding module use YaRN."""
+    params = getattr(model.config, "rope_parameters", None) or {}
+    if params.get("rope_type") != "yarn":
+        return False
+    rotary = [m for m in model.modules() if type(m).__name__.endswith("RotaryEmbedding")]
+    return bool(rotary) and all(getattr(m, "rope_type", None) == "yarn" for m in rotary)

@@ -1,0 +1,220 @@
+"""The run report's data (06): run folders read lazily, and tidy tables assembled across steps.
+
+Every number comes from a step folder's metrics.json or tidy tables (the run folder is the only
+interface between steps); polaris_lib/report/sections.py turns these tables into sections.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from polaris_lib.artifacts import files as A
+
+# Training metrics plotted on the timeline: label -> column candidates in steps.parquet (TRL log
+# keys first; the first present one is used).
+TRAIN_METRICS = {
+    "reward (mean)": ("reward", "train/reward", "rewards/mean"),
+    "response length (tokens)": ("completions/mean_length", "completion_length", "mean_length"),
+    "truncated fraction": ("completions/clipped_ratio", "truncation_rate"),
+    "mixed groups (fraction)": ("polaris/frac_mixed", "frac_mixed"),
+}
+
+
+@dataclass
+class Run:
+    """One run folder, read lazily: manifest, step folders, their metrics and tables."""
+
+    dir: Path
+    manifest: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Run:
+        run_dir = Path(run_dir)
+        man = run_dir / "manifest.json"
+        return cls(run_dir, A.read_json(man) if man.exists() else {})
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("run_id") or self.dir.name
+
+    @property
+    def n_stages(self) -> int:
+        stages = {s.get("stage") for s in self.manifest.get("steps", []) if s.get("stage")}
+        found = [int(m.group(1)) for p in self.dir.glob(f"{A.STAGE}_stage*")
+                 if (m := re.search(r"stage(\d+)$", p.name))]  # fmt: skip
+        return max([*stages, *found, 0])
+
+    def done(self, step: str) -> bool:
+        return A.step_done(self.dir / step)
+
+    def metrics(self, step: str) -> dict:
+        path = self.dir / step / "metrics.json"
+        return A.read_json(path) if path.exists() else {}
+
+    def table(self, step: str, name: str) -> pd.DataFrame | None:
+        path = self.dir / step / name
+        return pd.read_parquet(path) if path.exists() else None
+
+    def figures(self, step: str) -> list[Path]:
+        return sorted((self.dir / step).glob("fig_*.png"))
+
+    def caption(self) -> str:
+        model = self.config().get("model", {}).get("name_or_path", "?")
+        return (f"run {self.name} · preset {self.manifest.get('preset', '?')} · model {model} "
+                f"· seed {self.manifest.get('seed', '?')}")  # fmt: skip
+
+    def config(self) -> dict:
+        for p in sorted(self.dir.glob("*/config.json")):
+            return A.read_json(p)
+        return {}
+
+
+def probe_name(k: int) -> str:
+    return f"{A.PROBE}_stage{k}"
+
+
+def stage_name(k: int) -> str:
+    return f"{A.STAGE}_stage{k}"
+
+
+# --- tidy tables assembled across steps (and runs) -------------------------------------------
+
+
+def temperatures(runs: list[Run]) -> pd.DataFrame:
+    """Chosen temperature per run and stage, how it was chosen, and distinct-4 there."""
+    rows = []
+    for r in runs:
+        for k in range(1, r.n_stages + 1):
+            m = r.metrics(probe_name(k))
+            if "probe/chosen_temperature" in m and r.done(probe_name(k)):
+                rows.append(dict(run=r.name, stage=k, temperature=m["probe/chosen_temperature"],
+                                 method=m.get("probe/method", ""),
+                                 overridden=m.get("probe/overridden", False),
+                                 distinct4=m.get("probe/distinct4_at_chosen"),
+                                 accuracy=m.get("probe/accuracy_at_chosen")))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def probe_curves(runs: list[Run]) -> pd.DataFrame:
+    frames = []
+    for r in runs:
+        for k in range(1, r.n_stages + 1):
+            t = r.table(probe_name(k), "per_temperature.parquet")
+            if t is not None and r.done(probe_name(k)):
+                frames.append(
+                    t[["temperature", "accuracy", "distinct4"]].assign(run=r.name, stage=k)
+                )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def difficulty(runs: list[Run]) -> pd.DataFrame:
+    """Problems per pass-rate bucket before (pool) and after (curated training set) curation."""
+    rows = []
+    for r in runs:
+        rates, kept = r.table(A.CURATE, "pass_rates.parquet"), r.table(A.CURATE, "curated.parquet")
+        if rates is None or not r.done(A.CURATE):
+            continue
+        n = int(rates["n"].max())
+        after = (kept["pass_rate"] * n).round().astype(int) if kept is not None else pd.Series()
+        for name, ks in (("before: pool", rates["k"].astype(int)), ("after: curated", after)):
+            counts = ks.value_counts().reindex(range(n + 1), fill_value=0)
+            rows += [dict(run=r.name, set=name, k=k, bucket=f"{k}/{n}", problems=int(c))
+                     for k, c in counts.items()]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def training(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps: run, stage, global_step, metric, value) and (boundaries: run, stage, start, end)."""
+    steps, bounds = [], []
+    for r in runs:
+        offset = 0
+        for k in range(1, r.n_stages + 1):
+            t = r.table(stage_name(k), "steps.parquet")
+            if t is None or t.empty:
+                continue
+            step = (
+                t["step"] if "step" in t else t.get("global_step", pd.Series(range(1, len(t) + 1)))
+            )
+            g = offset + step.astype(float).to_numpy()
+            bounds.append(dict(run=r.name, stage=k, start=offset, end=float(g.max())))
+            for label, cands in TRAIN_METRICS.items():
+                col = next((c for c in cands if c in t.columns), None)
+                if col is not None:
+                    steps.append(pd.DataFrame(dict(run=r.name, stage=k, global_step=g,
+                                                   metric=label, value=t[col].astype(float))))  # fmt: skip
+            offset = float(g.max())
+    s = pd.concat(steps, ignore_index=True).dropna(subset=["value"]) if steps else pd.DataFrame()
+    return s, pd.DataFrame(bounds)
+
+
+def easy_drops(runs: list[Run]) -> pd.DataFrame:
+    """Problems kept for the next stage and dropped as easy (> threshold) per stage."""
+    rows = []
+    for r in runs:
+        for k in range(1, r.n_stages + 1):
+            nxt = r.table(stage_name(k), "next_stage_data.parquet")
+            drop = r.table(stage_name(k), "easy_dropped.parquet")
+            if nxt is not None and r.done(stage_name(k)):
+                rows.append(dict(run=r.name, stage=k, kept=len(nxt),
+                                 dropped=0 if drop is None else len(drop)))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary: run, checkpoint, benchmark, k, avg, ci_lo, ci_hi, ...) and the pass@k curves."""
+    from polaris_lib.evaluate import tables as eval_tables
+
+    sums, curves = [], []
+    for r in runs:
+        if not r.done(A.EVAL):
+            continue
+        s, resp = r.table(A.EVAL, "summary.parquet"), r.table(A.EVAL, "responses.parquet")
+        if s is None and resp is not None:
+            s = eval_tables.summarize(resp)
+        c = r.table(A.EVAL, "pass_at_k.parquet")
+        if c is None and resp is not None:
+            c = eval_tables.pass_at_k_curve(resp)
+        if s is not None:
+            sums.append(s.assign(run=r.name))
+        if c is not None:
+            curves.append(c.assign(run=r.name))
+    cat = lambda fs: pd.concat(fs, ignore_index=True) if fs else pd.DataFrame()  # noqa: E731
+    return cat(sums), cat(curves)
+
+
+def yarn(runs: list[Run]) -> pd.DataFrame:
+    frames = [r.table(A.LENGTH, "avg_vs_length.parquet").assign(run=r.name)
+              for r in runs if r.done(A.LENGTH) and r.table(A.LENGTH, "avg_vs_length.parquet") is not None]  # fmt: skip
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def manifest_steps(run: Run) -> pd.DataFrame:
+    """What ran, when and how long, from the manifest (empty when the run has none)."""
+    cols = ["step", "status", "started", "ended", "elapsed_s", "retries", "peak_rss_gb"]
+    rows = [{c: s.get(c) for c in cols} for s in run.manifest.get("steps", [])]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def paper_table(run: Run) -> pd.DataFrame:
+    """The run's avg@k (percent, with interval) beside the paper's, when the model is one of theirs."""
+    from polaris_lib.evaluate import tables as eval_tables
+
+    summary, _ = evaluation([run])
+    if summary.empty:
+        return pd.DataFrame(columns=eval_tables.COMPARISON_COLUMNS)
+    model = run.config().get("model", {}).get("name_or_path", "")
+    return eval_tables.paper_comparison(summary.drop(columns="run"), model)
+
+
+def eval_table(run: Run) -> pd.DataFrame:
+    """Beside the paper when it reports this model; else the run's own avg@k with intervals."""
+    paper = paper_table(run)
+    if not paper.empty:
+        return paper
+    summary, _ = evaluation([run])
+    cols = [c for c in ("checkpoint", "benchmark", "k", "avg", "ci_lo", "ci_hi") if c in summary]
+    return summary[cols].rename(columns={"avg": "avg@k"})

@@ -1,0 +1,230 @@
+"""Sections of the run report: what each shows, in pipeline order (see runs.py for the data).
+
+Each section is (anchor, heading, html). A section whose step has not run says so and the rest
+of the report still builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from polaris_lib.artifacts import files as A
+from polaris_lib.report import figures as P
+from polaris_lib.report import html as H
+from polaris_lib.report.runs import (
+    Run,
+    difficulty,
+    easy_drops,
+    evaluation,
+    manifest_steps,
+    probe_curves,
+    probe_name,
+    stage_name,
+    temperatures,
+    training,
+    yarn,
+)
+
+
+def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
+    """Embed a report figure, and keep a copy in the 06_report folder when building a run."""
+    png = H.png_of(fig)
+    if save_dir is not None:
+        (save_dir / f"fig_{fig_id}.png").write_bytes(png)
+    return H.figure(png, fig_id, caption)
+
+
+def _step_figs(run: Run, step: str, skip: tuple[str, ...] = ()) -> str:
+    figs = [p for p in run.figures(step) if p.name not in skip]
+    return "".join(H.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in figs)
+
+
+def _grid(figs: str) -> str:
+    """Figures side by side (two per row on a wide screen)."""
+    return f'<div class="figs">{figs}</div>' if figs else ""
+
+
+def _status(run: Run, step: str) -> str:
+    rec = next((s for s in run.manifest.get("steps", []) if s.get("step") == step), {})
+    if (run.dir / step).is_dir() and not run.done(step):
+        return f"incomplete ({rec.get('status', 'no completion marker')})"
+    return rec.get("status") if rec.get("status") not in (None, "pending", "done") else "not run"
+
+
+def _probe(run: Run, save: Path | None) -> str:
+    temps = temperatures([run])
+    body = [H.note("The training temperature of each stage: stage 1 at the start of the "
+                   "controlled-exploration zone, later stages matching the previous stage's "
+                   "distinct-4 (RECIPE §1).")]  # fmt: skip
+    if not temps.empty:
+        body.append(H.table(temps.drop(columns="run")))
+        rule = run.metrics(probe_name(1)).get("probe/rule")
+        if rule:
+            body.append(H.details("the rule, as recorded", f"<pre>{H.esc(rule)}</pre>"))
+    figs, missing = [], []
+    for k in range(1, run.n_stages + 1):
+        step = probe_name(k)
+        if run.done(step):
+            figs.append(_step_figs(run, step))
+        else:
+            missing.append(H.not_run(step, _status(run, step)))
+    body += [*missing, _grid("".join(figs))]
+    return "".join(body)
+
+
+def _curate(run: Run, save: Path | None) -> str:
+    if not run.done(A.CURATE):
+        return H.not_run(A.CURATE, _status(run, A.CURATE))
+    m = run.metrics(A.CURATE)
+    keys = ("curate/pool_size", "curate/kept", "curate/dropped_solved_all", "curate/solved_none",
+            "curate/mean_pass_rate", "curate/temperature")  # fmt: skip
+    body = [H.kv_table({k: m[k] for k in keys if k in m})]
+    hist = difficulty([run])
+    if not hist.empty:
+        body.append(_fig(P.difficulty_before_after(hist, run.caption()), "difficulty", save,
+                         "pass-rate histogram of the pool before curation and of the training "
+                         "set after (problems solved n/n dropped)"))  # fmt: skip
+    return "".join(body) + _grid(_step_figs(run, A.CURATE))
+
+
+def _train(run: Run, save: Path | None) -> str:
+    steps, bounds = training([run])
+    body = []
+    if steps.empty:
+        body.append(H.not_run("training curves", "no stage has written steps.parquet yet"))
+    else:
+        body.append(_fig(P.training_timeline(steps, bounds, run.caption()), "training", save,
+                         "all stages on one step axis; shading and dashed lines mark stages"))  # fmt: skip
+    drops = easy_drops([run])
+    if not drops.empty:
+        body.append(_fig(P.easy_drop(drops, run.caption()), "easy_drop", save,
+                         "problems dropped as easy (stage mean reward above the threshold)"))  # fmt: skip
+        body.append(H.table(drops.drop(columns="run")))
+    for k in range(1, run.n_stages + 1):
+        step = stage_name(k)
+        if not run.done(step):
+            body.append(H.not_run(step, _status(run, step)))
+            continue
+        m = {k2: v for k2, v in run.metrics(step).items() if k2.startswith("train/")}
+        body.append(f"<h3>Stage {k}</h3>" + H.details("metrics", H.kv_table(m)))
+        body.append(_grid(_step_figs(run, step)))
+    return "".join(body)
+
+
+def _yarn(run: Run, save: Path | None) -> str:
+    if not run.done(A.LENGTH):
+        return H.not_run(A.LENGTH, _status(run, A.LENGTH))
+    m = run.metrics(A.LENGTH)
+    body = [H.note("avg@k with its 95% interval per response budget, with and without YaRN "
+                   f"(trained length {m.get('yarn/trained_length', '?')} tokens).")]  # fmt: skip
+    avg = yarn([run])
+    if not avg.empty:
+        cell = avg.apply(lambda r: f"{r['avg']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", axis=1)
+        wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
+        body.append(H.table(wide.reset_index().rename(columns=str)))
+    body.append(H.details("all yarn/ metrics", H.kv_table(m)))
+    return "".join(body) + _grid(_step_figs(run, A.LENGTH))
+
+
+def _eval(run: Run, save: Path | None) -> str:
+    if not run.done(A.EVAL):
+        return H.not_run(A.EVAL, _status(run, A.EVAL))
+    from polaris_lib.evaluate import tables as eval_tables
+
+    summary, curve = evaluation([run])
+    body = []
+    if not summary.empty:
+        cols = [c for c in ("checkpoint", "benchmark", "k", "avg", "ci_lo", "ci_hi", "pass_at_k",
+                            "truncation_rate", "mean_len") if c in summary]  # fmt: skip
+        body += [H.note(summary.attrs.get("interval", eval_tables.INTERVAL_METHOD)),
+                 H.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"}))]  # fmt: skip
+        model = run.config().get("model", {}).get("name_or_path", "")
+        paper = eval_tables.paper_comparison(summary, model)
+        if paper.empty:
+            ref = pd.DataFrame(eval_tables.PAPER_RESULTS).T.rename_axis("model").reset_index()
+            body.append(H.note(f"The paper reports no numbers for {model or 'this model'}; for "
+                               "reference, its avg@k (%, RECIPE §7):") + H.table(ref, "{:.1f}"))  # fmt: skip
+        else:
+            body.append(H.table(paper, "{:.1f}"))
+    shown: tuple[str, ...] = ()
+    if not curve.empty:  # the report's own pass@k replaces the step's copy of the same curves
+        body.append(_fig(P.pass_at_k_overlay(curve, run.caption()), "pass_at_k", save,
+                         "unbiased pass@k per checkpoint"))  # fmt: skip
+        shown = ("fig_pass_at_k.png",)
+    return "".join(body) + _grid(_step_figs(run, A.EVAL, skip=shown))
+
+
+def _manifest(run: Run, save: Path | None) -> str:
+    m = run.manifest
+    if not m:
+        return H.not_run("manifest.json", "this folder has no manifest (not made by polaris run)")
+    steps = manifest_steps(run)
+    dev = m.get("device", {})
+    env = {
+        "preset / seed": f"{m.get('preset')} / {m.get('seed')}",
+        "overrides": m.get("overrides") or "none",
+        "git": f"{(m.get('git') or {}).get('commit')} (dirty: {(m.get('git') or {}).get('dirty')})",
+        "device": f"{dev.get('kind')} {dev.get('name', '')}, {dev.get('memory_gb')} GB",
+        "cpu / RAM": f"{dev.get('cpu_count')} cores, {dev.get('ram_gb')} GB",
+        "host": m.get("host"),
+        "python": (m.get("python") or {}).get("version"),
+        "total step time": f"{steps['elapsed_s'].fillna(0).sum() / 60:.1f} min",
+        "peak kernel RSS": f"{steps['peak_rss_gb'].fillna(0).max():.2f} GB",
+    }
+    pk = ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items())
+    return H.kv_table(env) + H.table(steps, "{:.2f}") + H.note(f"packages: {pk}")
+
+
+SINGLE = [
+    ("probe", "1. Temperature probe", _probe),
+    ("curate", "2. Difficulty curation", _curate),
+    ("train", "3. GRPO stages", _train),
+    ("yarn", "4. Length extrapolation (YaRN)", _yarn),
+    ("eval", "5. Evaluation", _eval),
+    ("manifest", "6. What ran, where, how long", _manifest),
+]
+
+
+def single_run_sections(run: Run, save_dir: Path | None) -> list[tuple[str, str, str]]:
+    return [(a, h, fn(run, save_dir)) for a, h, fn in SINGLE]
+
+
+def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
+    """The same views with the runs overlaid (one colour per run)."""
+    cap = " vs ".join(r.caption() for r in runs)
+    out = []
+
+    def add(anchor, heading, table, make, fig_id, note=""):
+        body = (
+            H.not_run(heading, "no run has this step")
+            if table.empty
+            else H.figure(H.png_of(make(table)), fig_id, note)
+        )
+        out.append((anchor, heading, body))
+
+    temps = temperatures(runs)
+    probe_tab = H.table(temps) if not temps.empty else ""
+    curves = probe_curves(runs)
+    add("probe", "1. Temperature probe", curves,
+        lambda t: P.probe_overlay(t, temps, cap), "probe_overlay")  # fmt: skip
+    out[-1] = (out[-1][0], out[-1][1], probe_tab + out[-1][2])
+    add("curate", "2. Difficulty curation", difficulty(runs),
+        lambda t: P.difficulty_before_after(t, cap), "difficulty")  # fmt: skip
+    steps, bounds = training(runs)
+    add("train", "3. GRPO stages", steps, lambda t: P.training_timeline(t, bounds, cap), "training")
+    drops = easy_drops(runs)
+    if not drops.empty:
+        out.append(("drop", "3b. Easy-drop per stage",
+                    H.figure(H.png_of(P.easy_drop(drops, cap)), "easy_drop") + H.table(drops)))  # fmt: skip
+    add("yarn", "4. Length extrapolation (YaRN)", yarn(runs),
+        lambda t: P.yarn_overlay(t, cap), "yarn")  # fmt: skip
+    summary, curve = evaluation(runs)
+    add("eval", "5. Evaluation", summary, lambda t: P.eval_overlay(t, cap), "eval")
+    add("passk", "5b. pass@k", curve, lambda t: P.pass_at_k_overlay(t, cap), "pass_at_k")
+    rows = [dict(run=r.name, preset=r.manifest.get("preset"), seed=r.manifest.get("seed"),
+                 status=r.manifest.get("status"), commit=(r.manifest.get("git") or {}).get("commit"),
+                 minutes=manifest_steps(r)["elapsed_s"].fillna(0).sum() / 60) for r in runs]  # fmt: skip
+    out.append(("manifest", "6. The runs", H.table(pd.DataFrame(rows), "{:.1f}")))
+    return out

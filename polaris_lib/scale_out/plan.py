@@ -1,0 +1,135 @@
+"""GPU memory planner: will a preset's stages fit on one GPU, and what to change if not.
+
+Two layers. The formula layer (`ModelSpec`, `TrainSetup`, `estimate`) takes plain numbers and lives
+in polaris_lib/scale_out/memory.py with its assumptions. This adapter (`plan_run`) reads a
+`RunConfig` and returns one table row per stage, with single changes that would make it fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from polaris_lib.scale_out.memory import (
+    HEADROOM,
+    MODEL_SPECS,
+    Estimate,
+    ModelSpec,
+    TrainSetup,
+    estimate,
+)
+
+
+def setup_for_stage(run, stage) -> TrainSetup:
+    """Map a RunConfig's model and one StageConfig to plain numbers (backend decides the tricks)."""
+    unsloth = run.model.backend == "unsloth"
+    return TrainSetup(
+        prompt_len=stage.max_prompt_length,
+        completion_len=stage.max_completion_length,
+        group_size=stage.group_size,
+        rollouts_per_step=stage.rollouts_per_step,
+        micro_batch_rows=stage.per_device_batch_size,
+        lora_rank=run.model.lora_rank,
+        load_in_4bit=run.model.load_in_4bit,
+        gradient_checkpointing=run.model.gradient_checkpointing,
+        offload_checkpoints=unsloth,
+        # Unsloth's GRPO loss computes log-probs one row at a time (its blog: 78.3 GB -> 9.8 GB
+        # at 8 rows); plain TRL materialises the whole micro-batch's completion logits.
+        logits_chunk_rows=1 if unsloth else None,
+        use_vllm=run.model.use_vllm,
+        shared_vllm_weights=unsloth,
+        gpu_memory_utilization=run.model.gpu_memory_utilization if run.model.use_vllm else None,
+    )
+
+
+def _fits(spec: ModelSpec, s: TrainSetup, gpu_gb: float) -> Estimate | None:
+    """The estimate if its total fits (vLLM's pool size is then a separate, tunable knob)."""
+    est = estimate(spec, s, gpu_gb)
+    return est if est.total <= gpu_gb * (1 - HEADROOM) else None
+
+
+def suggest(spec: ModelSpec, s: TrainSetup, gpu_gb: float) -> list[str]:
+    """Single changes that make the stage fit, each with the total it would reach."""
+    out: list[str] = []
+
+    def tell(label: str, cand: TrainSetup) -> None:
+        est = _fits(spec, cand, gpu_gb)
+        if est is not None:
+            out.append(
+                f"{label}: {est.total:.1f} GB"
+                + (f" with {est.split_problem}" if est.split_problem else "")
+            )
+
+    if s.lora_rank == 0:
+        tell("use LoRA (model.lora_rank=32)", dataclasses.replace(s, lora_rank=32))
+    if not s.load_in_4bit:
+        tell("load in 4 bit (model.load_in_4bit=True)", dataclasses.replace(s, load_in_4bit=True))
+    rows = s.micro_batch_rows // 2
+    while rows >= 1:  # smaller micro-batch: same recipe, more accumulation steps
+        if s.rollouts_per_step % rows == 0 and _fits(
+            spec, dataclasses.replace(s, micro_batch_rows=rows), gpu_gb
+        ):
+            tell(
+                f"per_device_batch_size {s.micro_batch_rows} -> {rows}",
+                dataclasses.replace(s, micro_batch_rows=rows),
+            )
+            break
+        rows //= 2
+    for g in range(s.group_size - 1, 1, -1):  # changes the recipe (paper n = 8): listed after
+        cand = dataclasses.replace(
+            s, group_size=g, rollouts_per_step=s.rollouts_per_step // s.group_size * g
+        )
+        if cand.rollouts_per_step % s.micro_batch_rows == 0 and _fits(spec, cand, gpu_gb):
+            tell(f"group_size {s.group_size} -> {g} (changes the recipe)", cand)
+            break
+    lo, hi = 0, s.completion_len // 256  # largest completion length (multiple of 256) that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        ok = _fits(spec, dataclasses.replace(s, completion_len=mid * 256), gpu_gb)
+        lo, hi = (mid, hi) if ok else (lo, mid - 1)
+    if lo > 0:
+        tell(
+            f"max_completion_length {s.completion_len} -> {lo * 256}",
+            dataclasses.replace(s, completion_len=lo * 256),
+        )
+    est = estimate(spec, s, gpu_gb)
+    if est.split_problem and _fits(spec, s, gpu_gb):
+        out.insert(0, f"{est.split_problem}: {est.total:.1f} GB")
+    if not out:
+        out.append(
+            "no single change fits; combine 4-bit, micro-batch 1 and a shorter length, or use a larger GPU"
+        )
+    return out
+
+
+def spec_for(run) -> ModelSpec:
+    """The ModelSpec of a run's model (the planner covers the GPU presets' models)."""
+    name = run.model.name_or_path
+    if name not in MODEL_SPECS:
+        known = ", ".join(MODEL_SPECS)
+        raise ValueError(
+            f"plan: no architecture numbers for {name!r}; known: {known}. Add a "
+            "ModelSpec from its config.json to polaris_lib.scale_out.memory.MODEL_SPECS"
+        )
+    return MODEL_SPECS[name]
+
+
+def plan_run(run_cfg, gpu_memory_gb: float, spec: ModelSpec | None = None):
+    """One row per stage: memory by component (GB), total, fits, tokens per step, suggestions."""
+    import pandas as pd  # deferred: the formula layer needs no pandas
+
+    spec = spec or spec_for(run_cfg)
+    rows = []
+    for st in run_cfg.stages:
+        s = setup_for_stage(run_cfg, st)
+        est = estimate(spec, s, gpu_memory_gb)
+        rows.append({
+            "stage": st.stage, "seq_len": s.seq_len, "micro_batch": s.micro_batch_rows,
+            "weights_gb": est.weights, "trainable_gb": est.trainable,
+            "activations_gb": est.activations, "logits_gb": est.logits,
+            "kv_cache_gb": est.kv_cache, "vllm_extra_gb": est.vllm_extra,
+            "overhead_gb": est.overhead, "total_gb": est.total, "gpu_gb": gpu_memory_gb,
+            "fits": est.fits, "trainable_params": est.trainable_params,
+            "tokens_per_step": est.tokens_per_step,
+            "suggestions": [] if est.fits else suggest(spec, s, gpu_memory_gb),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
