@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 from polaris_lib.pipeline.steps import parse_value
 
 OUT = Path(__file__).parent / "results" / "ablation.json"
@@ -32,7 +32,7 @@ OUT = Path(__file__).parent / "results" / "ablation.json"
 
 def polaris_arm(cfg, problems, temps, seed_dir: Path) -> str:
     """Three POLARIS stages through polaris_lib.training.stage; returns the final checkpoint."""
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
     from polaris_lib.config.overrides import apply_overrides
     from polaris_lib.training import stage
 
@@ -65,7 +65,7 @@ def plain_arm(cfg, problems, temp: float, seed_dir: Path) -> str:
     run = apply_overrides(
         cfg, {"stages.0.max_steps": total, "stages.0.max_completion_length": last}
     )
-    model, tok = load_policy(run.model, toy_cfg=run.toy, for_training=True)
+    model, tok = load_policy(run, for_training=True)
     args = to_grpo_config(run, 1, temp, str(seed_dir / "trl"), save_strategy="no")
     trainer = GRPOTrainer(
         model=model,

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 
 OUT = Path(__file__).parent / "results" / "eval_throughput.json"
 

@@ -20,7 +20,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 from polaris_lib.grading.grader import Grader, extract_boxed
 
 OUT = Path(__file__).parent / "results" / "grader_adversarial.json"

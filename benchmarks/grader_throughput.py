@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 from polaris_lib.grading.grader import Grader, GradeResult, normalize_gold
 from polaris_lib.grading.pool import default_processes
 

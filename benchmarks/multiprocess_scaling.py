@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "multiprocess.json"
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 def prepare(run_dir: Path, n: int) -> None:
     """A run folder whose 'curated' set is the toy train split (n problems)."""
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
     from polaris_lib.config.presets import get_preset
     from polaris_lib.data import load_dataset
 
@@ -45,7 +45,7 @@ def run(run_dir: Path, processes: int, overrides: dict) -> dict:
     """Train stage 1 once; wall time plus what the run folder recorded."""
     import pandas as pd
 
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
 
     args = ["scripts/train_stage.py", "--preset", "tiny", "--stage", "1", "--run-dir", str(run_dir)]
     for k, v in overrides.items():

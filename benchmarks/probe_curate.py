@@ -1,6 +1,6 @@
 """Wall time and samples/s of the temperature probe and of curation on the tiny preset.
 
-Runs the library path the notebooks use (probe_run.run_probe, curate.run_curation) at the tiny
+Runs the library path the notebooks use (probe.run_probe, curate.run_curation) at the tiny
 preset's sizes in a temporary run folder, and, on the same problems, the obvious alternative:
 one problem's n samples per generate call (batch = n) instead of batches of 64 rows.
 Also records what the runs produced (the probe curve, the chosen temperature, the histogram),
@@ -22,15 +22,13 @@ from pathlib import Path
 
 import torch
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib import curate, probe
+from polaris_lib.artifacts import write_json
 from polaris_lib.config.overrides import apply_overrides
 from polaris_lib.config.presets import get_preset
-from polaris_lib.curate import run as curate
 from polaris_lib.grading import grader as rewards
 from polaris_lib.policy import sampling
 from polaris_lib.policy.load import load_policy
-from polaris_lib.probe import run as probe_run
-from polaris_lib.probe import zones as probe
 
 OUT = Path(__file__).resolve().parent / "results" / "probe_curate.json"
 
@@ -42,7 +40,7 @@ def _alternative(model, tok, problems, n, temperature, max_new_tokens, grader) -
         one = problems.iloc[i : i + 1]
         s = sampling.sample(model, tok, one, n=n, temperature=temperature,
                             max_new_tokens=max_new_tokens, batch_size=n, progress=False)  # fmt: skip
-        probe_run.grade(s, one, grader)
+        probe.grade(s, one, grader)
     return len(problems) * n / (time.perf_counter() - t0)
 
 
@@ -57,19 +55,19 @@ def main() -> None:
         over = {"probe.n_problems": 8, "probe.n_samples": 4, "curation.max_problems": 32}
     with tempfile.TemporaryDirectory() as run_dir:
         run = apply_overrides(get_preset("tiny"), {**over, "run_dir": run_dir})
-        model, tok = load_policy(run.model, toy_cfg=run.toy)
+        model, tok = load_policy(run)
         grader = rewards.default_grader(thinking=run.model.thinking)
         grader.grade("<think>.</think>\\boxed{1}", "1")  # start the grading workers off the clock
 
-        problems = probe_run.probe_problems(run)
+        problems = probe.probe_problems(run)
         out = Path(run_dir) / "probe"
         t0 = time.perf_counter()
-        samples = probe_run.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
+        samples = probe.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
         probe_s = time.perf_counter() - t0
-        table = probe_run.per_temperature(samples, seed=run.seed)
-        decision = probe.decide(table, run.probe)
+        table = probe.per_temperature(samples, seed=run.seed)
+        decision = probe.choose_temperature(table, run.probe)
         t0 = time.perf_counter()
-        probe_run.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
+        probe.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
         resume_s = time.perf_counter() - t0  # every temperature already on disk
 
         temperature = decision["probe/chosen_temperature"]

@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 
 OUT = Path(__file__).parent / "results" / "sampling_throughput.json"
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 from polaris_lib.pipeline.steps import parse_value
 
 OUT = Path(__file__).parent / "results" / "toy_stages.json"
@@ -47,7 +47,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
     from polaris_lib.config.overrides import resolve
     from polaris_lib.toy import make_problems
     from polaris_lib.training import heldout as stage_eval

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from polaris_lib.artifacts.files import write_json
+from polaris_lib.artifacts import write_json
 
 OUT = Path(__file__).parent / "results" / "toy_world.json"
 

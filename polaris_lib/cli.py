@@ -13,11 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from polaris_lib.config import apply_overrides, get_preset
+from polaris_lib.config.presets import PRESETS
 from polaris_lib.config.sections import ConfigError
+from polaris_lib.data import DataUnavailableError
+from polaris_lib.pipeline.jupyter_kernel import register_lab_kernel
+from polaris_lib.pipeline.runner import StepFailed, parse_value, run_pipeline
+from polaris_lib.pipeline.steps import QUICK_OVERRIDES
+from polaris_lib.report.build import build_compare_report, build_report
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict | None:
-    from polaris_lib.pipeline.runner import parse_value
 
     if pairs is None:
         return None
@@ -40,7 +46,6 @@ def _add_override_arg(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from polaris_lib.config.presets import PRESETS
 
     ap = argparse.ArgumentParser(prog="polaris", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -93,8 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from polaris_lib.pipeline.runner import StepFailed, run_pipeline
-    from polaris_lib.pipeline.steps import QUICK_OVERRIDES
 
     overrides = _overrides(a.param)
     if a.quick:
@@ -127,7 +130,6 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from polaris_lib.config import apply_overrides, get_preset
 
     try:
         from polaris_lib.scale_out.plan import plan_run
@@ -166,7 +168,6 @@ def format_plan(table) -> str:
 
 
 def _compare(run_ids: list[str], reports_dir: str, out: str | None) -> Path:
-    from polaris_lib.report.build import build_compare_report
 
     out_dir = Path(out) if out else Path(reports_dir) / ("compare-" + "-".join(run_ids))
     path = build_compare_report([Path(reports_dir) / r for r in run_ids], out_dir)
@@ -189,7 +190,6 @@ def cmd_report(a: argparse.Namespace) -> int:
     if a.compare:
         _compare(ids, a.reports_dir, a.out)
         return 0
-    from polaris_lib.report.build import build_report
 
     path = build_report(Path(a.reports_dir) / ids[0], Path(a.out) if a.out else None)
     print(f"[polaris] report: {path}")
@@ -206,7 +206,6 @@ def cmd_export(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from polaris_lib.data import DataUnavailableError
 
     if a.preset is None and a.run_dir is None:
         print("polaris export: give --preset NAME or --run-dir RUN", file=sys.stderr)
@@ -230,7 +229,6 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_kernel(a: argparse.Namespace) -> int:
-    from polaris_lib.pipeline.jupyter_kernel import register_lab_kernel
 
     python = register_lab_kernel(a.name, user=a.user)
     print(f"[polaris] kernel {a.name!r} registered: {python}")

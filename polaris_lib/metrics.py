@@ -1,7 +1,11 @@
 """Evaluation and probe metrics (RECIPE §1 distinct-4, §5 truncation rate, §7 avg@k / pass@k).
 
-Pure functions over plain arrays, plus thin wrappers over a tidy samples table with columns
-``problem_id, sample_idx, correct, text, truncated`` (one row per sampled response).
+Pure functions over plain arrays, and summary tables of a tidy responses table (one row per
+sampled response: checkpoint, benchmark, problem_id, sample_idx, text, n_tokens, truncated,
+correct, reason). Every number in notebooks 04-05 and the report comes from these functions, so a
+regraded table re-summarises. The 95% interval of avg@k is a percentile bootstrap over *problems*
+(`bootstrap_ci`) of each problem's mean over its k samples: problems are what a benchmark draws,
+samples are not independent of their problem.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-REQUIRED = ("problem_id", "sample_idx", "correct")
+REQUIRED_COLUMNS = ("problem_id", "sample_idx", "correct")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -26,16 +30,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         return 1.0
     # C(n-c,k)/C(n,k) = prod_{i=n-c+1}^{n} (1 - k/i): no huge binomials, no cancellation.
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def avg_at_k(correct: Sequence[Sequence[float]]) -> float:
-    """Mean over problems of each problem's mean correctness over its k samples (None rows skipped).
-
-    >>> avg_at_k([[1, 0, 0, 1], [1, 1, 1, 1]])
-    0.75
-    """
-    per_problem = [np.nanmean(np.asarray(row, dtype=float)) for row in correct if len(row)]
-    return float(np.nanmean(per_problem)) if per_problem else float("nan")
 
 
 def distinct_n(texts: Sequence[str], n: int = 4) -> float:
@@ -70,20 +64,6 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def has_boxed(text: str) -> bool:
-    """Whether a response contains any ``\\boxed`` (the format the reward requires)."""
-    return "\\boxed" in text
-
-
-def format_error_rate(texts: Sequence[str]) -> float:
-    r"""Fraction of responses without any ``\boxed``.
-
-    >>> format_error_rate(["\\boxed{1}", "no box"])
-    0.5
-    """
-    return float(np.mean([not has_boxed(t) for t in texts])) if len(texts) else float("nan")
-
-
 def truncation_rate(truncated: Sequence[bool]) -> float:
     """Fraction of responses cut at the length limit.
 
@@ -101,38 +81,111 @@ def _check(df: pd.DataFrame, cols: Sequence[str]) -> None:
 
 def per_problem(df: pd.DataFrame) -> pd.DataFrame:
     """One row per problem: n samples, c correct (None/NaN ignored), mean correctness."""
-    _check(df, REQUIRED)
+    _check(df, REQUIRED_COLUMNS)
     correct = pd.to_numeric(df["correct"], errors="coerce")
     g = correct.groupby(df["problem_id"], sort=True)
     return pd.DataFrame({"n": g.count(), "c": g.sum().astype(int), "accuracy": g.mean()})
 
 
-def summarize(df: pd.DataFrame, ks: Sequence[int] = (1,), n_boot: int = 1000) -> dict[str, float]:
-    """avg@k, pass@k, CI, solve-none/all, distinct-4, truncation and format-error rates of a table.
+# ----------------------------------------------------------------------------- responses tables
+INTERVAL_METHOD = "95% percentile bootstrap over problems (per-problem mean over k samples)"
 
-    k for avg@k is the largest sample count seen; pass@k skips problems with fewer than k samples.
+
+PAIR = ["checkpoint", "benchmark"]
+
+
+FORMAT_REASONS = ("no_think_close", "no_boxed", "answer_too_long")
+"""Grader reasons that mean a finished response broke the answer format (rewards.py)."""
+
+
+def _samples_per_problem(g: pd.DataFrame) -> int:
+    """k of one pair; every problem must have the same number of distinct samples."""
+    dup = g[g.duplicated(["problem_id", "sample_idx"])]
+    if len(dup):
+        raise ValueError(
+            f"duplicate (problem_id, sample_idx) rows: {dup.problem_id.head(5).tolist()}"
+        )
+    counts = g.groupby("problem_id").size()
+    if counts.nunique() > 1:
+        short = counts[counts < counts.max()].index[:5].tolist()
+        raise ValueError(f"problems with fewer than {counts.max()} samples: {short}")
+    return int(counts.iloc[0])
+
+
+def summarize(responses: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per (checkpoint, benchmark): avg@k, interval, pass@k, solve counts, lengths, rates.
+
+    format_error_rate counts finished (untruncated) responses the grader rejected for format;
+    truncated responses are counted by truncation_rate instead; ungraded = gold unparseable.
     """
-    pp = per_problem(df)
-    k_all = int(pp["n"].max()) if len(pp) else 0
-    lo, hi = bootstrap_ci(pp["accuracy"].to_numpy(), n_boot=n_boot)
-    out = {
-        f"avg@{k_all}": float(pp["accuracy"].mean()),
-        "avg_ci_lo": lo,
-        "avg_ci_hi": hi,
-        "solve_none": int((pp["c"] == 0).sum()),
-        "solve_all": int((pp["c"] == pp["n"]).sum()),
-        "problems": len(pp),
-        "ungraded": int(pd.to_numeric(df["correct"], errors="coerce").isna().sum()),
-    }
-    for k in ks:
-        ok = pp[pp["n"] >= k]
-        vals = [pass_at_k(int(n), int(c), k) for n, c in zip(ok["n"], ok["c"], strict=True)]
-        out[f"pass@{k}"] = float(np.mean(vals)) if vals else float("nan")
-    if "text" in df.columns:
-        texts = df["text"].fillna("").astype(str)
-        d4 = [distinct_n(list(t), 4) for _, t in texts.groupby(df["problem_id"], sort=True)]
-        out["distinct4"] = float(np.nanmean(d4)) if len(d4) else float("nan")
-        out["format_error_rate"] = format_error_rate(texts)
-    if "truncated" in df.columns:
-        out["truncation_rate"] = truncation_rate(df["truncated"])
+    rows = []
+    for (ck, b), g in responses.groupby(PAIR, sort=False):
+        k = _samples_per_problem(g)
+        pp = per_problem(g)
+        lo, hi = bootstrap_ci(pp["accuracy"].to_numpy(), n_boot=n_boot, seed=seed)
+        length = g["n_tokens"].astype(float)
+        trunc = g["truncated"].astype(bool)
+        fmt = g["reason"].isin(FORMAT_REASONS) & ~trunc
+        rows.append(dict(
+            checkpoint=ck, benchmark=b, k=k, problems=len(pp), responses=len(g),
+            avg=float(pp["accuracy"].mean()), ci_lo=lo, ci_hi=hi,
+            pass_at_k=_mean_pass(pp, k), solve_none=int((pp["c"] == 0).sum()),
+            solve_all=int((pp["c"] == pp["n"]).sum()), mean_len=float(length.mean()),
+            median_len=float(length.median()), p90_len=float(length.quantile(0.9)),
+            max_len=int(length.max()), truncation_rate=float(trunc.mean()),
+            format_error_rate=float(fmt.mean()), ungraded=int(g["correct"].isna().sum()),
+        ))  # fmt: skip
+    out = pd.DataFrame(rows)
+    out.attrs["interval"] = INTERVAL_METHOD
     return out
+
+
+def _mean_pass(pp: pd.DataFrame, k: int) -> float:
+    ok = pp[pp["n"] >= k]
+    vals = [pass_at_k(int(n), int(c), k) for n, c in zip(ok["n"], ok["c"], strict=True)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def pass_at_k_curve(responses: pd.DataFrame) -> pd.DataFrame:
+    """pass@k for k = 1..n per pair (unbiased estimator, mean over problems)."""
+    rows = []
+    for (ck, b), g in responses.groupby(PAIR, sort=False):
+        pp = per_problem(g)
+        for k in range(1, int(pp["n"].max()) + 1):
+            rows.append(dict(checkpoint=ck, benchmark=b, k=k, pass_at_k=_mean_pass(pp, k)))
+    return pd.DataFrame(rows)
+
+
+def per_problem_table(responses: pd.DataFrame) -> pd.DataFrame:
+    """One row per (checkpoint, benchmark, problem): samples, correct, accuracy, mean length."""
+    g = responses.assign(correct=pd.to_numeric(responses["correct"], errors="coerce"))
+    t = g.groupby([*PAIR, "problem_id"], sort=False).agg(
+        n=("correct", "count"), c=("correct", "sum"), accuracy=("correct", "mean"),
+        mean_len=("n_tokens", "mean"), truncated=("truncated", "mean"),
+    )  # fmt: skip
+    return t.reset_index().astype({"c": int})
+
+
+def length_bucket(n_tokens, length: int) -> pd.Series:
+    """Response-length bucket against a length L: '< L/2', 'L/2-L', '> L' (the paper's YaRN cut)."""
+    n = pd.Series(np.asarray(n_tokens), dtype=float)
+    labels = bucket_labels(length)
+    return pd.Series(np.select([n < length / 2, n <= length], labels[:2], labels[2]), index=n.index)
+
+
+def bucket_labels(length: int) -> list[str]:
+    """The three bucket names for a length L, in order."""
+    return [f"< {length / 2:g}", f"{length / 2:g}-{length:g}", f"> {length:g}"]
+
+
+def length_bucket_accuracy(responses: pd.DataFrame, length: int, by=PAIR) -> pd.DataFrame:
+    """Accuracy and share of responses per length bucket (L = `length` tokens) within each group."""
+    df = responses.assign(bucket=length_bucket(responses["n_tokens"], length).to_numpy())
+    t = df.groupby([*by, "bucket"], sort=False)["correct"].agg(n="size", accuracy="mean")
+    t = t.reset_index()
+    t["share"] = t["n"] / t.groupby(list(by))["n"].transform("sum")
+    t["bucket"] = pd.Categorical(t["bucket"], bucket_labels(length), ordered=True)
+    order = t.groupby(list(by), sort=False).ngroup()  # groups keep their order of appearance
+    return (
+        t.assign(_g=order).sort_values(["_g", "bucket"]).drop(columns="_g").reset_index(drop=True)
+    )

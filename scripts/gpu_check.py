@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from polaris_lib.artifacts.files import write_json  # noqa: E402
+from polaris_lib.artifacts import write_json  # noqa: E402
 from polaris_lib.artifacts.manifest import device_info, package_versions  # noqa: E402
 from polaris_lib.pipeline.steps import QUICK_OVERRIDES  # noqa: E402
 

@@ -21,12 +21,10 @@ from pathlib import Path
 # Run as a file (accelerate launch scripts/train_stage.py): make the kit importable from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from polaris_lib.artifacts import files as artifacts  # noqa: E402
-from polaris_lib.artifacts.files import STAGE, step_dir  # noqa: E402
-from polaris_lib.config.overrides import resolve  # noqa: E402
-from polaris_lib.config.presets import PRESETS  # noqa: E402
+from polaris_lib import artifacts, training  # noqa: E402
+from polaris_lib.artifacts import STAGE, step_dir  # noqa: E402
+from polaris_lib.config import PRESETS, resolve  # noqa: E402
 from polaris_lib.pipeline.runner import parse_value  # noqa: E402
-from polaris_lib.training import stage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,12 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
         with state.main_process_first():  # build (or find) the cached toy model once
             build_toy_world(cfg.toy, progress=False)
     out = step_dir(cfg.run_dir, STAGE, a.stage)
-    plan = stage.plan_stage(cfg, a.stage)
-    problems = stage.load_stage_data(cfg, a.stage)
+    plan = training.plan_stage(cfg, a.stage)
+    problems = training.load_stage_data(cfg, a.stage)
     if state.is_main_process:
         artifacts.write_config(out, cfg, stage=a.stage, plan=plan.as_dict(), overrides=overrides)
     t0 = time.perf_counter()
-    summary = stage.train_stage(cfg, plan, out, problems)
+    summary = training.train_stage(cfg, plan, out, problems)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 2)
     summary["num_processes"] = state.num_processes
     # Every rank holds its own rescue buffer; they must be the same (train.py decides on gathered
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     digests = gather_object([summary.get("rescue_buffer_sha256")])
     summary["rescue_buffer_consistent"] = len(set(digests)) == 1
     if state.is_main_process:
-        kept, dropped = stage.drop_easy(cfg, a.stage, out, problems)
+        kept, dropped = training.drop_easy(cfg, a.stage, out, problems)
         summary.update(next_stage_problems=len(kept), easy_dropped=len(dropped))
         artifacts.update_metrics(out, {f"train/{k}": v for k, v in summary.items()})
         print(json.dumps(summary, default=str), flush=True)

@@ -22,15 +22,15 @@ STAGE = 1  # stage (staged notebooks)"""
 BODY = """import os
 import time
 from pathlib import Path
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts
 from polaris_lib.config import resolve
 cfg = resolve(PRESET, OVERRIDES, SEED=SEED, RUN_DIR=RUN_DIR)
-out = A.step_dir(cfg.run_dir, {step!r}, STAGE if {staged} else None)
-A.write_config(out, cfg)
+out = artifacts.step_dir(cfg.run_dir, {step!r}, STAGE if {staged} else None)
+artifacts.write_config(out, cfg)
 with open(out / "executions.txt", "a") as f:
     f.write("run\\n")
 prev = {prev!r}
-base = A.read_json(Path(cfg.run_dir) / prev / "result.json")["value"] if prev else 0
+base = artifacts.read_json(Path(cfg.run_dir) / prev / "result.json")["value"] if prev else 0
 flag = os.environ.get("POLARIS_TEST_CRASH")
 if flag and Path(flag).exists() and Path(flag).read_text().strip() == out.name:
     Path(flag).unlink()
@@ -44,8 +44,8 @@ print(f"{{out.name}}: value {{value}}")"""
 FAIL = """if os.environ.get("POLARIS_TEST_FAIL") == out.name:
     raise ValueError("synthetic failure in " + out.name)"""
 
-FINISH = """A.write_json(out / "result.json", {"value": value})
-A.finish_step(out, ["result.json"])"""
+FINISH = """artifacts.write_json(out / "result.json", {"value": value})
+artifacts.finish_step(out, ["result.json"])"""
 
 
 def _steps(n_stages: int = 3) -> list[tuple[str, str, int | None]]:
@@ -105,13 +105,13 @@ def results(run_dir: Path) -> dict[str, int]:
 
 
 def _fig(path: Path, title: str) -> None:
-    from polaris_lib.artifacts import files as A
+    from polaris_lib import artifacts
     from polaris_lib.figure_style import new_figure
 
     fig, ax = new_figure(4, 3)
     ax.plot([0, 1, 2], [0, 1, 0])
     ax.set_title(title)
-    A.save_figure(fig, path)
+    artifacts.save_figure(fig, path)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -125,7 +125,7 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
     import numpy as np
     import pandas as pd
 
-    from polaris_lib.artifacts import files as A
+    from polaris_lib import artifacts
     from polaris_lib.config.presets import get_preset
     from polaris_lib.evaluate import tables as eval_tables
     from polaris_lib.pipeline.runner import plan_steps
@@ -140,13 +140,13 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
             return
         out = run_dir / name
         out.mkdir(parents=True, exist_ok=True)
-        A.write_config(out, cfg)
+        artifacts.write_config(out, cfg)
         for fname, df in files.items():
-            A.write_parquet(out / fname, df)
-        A.update_metrics(out, metrics)
+            artifacts.write_parquet(out / fname, df)
+        artifacts.update_metrics(out, metrics)
         for f in figs:
             _fig(out / f, f"{name}: {f}")
-        A.finish_step(out, ["config.json", "metrics.json", *files, *figs])
+        artifacts.finish_step(out, ["config.json", "metrics.json", *files, *figs])
 
     temps = [0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]
     n_pool = 64
@@ -194,7 +194,7 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
     step("05_eval_aime", {"responses.parquet": resp, "summary.parquet": summary},
          {"eval/toy/avg@8": float(summary.avg.iloc[-1])}, ["fig_avg_by_checkpoint.png"])  # fmt: skip
     names = [s.name for s in plan_steps(n_stages)]
-    A.write_json(run_dir / "manifest.json", {
+    artifacts.write_json(run_dir / "manifest.json", {
         "run_id": run_dir.name, "preset": "tiny", "seed": seed, "overrides": {}, "status": "done",
         "git": {"commit": "0" * 40, "dirty": False, "branch": "main"},
         "device": {"kind": "cpu", "name": "x86_64", "memory_gb": 24.0, "cpu_count": 2, "ram_gb": 24.0},

@@ -144,7 +144,7 @@ def test_export_p_values_reach_the_launch_script(tmp_path, data_dir, capsys):
 
 def test_export_from_a_run_folder(tmp_path, monkeypatch, capsys):
     """A finished run: its preset, seed and stored overrides, its curated set, its probes."""
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
     from polaris_lib.artifacts.manifest import Manifest
     from polaris_lib.config.presets import get_preset
     from polaris_lib.scale_out.verl_export import stage1_data

@@ -6,12 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib.curate import run as curate
+from polaris_lib import curate
+from polaris_lib.grading.grader import GradeResult
+from polaris_lib.policy.rollouts import grade_samples
 
 
 class _Grader:
-    def grade_batch(self, texts, golds):
-        return [int(t == f"\\boxed{{{g[0]}}}") for t, g in zip(texts, golds, strict=True)]
+    """Exact match of the whole text against the first gold form (a stand-in for math-verify)."""
+
+    def grade_batch_results(self, texts, golds):
+        return [GradeResult(int(t == f"\\boxed{{{g[0]}}}"), "fake")
+                for t, g in zip(texts, golds, strict=True)]  # fmt: skip
 
 
 def _pool(m=10):
@@ -41,14 +46,14 @@ def _sampler(calls, n=8, crash_after=None):
                 text = f"\\boxed{{{ans if j < k else 'x'}}}"
                 rows.append(dict(problem_id=pid, sample_idx=j, text=text, n_tokens=4 + j,
                                  finished=True, truncated=j == n - 1))  # fmt: skip
-        return pd.DataFrame(rows)
+        return grade_samples(pd.DataFrame(rows), chunk, _Grader())
 
     return fn
 
 
 def _estimate(tmp_path, sampler, on_chunk=None, pool=None):
     return curate.estimate_pass_rates(
-        sampler, _pool() if pool is None else pool, n=8, grader=_Grader(), out=tmp_path,
+        sampler, _pool() if pool is None else pool, out=tmp_path,
         checkpoint_every=3, key={"m": "x"}, on_chunk=on_chunk, progress=False,
     )  # fmt: skip
 
@@ -116,7 +121,7 @@ def test_by_level_and_reference_difficulty(tmp_path):
 
 
 def test_curation_figures_render(tmp_path):
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
     from polaris_lib.curate import figures as curate_plots
 
     pool = _pool().assign(difficulty=["1/8", "8/8"] * 5)
@@ -144,7 +149,7 @@ def test_math500_and_gsm8k_pools_run_through_the_toy_policy(data_dir, monkeypatc
     monkeypatch.setenv("POLARIS_DATA_DIR", str(data_dir))
     base = {"curation.samples_per_problem": 2, "curation.max_new_tokens": 8}
     run = apply_overrides(get_preset("tiny"), {**base, "curation.pool": "math500"})
-    model, tok = load_policy(run.model, toy_cfg=run.toy)
+    model, tok = load_policy(run)
     pool = curate.pool_problems(run)
     assert len(pool) == 256 and {"level", "subject"} <= set(pool.columns)  # tiny caps the pool
     few = pool.loc[pool.problem.str.len().nsmallest(5).index].reset_index(drop=True)

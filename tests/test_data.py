@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from polaris_lib import toy
+from polaris_lib import data, toy
 from polaris_lib.config import ToyConfig
 from polaris_lib.data import (
     INSTRUCTION_SUFFIX,
@@ -22,7 +22,6 @@ from polaris_lib.data import (
     to_verl,
     validate,
 )
-from polaris_lib.data import catalog as data
 
 ROWS = {
     "aime24": 30,

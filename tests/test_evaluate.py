@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib.artifacts import resume as ep
-from polaris_lib.config.overrides import apply_overrides
-from polaris_lib.config.presets import get_preset
-from polaris_lib.evaluate import run as ev
-from polaris_lib.evaluate import tables as et
+from polaris_lib import artifacts, evaluate, metrics, paper
+from polaris_lib.config import apply_overrides, get_preset
+from polaris_lib.policy import load as load_mod
+from polaris_lib.policy.load import load_policy
+from polaris_lib.policy.rollouts import RESPONSE_COLUMNS, regrade, rollout
 
 
 def _table(correct: dict[str, list[int]], checkpoint="base", benchmark="b", **cols) -> pd.DataFrame:
@@ -30,13 +30,13 @@ HAND = {"p1": [1, 0, 0, 1], "p2": [1, 1, 1, 1], "p3": [0, 0, 0, 0]}
 
 
 def test_avg_and_pass_at_k_on_a_hand_made_table():
-    s = et.summarize(_table(HAND), n_boot=200).iloc[0]
+    s = metrics.summarize(_table(HAND), n_boot=200).iloc[0]
     assert s["k"] == 4 and s["problems"] == 3 and s["responses"] == 12
     assert s["avg"] == pytest.approx((0.5 + 1 + 0) / 3)
     assert s["pass_at_k"] == pytest.approx(2 / 3)  # p1 and p2 solved at least once
     assert (s["solve_none"], s["solve_all"]) == (1, 1)
     assert s["mean_len"] == pytest.approx(25.0)
-    curve = et.pass_at_k_curve(_table(HAND)).set_index("k")["pass_at_k"]
+    curve = metrics.pass_at_k_curve(_table(HAND)).set_index("k")["pass_at_k"]
     # p1: 2 of 4 correct -> pass@1 = 0.5, pass@2 = 1 - C(2,2)/C(4,2) = 5/6, pass@3 = pass@4 = 1.
     assert curve[1] == pytest.approx((0.5 + 1 + 0) / 3)
     assert curve[2] == pytest.approx((5 / 6 + 1 + 0) / 3)
@@ -49,20 +49,20 @@ def test_summary_rates_ungraded_and_per_problem():
     df.loc[0, ["truncated", "reason", "correct"]] = [True, "no_think_close", 0.0]
     df.loc[1, "reason"] = "no_boxed"  # finished but unformatted: a format error
     df.loc[5, "correct"] = np.nan  # an unparseable gold: ungraded, excluded from the mean
-    s = et.summarize(df, n_boot=100).iloc[0]
+    s = metrics.summarize(df, n_boot=100).iloc[0]
     assert s["truncation_rate"] == pytest.approx(1 / 12)
     assert s["format_error_rate"] == pytest.approx(1 / 12)  # the truncated one is not counted
     assert s["ungraded"] == 1
-    pp = et.per_problem_table(df).set_index("problem_id")
+    pp = metrics.per_problem_table(df).set_index("problem_id")
     assert pp.loc["p1", "accuracy"] == pytest.approx(1 / 4) and pp.loc["p2", "n"] == 3
 
 
 def test_summary_rejects_uneven_or_duplicated_samples():
     df = _table(HAND).iloc[:-1]
     with pytest.raises(ValueError, match="p3"):
-        et.summarize(df)
+        metrics.summarize(df)
     with pytest.raises(ValueError, match="duplicate"):
-        et.summarize(pd.concat([_table(HAND), _table(HAND).iloc[:1]]))
+        metrics.summarize(pd.concat([_table(HAND), _table(HAND).iloc[:1]]))
 
 
 def test_bootstrap_interval_covers_the_truth_on_synthetic_benchmarks():
@@ -72,41 +72,41 @@ def test_bootstrap_interval_covers_the_truth_on_synthetic_benchmarks():
     for r in range(reps):
         p = rng.uniform(size=80)
         table = {f"q{i}": rng.binomial(1, p[i], size=4).tolist() for i in range(80)}
-        s = et.summarize(_table(table), n_boot=400, seed=r).iloc[0]
+        s = metrics.summarize(_table(table), n_boot=400, seed=r).iloc[0]
         hits += s["ci_lo"] <= 0.5 <= s["ci_hi"]
         assert s["ci_lo"] <= s["avg"] <= s["ci_hi"]
     assert 0.85 <= hits / reps <= 1.0
 
 
 def test_length_buckets_and_paper_comparison():
-    b = et.length_bucket([10, 40, 41, 80, 81], 80)
+    b = metrics.length_bucket([10, 40, 41, 80, 81], 80)
     assert b.tolist() == ["< 40", "40-80", "40-80", "40-80", "> 80"]
-    acc = et.length_bucket_accuracy(_table(HAND), 25)  # lengths 10..40 against L=25
+    acc = metrics.length_bucket_accuracy(_table(HAND), 25)  # lengths 10..40 against L=25
     assert acc["bucket"].astype(str).tolist() == ["< 12.5", "12.5-25", "> 25"]
     assert acc["n"].tolist() == [3, 3, 6] and acc["share"].sum() == pytest.approx(1.0)
-    s = et.summarize(pd.concat([_table(HAND, benchmark="aime24"),
+    s = metrics.summarize(pd.concat([_table(HAND, benchmark="aime24"),
                                 _table(HAND, "final", "aime24")]), n_boot=50)  # fmt: skip
-    cmp = et.paper_comparison(s, "Qwen/Qwen3-4B").set_index("checkpoint")
+    cmp = paper.paper_comparison(s, "Qwen/Qwen3-4B").set_index("checkpoint")
     assert cmp.loc["base", "paper"] == 73.8 and cmp.loc["final", "paper"] == 81.2
     assert cmp.loc["final", "paper_model"] == "POLARIS-4B-Preview"
-    assert et.paper_comparison(s, "toy").empty
-    m = et.eval_metrics(s, {"aime24": True})
+    assert paper.paper_comparison(s, "toy").empty
+    m = evaluate.eval_metrics(s, {"aime24": True})
     assert m["eval/aime24/avg@4"] == pytest.approx(0.5) and m["eval/aime24/harness_only"] is True
     assert m["eval/base/aime24/avg@4"] == pytest.approx(0.5) and "bootstrap" in m["eval/interval"]
-    assert et.headline(m) == {"eval/aime24/avg@4": 0.5, "eval/aime24/harness_only": True}
+    assert evaluate.headline(m) == {"eval/aime24/avg@4": 0.5, "eval/aime24/harness_only": True}
 
 
 def test_checkpoint_names_resolve_to_stage_folders(tmp_path):
     final = tmp_path / "checkpoints" / "stage2" / "final"
     final.mkdir(parents=True)
     (final / "config.json").write_text("{}")
-    assert ev.checkpoint_path(tmp_path, "base", 2) is None
-    assert ev.checkpoint_path(tmp_path, "final", 2) == str(final)
-    assert ev.checkpoint_path(tmp_path, "stage2", 2) == str(final)
+    assert artifacts.named_checkpoint(tmp_path, "base", 2) is None
+    assert artifacts.named_checkpoint(tmp_path, "final", 2) == str(final)
+    assert artifacts.named_checkpoint(tmp_path, "stage2", 2) == str(final)
     with pytest.raises(FileNotFoundError, match="STAGE=1"):
-        ev.checkpoint_path(tmp_path, "stage1", 2)
+        artifacts.named_checkpoint(tmp_path, "stage1", 2)
     with pytest.raises(ValueError, match="stage1"):
-        ev.checkpoint_path(tmp_path, "stage3", 2)
+        artifacts.named_checkpoint(tmp_path, "stage3", 2)
 
 
 def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
@@ -116,7 +116,7 @@ def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
     from polaris_lib.toy import build_tokenizer
 
     cfg = apply_overrides(get_preset("qwen3-4b-paper"), {"eval.max_problems": 3})
-    problems = ev.load_benchmark("aime24", cfg, data_dir)
+    problems = evaluate.load_benchmark("aime24", cfg, data_dir)
     assert len(problems) == 3
     raw = pd.read_parquet(data_dir / "benchmarks" / "aime24.parquet")
     assert INSTRUCTION_SUFFIX in raw["prompt"].iloc[0][0]["content"]  # the file carries it
@@ -127,8 +127,9 @@ def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
         return pd.DataFrame(dict(problem_id=probs.problem_id, sample_idx=0, text="", n_tokens=1,
                                  finished=True, truncated=False))  # fmt: skip
 
-    settings = {**ev.pair_settings(cfg, "aime24", None), "k": 1}
-    ev.evaluate_pair(None, build_tokenizer(), problems, settings, sample_fn=recording_sample)
+    settings = {**evaluate.pair_settings(cfg, "aime24", None), "k": 1}
+    rollout(None, build_tokenizer(), problems, **evaluate.rollout_settings(settings),
+            sample_fn=recording_sample)  # fmt: skip
     assert [p.count(INSTRUCTION_SUFFIX) for p in seen["prompts"]] == [1, 1, 1]
 
 
@@ -158,24 +159,24 @@ def test_evaluation_resumes_and_regrades(tmp_path):
         return pd.DataFrame(rows)
 
     out = tmp_path / "05"
-    first = ev.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    first = evaluate.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 1, "sample": 1}
-    assert list(first.columns) == ep.RESPONSE_COLUMNS and len(first) == 6
+    assert list(first.columns) == RESPONSE_COLUMNS and len(first) == 6
     assert first["correct"].tolist() == [1.0, 0.0] * 3
-    second = ev.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    second = evaluate.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 1, "sample": 1}
     pd.testing.assert_frame_equal(first, second)
-    assert (out / "responses.parquet").exists() and len(ep.timings(out)) == 1
+    assert (out / "responses.parquet").exists() and len(evaluate.timings(out)) == 1
     # A changed setting (k) makes the pair unfinished again.
     more = apply_overrides(cfg, {"eval.samples": {"toy": 3}})
-    ev.run_evaluation(more, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    evaluate.run_evaluation(more, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 2, "sample": 2}
     # So does a different toy world (the base model's weights changed).
     other = apply_overrides(more, {"toy.warmstart_steps": 7})
-    ev.run_evaluation(other, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    evaluate.run_evaluation(other, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
     assert calls == {"load": 3, "sample": 3}
     broken = first.assign(correct=1.0 - first["correct"])
-    assert ev.regrade(broken)["correct"].tolist() == first["correct"].tolist()
+    assert regrade(broken)["correct"].tolist() == first["correct"].tolist()
 
 
 def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
@@ -185,8 +186,6 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
     import types
 
     from transformers import Qwen3Config
-
-    from polaris_lib.extrapolate import checks as rv
 
     Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
                 max_position_embeddings=40960).save_pretrained(tmp_path)  # fmt: skip
@@ -202,17 +201,18 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
     fake = types.ModuleType("vllm")
     fake.LLM = LLM
     monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(load_mod, "cuda_available", lambda: True)  # the engine is a stand-in
     cfg = apply_overrides(get_preset("qwen3-4b-paper"), {"model.name_or_path": str(tmp_path)})
-    assert ev.load_for_eval(cfg, None, cfg.yarn)[1] == "tokenizer"
+    assert load_policy(cfg, None, "yarn")[1] == "tokenizer"
     kw = made[-1]
     assert (
         kw["model"] == str(tmp_path) and kw["dtype"] == "bfloat16" and kw["max_model_len"] == 49152
     )
     rope = kw["hf_overrides"]["rope_parameters"]
     assert rope["rope_type"] == "yarn" and rope["rope_theta"] == 1e6 and rope["factor"] == 1.5
-    ev.load_for_eval(cfg, None)
+    load_policy(cfg, None)
     assert "hf_overrides" not in made[-1] and "max_model_len" not in made[-1]
-    rv.load_variant(cfg, None, "linear")
+    load_policy(cfg, None, "linear")
     assert made[-1]["hf_overrides"]["rope_parameters"] == {
         "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
     }  # fmt: skip
@@ -225,7 +225,7 @@ def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path,
     import types
     from types import SimpleNamespace
 
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
 
     final = artifacts.checkpoint_dir(tmp_path, 1) / "final"
     final.mkdir(parents=True)
@@ -252,7 +252,7 @@ def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path,
                      truncated=False) for p in probs.problem_id for j in range(n)]  # fmt: skip
         return pd.DataFrame(rows)
 
-    out = ev.run_evaluation(cfg, tmp_path / "05", load_fn=load, sample_fn=fake_sample,
+    out = evaluate.run_evaluation(cfg, tmp_path / "05", load_fn=load, sample_fn=fake_sample,
                             log=lambda s: None)  # fmt: skip
     per_checkpoint = ["load {}", "sample", "shutdown {}", "destroy_model_parallel"]
     assert events == [e.format(ck) for ck in ("base", "stage1") for e in per_checkpoint]

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
 from polaris_lib.config.presets import get_preset
 from polaris_lib.config.sections import ConfigError
 from polaris_lib.data.verl import INSTRUCTION_SUFFIX, read_verl

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from polaris_lib.config.overrides import apply_overrides
-from polaris_lib.config.presets import get_preset
-from polaris_lib.extrapolate import checks as rv
-from polaris_lib.extrapolate import run as ex
+from polaris_lib import extrapolate
+from polaris_lib.config import apply_overrides, get_preset
+from polaris_lib.policy.rope import linear_rope_parameters
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +31,11 @@ def test_qwen3_variant_settings_keep_theta(tmp_path):
 
     qwen3 = Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
                         max_position_embeddings=40960)  # fmt: skip
-    assert rv.linear_rope_parameters(qwen3, 1.5) == {
+    assert linear_rope_parameters(qwen3, 1.5) == {
         "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
     }  # fmt: skip
     qwen3.save_pretrained(tmp_path)
-    table = rv.variant_settings(get_preset("qwen3-4b-paper"), str(tmp_path)).set_index("variant")
+    table = extrapolate.variant_settings(get_preset("qwen3-4b-paper"), str(tmp_path)).set_index("variant")
     yarn = json.loads(table.loc["yarn", "rope_parameters"])
     assert yarn == {"rope_type": "yarn", "factor": 1.5, "original_max_position_embeddings": 32768,
                     "attention_factor": 1.0, "rope_theta": 1e6}  # fmt: skip
@@ -47,7 +46,7 @@ def test_qwen3_variant_settings_keep_theta(tmp_path):
 
 def test_variants_load_and_change_position_handling(toy_checkpoint):
     cfg = get_preset("tiny")
-    r = rv.rope_check(cfg, toy_checkpoint).set_index("variant")
+    r = extrapolate.rope_check(cfg, toy_checkpoint).set_index("variant")
     yarn, none, linear = r.loc["yarn"], r.loc["none"], r.loc["linear"]
     assert (
         yarn["rope_type"] == "yarn" and yarn["rotary_rope_type"] == "yarn" and yarn["yarn_applied"]
@@ -67,8 +66,8 @@ def test_extrapolation_runs_resumes_and_summarises(tmp_path):
 
     cfg = apply_overrides(get_preset("tiny"), {"yarn.n_problems": 6, "yarn.n_samples": 2,
                                                "yarn.eval_max_lengths": [40, 200]})  # fmt: skip
-    problems = ex.extrapolation_problems(cfg)
-    assert len(problems) == 6 and problems["difficulty"].max() <= cfg.toy.max_terms + ex.EXTRA_TERMS
+    problems = extrapolate.extrapolation_problems(cfg)
+    assert len(problems) == 6 and problems["difficulty"].max() <= cfg.toy.max_terms + extrapolate.EXTRA_TERMS
     calls = {"load": 0, "sample": 0}
 
     def load(cfg, checkpoint, variant):
@@ -90,46 +89,46 @@ def test_extrapolation_runs_resumes_and_summarises(tmp_path):
 
     kw = dict(checkpoint=None, variants=("none", "yarn"), load_fn=load, sample_fn=fake_sample,
               log=lambda s: None)  # fmt: skip
-    res = ex.run_extrapolation(cfg, tmp_path, problems, **kw)
+    res = extrapolate.run_extrapolation(cfg, tmp_path, problems, **kw)
     assert calls == {"load": 2, "sample": 4} and len(res) == 2 * 2 * 6 * 2
-    again = ex.run_extrapolation(cfg, tmp_path, problems, **kw)
+    again = extrapolate.run_extrapolation(cfg, tmp_path, problems, **kw)
     assert calls == {"load": 2, "sample": 4}
     pd.testing.assert_frame_equal(res, again)
-    avg = ex.avg_vs_length(res, n_boot=50).set_index(["variant", "max_length"])["avg"]
+    avg = extrapolate.avg_vs_length(res, n_boot=50).set_index(["variant", "max_length"])["avg"]
     assert avg[("yarn", 200)] == 1.0 and avg[("none", 200)] == 0.5
     assert avg[("yarn", 40)] < 1.0  # long traces are cut at 40 tokens and score 0
-    b = ex.bucket_accuracy(res, trained_length=80)
+    b = extrapolate.bucket_accuracy(res, trained_length=80)
     assert (
         set(b["variant"]) == {"none", "yarn"}
         and b.groupby(["variant", "max_length"])["share"].sum().round(6).eq(1).all()
     )
-    items = ex.accuracy_by_item(res)
+    items = extrapolate.accuracy_by_item(res)
     assert list(items.columns) == ["none", "yarn"] and (items["yarn"] == 1.0).all()
-    table = ex.avg_vs_length(res, n_boot=50)
-    assert "- yarn: avg@2 1.000 [1.000, 1.000]" in ex.findings(table, b, 80)
+    table = extrapolate.avg_vs_length(res, n_boot=50)
+    assert "- yarn: avg@2 1.000 [1.000, 1.000]" in extrapolate.findings(table, b, 80)
     check = pd.DataFrame([
         dict(variant="none", rope_theta=1e4, yarn_applied=False),
         dict(variant="yarn", rope_theta=1e4, yarn_applied=True, factor=1.5, attention_factor=1.0,
              logit_diff_beyond=0.1),
     ])  # fmt: skip
-    m = ex.metrics(table, b, check, 80)
+    m = extrapolate.metrics(table, b, check, 80)
     assert m["yarn/applied"] and m["yarn/rope_theta_kept"] and m["yarn/yarn/avg@2@200"] == 1.0
     assert m["yarn/none/avg@2@200"] == 0.5 and "yarn/yarn/acc_above_L" in m
 
 
 def test_position_loss_reaches_beyond_the_original_context(toy_checkpoint):
     cfg = get_preset("tiny")
-    loss = rv.position_loss_for(cfg, toy_checkpoint, variants=("none", "yarn"))
+    loss = extrapolate.position_loss_for(cfg, toy_checkpoint, variants=("none", "yarn"))
     assert set(loss["variant"]) == {"none", "yarn"}
     assert loss["position"].max() > cfg.toy.max_position_embeddings
     assert (loss["loss"] > 0).all() and loss.groupby("variant")["n"].sum().nunique() == 1
-    summary = rv.loss_summary(loss, cfg.toy.max_position_embeddings).set_index("variant")
+    summary = extrapolate.loss_summary(loss, cfg.toy.max_position_embeddings).set_index("variant")
     assert summary.notna().all().all() and (summary["tokens_beyond"] > 0).all()
     n = loss[loss.variant == "yarn"]
     beyond = n[n.position >= 128]
     expect = (beyond["loss"] * beyond["n"]).sum() / beyond["n"].sum()
     assert summary.loc["yarn", "loss_beyond"] == pytest.approx(expect)
-    settings = rv.variant_settings(cfg, toy_checkpoint).set_index("variant")
+    settings = extrapolate.variant_settings(cfg, toy_checkpoint).set_index("variant")
     assert '"rope_type": "yarn"' in settings.loc["yarn", "rope_parameters"]
     assert '"max_model_len": 192' in settings.loc["yarn", "vllm_kwargs"]
     assert '"rope_theta": 10000.0' in settings.loc["linear", "vllm_kwargs"]

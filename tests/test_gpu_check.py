@@ -34,7 +34,7 @@ def test_without_cuda_it_records_nothing(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
 def test_quick_gpu_run_records_time_and_memory(tmp_path):
-    from polaris_lib.artifacts.files import read_json
+    from polaris_lib.artifacts import read_json
 
     out = tmp_path / "gpu_check.json"
     assert _script().main(["--quick", "--out", str(out)]) == 0

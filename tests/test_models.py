@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from polaris_lib import toy
+from polaris_lib.config import get_preset
 from polaris_lib.config.sections import ConfigError, ModelConfig, ToyConfig, YarnConfig
 from polaris_lib.policy import load as models
 from polaris_lib.policy.rope import yarn_applied
@@ -13,6 +16,12 @@ from polaris_lib.toy import build as toy_build
 
 SMALL = ToyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, warmstart_steps=2)
 NO_GPU = not torch.cuda.is_available()
+
+
+def _run(model: ModelConfig, toy_cfg: ToyConfig | None = None, yarn: YarnConfig | None = None):
+    """The tiny preset's RunConfig with this model (and toy world / YaRN) section."""
+    run = dataclasses.replace(get_preset("tiny"), model=model, toy=toy_cfg)
+    return dataclasses.replace(run, yarn=yarn) if yarn is not None else run
 
 
 @pytest.fixture(scope="module")
@@ -29,33 +38,33 @@ def cache(small_cache, monkeypatch):
 
 
 def test_toy_policy_loads_from_its_cached_folder(cache):
-    model, tok = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL)
+    model, tok = models.load_policy(_run(ModelConfig(device="cpu"), SMALL))
     assert type(model).__name__ == "Qwen3ForCausalLM" and not model.training
     assert next(model.parameters()).dtype == torch.float32
     assert tok.eos_token == toy.IM_END
     assert (cache / "toy" / f"toy-{toy_build.config_hash(SMALL)}").is_dir()
-    trainable, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL, for_training=True)
+    trainable, _ = models.load_policy(_run(ModelConfig(device="cpu"), SMALL), for_training=True)
     assert trainable.training
 
 
 def test_local_folder_and_checkpoint_override(cache):
     path = toy_build.build_toy_world(SMALL, progress=False)
-    a, _ = models.load_policy(ModelConfig(name_or_path=str(path), device="cpu"))
-    b, _ = models.load_policy(ModelConfig(name_or_path="toy", device="cpu"), checkpoint=str(path))
+    a, _ = models.load_policy(_run(ModelConfig(name_or_path=str(path), device="cpu")))
+    b, _ = models.load_policy(_run(ModelConfig(name_or_path="toy", device="cpu"), SMALL), str(path))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_toy_needs_a_toy_config():
     with pytest.raises(ConfigError, match="tiny"):
-        models.load_policy(ModelConfig(device="cpu"))
+        models.load_policy(_run(ModelConfig(device="cpu")))
 
 
 def test_yarn_through_load_policy(cache):
     yarn = YarnConfig(factor=2.0, original_max_position_embeddings=SMALL.max_position_embeddings)
-    model, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL, yarn=yarn)
+    model, _ = models.load_policy(_run(ModelConfig(device="cpu"), SMALL, yarn), rope="yarn")
     assert yarn_applied(model)
     assert model.config.rope_parameters["rope_theta"] == SMALL.rope_theta
-    plain, _ = models.load_policy(ModelConfig(device="cpu"), toy_cfg=SMALL)
+    plain, _ = models.load_policy(_run(ModelConfig(device="cpu"), SMALL))
     assert not yarn_applied(plain)
 
 
@@ -77,7 +86,7 @@ def test_device_resolution():
 )
 def test_gpu_only_options_name_the_tiny_preset(kw):
     with pytest.raises(ConfigError, match="preset 'tiny'"):
-        models.load_policy(ModelConfig(name_or_path="Qwen/Qwen3-0.6B", **kw))
+        models.load_policy(_run(ModelConfig(name_or_path="Qwen/Qwen3-0.6B", **kw)))
 
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the error shown on a machine without a GPU")
@@ -99,5 +108,5 @@ def test_unsloth_accepts_the_toy_folder():
         lora_rank=8,
         max_context=ToyConfig().max_position_embeddings,
     )
-    model, tok = models.load_policy(cfg, for_training=True, max_seq_length=128)
+    model, tok = models.load_policy(_run(cfg), for_training=True, max_seq_length=128)
     assert hasattr(model, "peft_config") and tok.eos_token == toy.IM_END

@@ -12,12 +12,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts, curate, probe
 from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.curate import run as curate
-from polaris_lib.probe import run as probe_run
-from polaris_lib.probe import zones as probe
 
 REPO = Path(__file__).resolve().parent.parent
 NB01 = REPO / "notebooks" / "01_temperature_probe.ipynb"
@@ -76,7 +73,7 @@ def tiny_run(tmp_path_factory):
 def test_probe_notebook_artifacts(tiny_run):
     step = artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False)
     assert artifacts.step_done(step)
-    m = probe_run.check_artifacts(step)
+    m = probe.check_artifacts(step)
     samples = pd.read_parquet(step / "samples.parquet")
     assert len(samples) == 3 * 8 * 4 and samples.correct.notna().all()
     table = pd.read_parquet(step / "per_temperature.parquet")
@@ -143,7 +140,7 @@ def test_reprobe_and_override(tiny_run):
     from polaris_lib.policy.load import load_policy
 
     cfg = get_preset("tiny")
-    model, tok = load_policy(cfg.model, toy_cfg=cfg.toy)
+    model, tok = load_policy(cfg)
     final = artifacts.checkpoint_dir(tiny_run, 1) / "final"
     model.save_pretrained(final)
     tok.save_pretrained(final)
@@ -153,7 +150,7 @@ def test_reprobe_and_override(tiny_run):
     finally:
         shutil.rmtree(final.parent)
     step = artifacts.step_dir(tiny_run, artifacts.PROBE, 2, create=False)
-    m = probe_run.check_artifacts(step)
+    m = probe.check_artifacts(step)
     prev = probe.previous_reference(tiny_run, 2)
     assert m["probe/method"] == "match_diversity"
     assert m["probe/target_distinct4"] == prev["probe/distinct4_at_chosen"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
 
 REPO = Path(__file__).resolve().parent.parent
 NB = REPO / "notebooks" / "03_grpo_stage.ipynb"

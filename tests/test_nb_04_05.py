@@ -12,11 +12,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts, evaluate, extrapolate
 from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.evaluate import tables as eval_tables
-from polaris_lib.extrapolate import run as extrapolate
 
 REPO = Path(__file__).resolve().parent.parent
 NB04 = REPO / "notebooks" / "04_length_extrapolation.ipynb"
@@ -61,7 +59,7 @@ def run_dir(tmp_path_factory, data_dir):
 
     cfg = get_preset("tiny")
     run = tmp_path_factory.mktemp("run")
-    model, tok = load_policy(cfg.model, toy_cfg=cfg.toy)
+    model, tok = load_policy(cfg)
     final = artifacts.checkpoint_dir(run, len(cfg.stages)) / "final"
     model.save_pretrained(final)
     tok.save_pretrained(final)
@@ -81,7 +79,7 @@ def test_eval_notebook(run_dir):
              CHECKPOINTS=["base", "final"])  # fmt: skip
     step = artifacts.step_dir(run_dir, artifacts.EVAL, create=False)
     assert artifacts.step_done(step)
-    m = eval_tables.check_artifacts(step)
+    m = evaluate.check_artifacts(step)
     responses = pd.read_parquet(step / "responses.parquet")
     assert len(responses) == 2 * (4 * 4 + 4 * 2 + 4 * 2) and responses.correct.notna().all()
     summary = pd.read_parquet(step / "summary.parquet").set_index(["checkpoint", "benchmark"])
@@ -97,7 +95,7 @@ def test_eval_notebook(run_dir):
     assert "bootstrap over problems" in m["eval/interval"]
     curve = pd.read_parquet(step / "pass_at_k.parquet")
     assert curve[curve.benchmark == "toy"].groupby("checkpoint").k.max().eq(4).all()
-    for fig in eval_tables.REQUIRED:
+    for fig in evaluate.ARTIFACTS:
         if fig.endswith(".png"):
             assert (step / fig).stat().st_size > 5_000, fig
     assert json.loads((step / "config.json").read_text())["eval"]["checkpoints"] == [

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
+from polaris_lib.config import NOTEBOOK_ONLY_PARAMS, section_fields
 from polaris_lib.config.sections import RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +69,39 @@ def test_title_inputs_outputs_and_imports(path):
     assert second.cell_type == "code" and all(
         isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body
     ), "second cell: imports only"
+
+
+STEP_PACKAGE = {
+    "01": "probe", "02": "curate", "03": "training", "04": "extrapolate", "05": "evaluate",
+    "06": "report",
+}  # fmt: skip
+"""The one step package each notebook may import (ARCHITECTURE.md: a notebook is thin over it)."""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_imports_only_artifacts_config_policy_and_its_own_step(path):
+    """A notebook imports `artifacts`, `config.resolve`, `policy.load_policy` and its own step
+    package's face, nothing deeper: the face is the step's notebook API."""
+    nb = _load(path)
+    allowed = {
+        "polaris_lib": {"artifacts", STEP_PACKAGE[path.name[:2]]},
+        "polaris_lib.artifacts": None,  # any name the artifacts face exports
+        "polaris_lib.config": {"resolve"},
+        "polaris_lib.policy": {"load_policy"},
+    }
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(_code(cell))):
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("polaris_lib") for a in node.names), (
+                    f"{path.name}: `import {node.names[0].name}`: use `from polaris_lib import ...`"
+                )
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("polaris_lib"):
+                assert node.module in allowed, f"{path.name} imports from {node.module}"
+                names = {a.name for a in node.names}
+                ok = allowed[node.module]
+                assert ok is None or names <= ok, f"{path.name}: {node.module} import {names - ok}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from synthetic import results, write_notebooks
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import Manifest
 from polaris_lib.config.overrides import apply_overrides
 from polaris_lib.config.presets import get_preset
@@ -145,7 +145,7 @@ def test_end_to_end_manifest_and_noop_rerun(base_run):
         assert s["status"] == "done" and s["retries"] == 0 and s["elapsed_s"] > 0
         assert s["started"] <= s["ended"] and len(s["fingerprint"]) == 16
         nb = run_dir / s["step"] / "notebook.ipynb"
-        assert nb.exists() and A.step_done(run_dir / s["step"])
+        assert nb.exists() and artifacts.step_done(run_dir / s["step"])
     executed = json.loads((run_dir / "01_temperature_probe_stage2" / "notebook.ipynb").read_text())
     injected = "".join(executed["cells"][2]["source"])  # papermill's injected-parameters cell
     assert "STAGE = 2" in injected and '"probe.n_samples": 4' in injected
@@ -213,7 +213,7 @@ def test_failing_cell_stops_run_and_names_cell(tmp_path, monkeypatch):
     assert "cell 4 of the executed notebook" in msg and "raise ValueError" in msg
     assert "02_curate_by_difficulty/notebook.ipynb" in msg
     run = tmp_path / "reports" / "fail"
-    assert A.step_done(run / "01_temperature_probe_stage1")
+    assert artifacts.step_done(run / "01_temperature_probe_stage1")
     assert (run / "02_curate_by_difficulty" / "notebook.ipynb").exists()
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polaris_lib import metrics
+from polaris_lib import metrics, probe
 from polaris_lib.config.presets import get_preset
 from polaris_lib.config.sections import ProbeConfig
-from polaris_lib.probe import run as probe_run
-from polaris_lib.probe import zones as probe
+from polaris_lib.grading.grader import GradeResult
+from polaris_lib.policy.rollouts import grade_samples
 
 # The paper's Qwen3-4B AIME24 curve on the qwen3-4b-paper grid (RECIPE §1). The blog gives 74.2 at
 # 0.8 and the values from 1.45 up; 0.6-1.4 are "flat", filled here within half a point of the peak.
@@ -36,7 +36,7 @@ def test_per_temperature_pools_per_problem_and_averages():
                 rows.append(dict(temperature=t, problem_id=pid, sample_idx=j, text=text,
                                  n_tokens=5, finished=True, truncated=j == 1 and t == 1.0,
                                  correct=float(pid == "p1" or j == 0)))  # fmt: skip
-    table = probe_run.per_temperature(pd.DataFrame(rows), n_boot=200)
+    table = probe.per_temperature(pd.DataFrame(rows), n_boot=200)
     assert list(table.temperature) == [0.5, 1.0]
     assert table.distinct4.tolist() == pytest.approx([2 / 4, 4 / 4])
     assert table.accuracy.tolist() == pytest.approx([0.75, 0.75])  # p1 1.0, p2 0.5
@@ -152,23 +152,26 @@ def test_decide_stage2_and_override_are_recorded():
     cfg = ProbeConfig(temperatures=[1.0, 1.1, 1.2, 1.3], match_tolerance=0.02)
     table = _table(cfg.temperatures, [0.70, 0.70, 0.69, 0.50], [0.40, 0.45, 0.52, 0.70])
     prev = {"probe/chosen_temperature": 1.1, "probe/distinct4_at_chosen": 0.51}
-    m = probe.decide(table, cfg, stage=2, previous=prev)
+    m = probe.choose_temperature(table, cfg, stage=2, previous=prev)
     assert m["probe/chosen_temperature"] == 1.2 and m["probe/method"] == "match_diversity"
     assert m["probe/distinct4_at_chosen"] == pytest.approx(0.52) and m["probe/matched"]
     assert not m["probe/overridden"] and m["probe/rule"] == probe.RULE
     cfg.override_temperature = 1.15
-    m = probe.decide(table, cfg, stage=1)
+    m = probe.choose_temperature(table, cfg, stage=1)
     assert m["probe/overridden"] and m["probe/chosen_temperature"] == 1.15
     assert m["probe/automatic_temperature"] == 1.2  # what the rule would have chosen
     assert m["probe/distinct4_at_chosen"] == pytest.approx(0.485)  # interpolated off-grid
     with pytest.raises(ValueError, match="previous probe"):
-        probe.decide(table, cfg, stage=2)
+        probe.choose_temperature(table, cfg, stage=2)
 
 
 # ----------------------------------------------------------------------------- resume
 class _Grader:
-    def grade_batch(self, texts, golds):
-        return [int(t == f"\\boxed{{{g[0]}}}") for t, g in zip(texts, golds, strict=True)]
+    """Exact match of the whole text against the first gold form (a stand-in for math-verify)."""
+
+    def grade_batch_results(self, texts, golds):
+        return [GradeResult(int(t == f"\\boxed{{{g[0]}}}"), "fake")
+                for t, g in zip(texts, golds, strict=True)]  # fmt: skip
 
 
 def _problems():
@@ -177,13 +180,15 @@ def _problems():
 
 
 def _fake_sampler(calls, fail_at=None):
+    """score_fn for run_grid: fake samples graded by the kit's grading step (with _Grader)."""
+
     def fn(t):
         if t == fail_at:
             raise RuntimeError("simulated crash")
         calls.append(t)
         rows = [dict(problem_id=p, sample_idx=j, text=f"\\boxed{{{2 if j else 3}}}", n_tokens=3,
                      finished=True, truncated=False) for p in ("a", "b") for j in range(2)]  # fmt: skip
-        return pd.DataFrame(rows)
+        return grade_samples(pd.DataFrame(rows), _problems(), _Grader())
 
     return fn
 
@@ -192,21 +197,19 @@ def test_partial_grid_resumes_without_redoing_done_temperatures(tmp_path):
     cfg = ProbeConfig(temperatures=[0.5, 1.0, 1.5], n_samples=2)
     calls = []
     with pytest.raises(RuntimeError, match="simulated"):
-        probe_run.run_grid(_fake_sampler(calls, fail_at=1.5), _problems(), cfg, tmp_path,
-                       key={"m": 1}, grader=_Grader())  # fmt: skip
+        probe.run_grid(_fake_sampler(calls, fail_at=1.5), _problems(), cfg, tmp_path,
+                       key={"m": 1})  # fmt: skip
     assert calls == [0.5, 1.0]
-    samples = probe_run.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1},
-                             grader=_Grader())  # fmt: skip
+    samples = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1})  # fmt: skip
     assert calls == [0.5, 1.0, 1.5]  # only the missing temperature was sampled
-    assert len(samples) == 12 and list(samples.columns) == probe_run.SAMPLE_COLUMNS
+    assert len(samples) == 12 and list(samples.columns) == probe.SAMPLE_COLUMNS
     assert samples.correct.tolist() == [0.0, 1.0, 0.0, 0.0] * 3  # "a"'s gold is 2, "b"'s is 4
     # A finished grid is read back whole: no sampling at all (1.0 and 1.5 share no file).
-    again = probe_run.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1},
-                               grader=_Grader())  # fmt: skip
+    again = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1})  # fmt: skip
     assert calls == [0.5, 1.0, 1.5] and again.equals(samples)
     # A different model (fingerprint) redoes everything instead of reusing stale samples.
-    probe_run.run_grid(
-        _fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2}, grader=_Grader()
+    probe.run_grid(
+        _fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2}
     )
     assert calls == [0.5, 1.0, 1.5, 0.5, 1.0, 1.5]
 
@@ -217,7 +220,7 @@ def test_paper_reference_only_for_qwen3_4b():
 
 
 def test_probe_figures_render(tmp_path):
-    from polaris_lib.artifacts import files as artifacts
+    from polaris_lib import artifacts
     from polaris_lib.probe import figures as probe_plots
 
     acc = np.array(PAPER_ACC)
@@ -225,7 +228,7 @@ def test_probe_figures_render(tmp_path):
                           "acc_hi": acc + 0.02, "distinct4": np.linspace(0.4, 0.85, 10),
                           "truncation_rate": np.linspace(0, 0.2, 10),
                           "mean_tokens": np.linspace(100, 200, 10)})  # fmt: skip
-    m = probe.decide(table, get_preset("qwen3-4b-paper").probe)
+    m = probe.choose_temperature(table, get_preset("qwen3-4b-paper").probe)
     assert set(table.zone) == {"robust", "exploration", "collapse"}
     fig = probe_plots.probe_curve(table, m["probe/chosen_temperature"], caption_text="test",
                                   reference=probe.paper_reference("Qwen/Qwen3-4B"))  # fmt: skip

@@ -139,7 +139,7 @@ def test_report_notebook_builds_the_page(runs, tmp_path):
     """06_report.ipynb under papermill (as the runner runs it) on a stored run folder."""
     import papermill as pm
 
-    from polaris_lib.artifacts import files as A
+    from polaris_lib import artifacts
 
     run = shutil.copytree(runs[1], tmp_path / "nbrun")
     out = run / "06_report"
@@ -147,8 +147,8 @@ def test_report_notebook_builds_the_page(runs, tmp_path):
     pm.execute_notebook(str(REPO / "notebooks" / "06_report.ipynb"), str(out / "notebook.ipynb"),
                         parameters={"RUN_DIR": str(run)}, kernel_name="python3", cwd=str(REPO),
                         progress_bar=False)  # fmt: skip
-    assert A.step_done(out)
-    index = A.read_json(out / "report_index.json")
+    assert artifacts.step_done(out)
+    index = artifacts.read_json(out / "report_index.json")
     assert set(index["figures"]) == {"difficulty", "training", "easy_drop"}  # no eval in runB
     assert set(index["not_run"]) == {"04_length_extrapolation", "05_eval_aime"}
     assert (

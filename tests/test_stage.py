@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 from tiny_model import random_qwen3
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts, training
 from polaris_lib.config.overrides import resolve
-from polaris_lib.training import stage
 from polaris_lib.training.rescue import RESCUE_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,38 +38,38 @@ def _problems(n=6):
 def test_inputs_come_from_the_run_folder(tmp_path):
     cfg = _cfg(tmp_path)
     with pytest.raises(FileNotFoundError, match="run 02_curate_by_difficulty"):
-        stage.load_stage_data(cfg, 1)
+        training.load_stage_data(cfg, 1)
     with pytest.raises(FileNotFoundError, match="STAGE=2"):
-        stage.stage_temperature(cfg, 2)
+        artifacts.stage_temperature(cfg, 2)
     cur = artifacts.step_dir(tmp_path, artifacts.CURATE)
     artifacts.write_parquet(cur / "curated.parquet", _problems())
-    assert len(stage.load_stage_data(cfg, 1)) == 6
+    assert len(training.load_stage_data(cfg, 1)) == 6
     artifacts.update_metrics(
         artifacts.step_dir(tmp_path, artifacts.PROBE, 2), {"probe/chosen_temperature": 1.2}
     )
-    assert stage.stage_temperature(cfg, 2)[0] == 1.2
+    assert artifacts.stage_temperature(cfg, 2)[0] == 1.2
     cfg_t = _cfg(tmp_path, **{"stages.1.temperature": 0.7})
-    assert stage.stage_temperature(cfg_t, 2) == (0.7, "config (stage.temperature)")
+    assert artifacts.stage_temperature(cfg_t, 2) == (0.7, "config (stage.temperature)")
     with pytest.raises(FileNotFoundError, match="STAGE=1 first"):
-        stage.plan_stage(cfg, 2)  # stage 2 needs stage 1's final policy
+        training.plan_stage(cfg, 2)  # stage 2 needs stage 1's final policy
     with pytest.raises(FileNotFoundError, match="STAGE=1"):
-        stage.load_stage_data(cfg, 2)
+        training.load_stage_data(cfg, 2)
     bad = _problems()
     bad.loc[1, "problem_id"] = bad.problem_id[0]
     artifacts.write_parquet(cur / "curated.parquet", bad)
     with pytest.raises(ValueError, match="duplicated problem_id"):
-        stage.load_stage_data(cfg, 1)
+        training.load_stage_data(cfg, 1)
 
 
 def test_last_complete_checkpoint_skips_partial_ones(tmp_path):
-    assert stage.last_complete_checkpoint(tmp_path / "none") is None
+    assert training.last_complete_checkpoint(tmp_path / "none") is None
     for n, files in [(2, ["trainer_state.json", RESCUE_FILE]), (10, ["trainer_state.json"])]:
         d = tmp_path / f"checkpoint-{n}"
         d.mkdir()
         for f in files:
             (d / f).write_text("{}")
     (tmp_path / "checkpoint-x").mkdir()
-    assert stage.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert training.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
 
 
 def test_steps_table_one_row_per_step():
@@ -80,7 +79,7 @@ def test_steps_table_one_row_per_step():
         {"step": 2, "reward": 0.25},  # a resumed run logs step 2 again: keep the last
         {"step": 2, "train_runtime": 3.0},
     ]
-    df = stage.steps_table(hist)
+    df = training.steps_table(hist)
     assert df.step.tolist() == [1, 2] and df.reward.tolist() == [0.1, 0.25]
 
 
@@ -96,7 +95,7 @@ def test_drop_easy_writes_next_stage_data(tmp_path):
         for i, r in enumerate(rates)
     ]
     artifacts.append_jsonl(out / "reward_log.jsonl", log)
-    kept, dropped = stage.drop_easy(cfg, 1, out, probs)
+    kept, dropped = training.drop_easy(cfg, 1, out, probs)
     assert dropped.problem_id.tolist() == [probs.problem_id[0]]  # mean 0.9375 > 0.9
     assert sorted(kept.problem_id) == sorted(probs.problem_id[1:])
     assert len(pd.read_parquet(out / "next_stage_data.parquet")) == 2
@@ -106,8 +105,6 @@ def test_drop_easy_writes_next_stage_data(tmp_path):
 RUNNER = """
 import os, signal, sys
 from transformers import TrainerCallback
-from polaris_lib.artifacts import files as artifacts
-from polaris_lib.training import stage
 from polaris_lib.config.overrides import resolve
 
 class CrashAfterSave(TrainerCallback):
@@ -123,12 +120,12 @@ def main():
     run_dir, model_dir = sys.argv[1], sys.argv[2]
     crash_at = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     if crash_at:
-        build = stage.build_trainer
+        build = training.build_trainer
         def build_with_crash(*a, **k):
             trainer = build(*a, **k)
             trainer.add_callback(CrashAfterSave(crash_at))
             return trainer
-        stage.build_trainer = build_with_crash
+        training.build_trainer = build_with_crash
     over = {
         "model.name_or_path": model_dir, "stages.*.temperature": 1.0, "stages.*.max_steps": 6,
         "stages.*.prompts_per_step": 4, "stages.*.group_size": 4,
@@ -137,10 +134,10 @@ def main():
         "stages.*.low_mixed_policy": "train_mixed",
     }
     cfg = resolve("tiny", over, section="stages", RUN_DIR=run_dir)
-    plan = stage.plan_stage(cfg, 1)
+    plan = training.plan_stage(cfg, 1)
     out = artifacts.step_dir(run_dir, artifacts.STAGE, 1)
     print("RESUME_FROM", plan.resume_from, flush=True)
-    print("SUMMARY", stage.train_stage(cfg, plan, out, stage.load_stage_data(cfg, 1)), flush=True)
+    print("SUMMARY", training.train_stage(cfg, plan, out, training.load_stage_data(cfg, 1)), flush=True)
 
 if __name__ == "__main__":
     main()
@@ -172,7 +169,7 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     )
     # killed by SIGKILL after checkpoint-2: no cleanup, no final save
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout[-3000:] + crashed.stderr[-3000:]
-    assert stage.last_complete_checkpoint(trl_dir).endswith("checkpoint-2")
+    assert training.last_complete_checkpoint(trl_dir).endswith("checkpoint-2")
     assert not (artifacts.checkpoint_dir(run_dir, 1) / "final").exists()
     log_path = artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "reward_log.jsonl"
     steps_before = {r["step"] for r in artifacts.read_jsonl(log_path)}
@@ -187,7 +184,7 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     assert per_step.index.tolist() == [1, 2, 3, 4, 5, 6]  # no lost step
     assert (per_step == 4).all()  # 4 prompts per step, none duplicated
     final = artifacts.checkpoint_dir(run_dir, 1) / "final"
-    assert stage.final_complete(final) and (final / RESCUE_FILE).exists()
+    assert training.final_complete(final) and (final / RESCUE_FILE).exists()
     summary = json.loads((final / "stage_done.json").read_text())
     assert summary["steps"] == 6 and summary["resumed_from"]
     steps = pd.read_parquet(artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "steps.parquet")

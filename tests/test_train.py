@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny_model import random_qwen3
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
 from polaris_lib.training.reward_log import trim_reward_log
 from polaris_lib.training.substitution import (
@@ -20,7 +20,7 @@ from polaris_lib.training.substitution import (
     SKIP,
     SUBSTITUTE,
     TRAIN_MIXED,
-    decide,
+    batch_action,
     group_kinds,
     plan_donors,
     substitute,
@@ -82,12 +82,12 @@ def test_group_kinds_and_decide():
     assert group_kinds(np.array(REWARDS), N).tolist() == [ALL0, MIXED, ALL1, MIXED, ALL0, MIXED]
     nan_group = np.array([np.nan, 0, 0, 0, np.nan, 1, 0, np.nan, np.nan, 1, np.nan, np.nan])
     assert group_kinds(nan_group, N).tolist() == [ALL0, MIXED, ALL1]
-    assert decide(2, 6, "skip", 1 / 3) == SKIP  # exactly 1/3 mixed: the authors skip
-    assert decide(3, 6, "skip", 1 / 3) == SUBSTITUTE
-    assert decide(2, 6, "train_mixed", 1 / 3) == TRAIN_MIXED
-    assert decide(0, 6, "train_mixed", 1 / 3) == SKIP  # nothing to learn from
+    assert batch_action(2, 6, "skip", 1 / 3) == SKIP  # exactly 1/3 mixed: the authors skip
+    assert batch_action(3, 6, "skip", 1 / 3) == SUBSTITUTE
+    assert batch_action(2, 6, "train_mixed", 1 / 3) == TRAIN_MIXED
+    assert batch_action(0, 6, "train_mixed", 1 / 3) == SKIP  # nothing to learn from
     with pytest.raises(ValueError, match="low_mixed_policy"):
-        decide(3, 6, "sometimes", 1 / 3)
+        batch_action(3, 6, "sometimes", 1 / 3)
 
 
 def test_donors_without_replacement_while_enough_exist():

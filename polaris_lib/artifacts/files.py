@@ -1,15 +1,4 @@
-"""The run folder: where every notebook writes, and the only thing later notebooks read.
-
-Layout (ARCHITECTURE.md "Runs"):
-
-    reports/<run_id>/
-        manifest.json                    written by the pipeline runner
-        01_temperature_probe_stage1/     one folder per executed notebook step
-            config.json  metrics.json  *.parquet  fig_*.png  notebook.ipynb
-        02_curate_by_difficulty/
-        03_grpo_stage_stage1/ ...
-        checkpoints/stage1/              model checkpoints (git-ignored)
-        report.html
+"""Files of the run folder: the one atomic writer and the readers every step uses.
 
 Every write is atomic (temporary file + os.replace), so a crash never leaves half a file that a
 resumed run would mistake for a finished one. Append-only logs (jsonl) flush and fsync each line.
@@ -24,46 +13,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-# Step folder names, in pipeline order. Staged notebooks get a `_stage{k}` suffix.
-PROBE = "01_temperature_probe"
-CURATE = "02_curate_by_difficulty"
-STAGE = "03_grpo_stage"
-LENGTH = "04_length_extrapolation"
-EVAL = "05_eval_aime"
-REPORT = "06_report"
-STAGED_STEPS = (PROBE, STAGE)
-
-
-def step_dir(
-    run_dir: str | Path, step: str, stage: int | None = None, *, create: bool = True
-) -> Path:
-    """Folder of one notebook step, e.g. step_dir(run, STAGE, 2) -> run/03_grpo_stage_stage2."""
-    if step in STAGED_STEPS and stage is None:
-        raise ValueError(f"step {step} runs once per stage: pass stage=k")
-    name = f"{step}_stage{stage}" if step in STAGED_STEPS else step
-    path = Path(run_dir) / name
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def checkpoint_dir(run_dir: str | Path, stage: int) -> Path:
-    """Where stage k saves its policy (the final checkpoint the next stage and eval load)."""
-    return Path(run_dir) / "checkpoints" / f"stage{stage}"
-
-
-def policy_checkpoint(run_dir: str | Path, stage: int) -> str | None:
-    """The checkpoint stage `stage` starts from: stage k-1's final policy, None = base model."""
-    if stage <= 1:
-        return None
-    path = checkpoint_dir(run_dir, stage - 1) / "final"
-    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-        raise FileNotFoundError(
-            f"stage {stage} starts from stage {stage - 1}'s policy, but {path} has no checkpoint: "
-            f"run 03_grpo_stage with STAGE={stage - 1} first"
-        )
-    return str(path)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -185,29 +134,3 @@ def rewrite_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Atomically replace a jsonl log (used to trim steps after a resume point)."""
     data = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
     _atomic_write_bytes(Path(path), data.encode())
-
-
-DONE_FILE = "_done.json"
-
-
-def finish_step(step: str | Path, required: Iterable[str], **info: Any) -> Path:
-    """Mark a step complete: every `required` artifact exists and is non-empty.
-
-    The pipeline treats a step folder without `_done.json` (or with a missing/empty artifact) as
-    unfinished and re-runs it, so call this last in a notebook.
-    """
-    step = Path(step)
-    missing = [r for r in required if not (step / r).exists() or (step / r).stat().st_size == 0]
-    if missing:
-        raise RuntimeError(f"step {step.name} is incomplete: missing or empty {missing}")
-    files = {r: (step / r).stat().st_size for r in required}
-    return write_json(step / DONE_FILE, {"artifacts": files, **info})
-
-
-def step_done(step: str | Path) -> bool:
-    """True when `finish_step` ran and every artifact it listed is still there, non-empty."""
-    step = Path(step)
-    if not (step / DONE_FILE).exists():
-        return False
-    listed = read_json(step / DONE_FILE).get("artifacts", {})
-    return all((step / r).exists() and (step / r).stat().st_size > 0 for r in listed)

@@ -1,69 +1,61 @@
-"""The evaluation's resumable store: one finished parquet (+ settings json) per pair (RECIPE.md §7).
+"""The one resumable store: finished parts of a step's work, each under a fingerprint of its inputs.
 
-A pair is one (checkpoint, benchmark) of polaris_lib/evaluate/run.py (or one (RoPE variant, length)
-of polaris_lib/extrapolate/run.py). Its parquet is written first and its settings json last, so the
-json marks it done; a pair made with other settings is redone.
+A part is one piece of work whose result is a table: one probe temperature, one chunk of the
+curation pool, one (checkpoint, benchmark) pair of the evaluation, one (RoPE variant, length) of
+the extrapolation. Its parquet is written first and its json (the fingerprint of everything that
+determines it, plus whatever the caller records, e.g. timings) last, so the json marks it done; a
+part made with other inputs is redone, and a crash loses at most the part in progress.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from polaris_lib.artifacts import files as artifacts
-
-RESPONSE_COLUMNS = [
-    "checkpoint",
-    "benchmark",
-    "problem_id",
-    "sample_idx",
-    "text",
-    "n_tokens",
-    "finished",
-    "truncated",
-    "answers",
-    "correct",
-    "reason",
-]
-"""responses.parquet: one row per sampled response; `answers` (gold forms) makes it regradable."""
-
-PAIRS = "pairs"
-"""Sub-folder of the step holding one finished parquet (+ settings json) per pair."""
+from polaris_lib.artifacts.files import read_json, write_json, write_parquet
 
 
-def _pair_file(out: Path, checkpoint: str, benchmark: str) -> Path:
-    return out / PAIRS / f"{checkpoint}__{benchmark}.parquet"
+def fingerprint(**what: Any) -> str:
+    """Content hash of everything that determines a part (its resume key)."""
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def pair_done(out: str | Path, checkpoint: str, benchmark: str, settings: dict) -> bool:
-    """A pair is finished when its parquet exists and was made with these settings."""
-    path = _pair_file(Path(out), checkpoint, benchmark)
-    meta = path.with_suffix(".json")
-    if not path.exists() or not meta.exists():
-        return False
-    return artifacts.read_json(meta).get("settings") == artifacts._jsonable(settings)
+class PartStore:
+    """Finished parts in one folder: `<name>.parquet` + `<name>.json` (written last = done)."""
 
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
 
-def write_pair(out, checkpoint: str, benchmark: str, df, settings: dict, timing: dict) -> None:
-    """Write a finished pair: the responses parquet, then its settings json (the 'done' mark)."""
-    file = _pair_file(Path(out), checkpoint, benchmark)
-    artifacts.write_parquet(file, df[RESPONSE_COLUMNS])
-    artifacts.write_json(file.with_suffix(".json"), dict(settings=settings, **timing))
+    def _files(self, name: str) -> tuple[Path, Path]:
+        # Explicit names: Path.with_suffix would read "T0.4000" as stem "T0" + suffix ".4000".
+        return self.folder / f"{name}.parquet", self.folder / f"{name}.json"
 
+    def done(self, name: str, key: dict) -> bool:
+        """True when part `name` was finished with this key."""
+        data, meta = self._files(name)
+        if not data.exists() or not meta.exists():
+            return False
+        return read_json(meta).get("fingerprint") == fingerprint(**key)
 
-def read_pair(out, checkpoint: str, benchmark: str) -> pd.DataFrame:
-    """The responses of one finished pair."""
-    return pd.read_parquet(_pair_file(Path(out), checkpoint, benchmark))
+    def write(self, name: str, table: pd.DataFrame, key: dict, **info: Any) -> pd.DataFrame:
+        """Store a finished part: the table, then its fingerprint and `info` (the 'done' mark)."""
+        data, meta = self._files(name)
+        write_parquet(data, table)
+        write_json(meta, {"fingerprint": fingerprint(**key), **info})
+        return table
 
+    def read(self, name: str) -> pd.DataFrame:
+        """The table of one finished part."""
+        return pd.read_parquet(self._files(name)[0])
 
-def timings(out: str | Path) -> pd.DataFrame:
-    """Per-pair sampling and grading seconds recorded by run_evaluation (throughput, grading)."""
-    rows = []
-    for meta in sorted((Path(out) / PAIRS).glob("*.json")):
-        ck, b = meta.stem.split("__", 1)
-        d = artifacts.read_json(meta)
-        rows.append(
-            dict(checkpoint=ck, benchmark=b, **{k: v for k, v in d.items() if k != "settings"})
-        )
-    return pd.DataFrame(rows)
+    def info(self) -> pd.DataFrame:
+        """One row per finished part: its name and the info recorded with it."""
+        rows = [
+            {"part": meta.stem, **{k: v for k, v in read_json(meta).items() if k != "fingerprint"}}
+            for meta in sorted(self.folder.glob("*.json"))
+        ]
+        return pd.DataFrame(rows)

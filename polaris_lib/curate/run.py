@@ -3,7 +3,7 @@
 - Pass rate: n samples (paper: 8) per pool problem at the probe's chosen temperature, graded by
   polaris_lib.grading.grader. Work goes in chunks of `checkpoint_every` problems; each finished chunk is
   written atomically, so a crash at 60% resumes at 60%.
-- Stage-1 set: drop problems solved n/n (they teach GRPO nothing), keep 0/n (RECIPE §2: dropping
+- Stage-1 set (polaris_lib/curate/select.py): drop problems solved n/n (they teach GRPO nothing), keep 0/n (RECIPE §2: dropping
   everything above 4/8 hurt). The histogram over 0/n..n/n is the J / mirrored-J figure.
 - Between stages (`easy_drop`, polaris_lib/training/easy_drop.py): drop problems whose mean reward over
   the stage's reward log is above the threshold (paper: 0.9).
@@ -15,11 +15,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from polaris_lib.artifacts import files as artifacts
-from polaris_lib.probe.run import fingerprint, grade, world_key
+from polaris_lib import artifacts, data
+from polaris_lib.artifacts.resume import PartStore
+from polaris_lib.policy.load import weights_key, world_key
+from polaris_lib.policy.rollouts import rollout
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ PASS_COLUMNS = ["problem_id", "k", "n", "pass_rate", "mean_tokens", "truncation_
 # ----------------------------------------------------------------------------- inputs
 def pool_problems(run) -> pd.DataFrame:
     """The curation pool: toy 'train' split, or the catalog pool (seeded sample of max_problems)."""
-    from polaris_lib.data import catalog as data
 
     cap = run.curation.max_problems
     if run.curation.pool == "toy":
@@ -45,26 +45,11 @@ def pool_problems(run) -> pd.DataFrame:
     return df
 
 
-def curation_temperature(run) -> tuple[float, str]:
-    """Stage 1's temperature: the stage config's if set, else 01 stage 1's chosen temperature."""
-    if run.stage(1).temperature is not None:
-        return float(run.stage(1).temperature), "stages[0].temperature (config)"
-    path = artifacts.step_dir(run.run_dir, artifacts.PROBE, 1, create=False) / "metrics.json"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"curation samples at the probe's chosen temperature, but {path} is missing: run "
-            "01_temperature_probe with STAGE=1 first, or set stages.0.temperature in OVERRIDES"
-        )
-    return float(artifacts.read_json(path)["probe/chosen_temperature"]), str(path)
-
-
 # ----------------------------------------------------------------------------- pass rates
 def estimate_pass_rates(
-    sample_fn: Callable[[pd.DataFrame, int], pd.DataFrame],
+    score_fn: Callable[[pd.DataFrame, int], pd.DataFrame],
     problems: pd.DataFrame,
     *,
-    n: int,
-    grader,
     out: str | Path,
     checkpoint_every: int,
     key: dict,
@@ -73,30 +58,25 @@ def estimate_pass_rates(
 ) -> pd.DataFrame:
     """k/n per problem, chunk by chunk; finished chunks (same fingerprint) are reused, not redone.
 
-    `sample_fn(chunk_problems, chunk_index)` returns polaris_lib.policy.sampling.sample's table with n
-    samples per row; `on_chunk(done, total)` runs after each chunk is safely on disk.
+    `score_fn(chunk_problems, chunk_index)` returns the graded samples
+    (polaris_lib.policy.rollouts.rollout's table) with n per row; `on_chunk(done, total)` runs
+    after each chunk is safely on disk.
     """
     if problems.problem_id.duplicated().any():
         dup = problems.problem_id[problems.problem_id.duplicated()].unique()[:5].tolist()
         raise ValueError(f"pool has duplicate problem ids (pass rates need stable ids): {dup}")
-    part = Path(out) / "partial"
-    part.mkdir(parents=True, exist_ok=True)
+    store = PartStore(Path(out) / "partial")
     starts = list(range(0, len(problems), checkpoint_every))
     bar = _bar(len(problems), progress)
     tables = []
     for c, s in enumerate(starts):
         chunk = problems.iloc[s : s + checkpoint_every]
-        fp = fingerprint(chunk=c, ids=list(chunk.problem_id), n=n, **key)
-        stem = part / f"chunk_{c:05d}"
-        meta = stem.with_suffix(".json")
-        if meta.exists() and artifacts.read_json(meta).get("fingerprint") == fp:
-            tables.append(pd.read_parquet(stem.with_suffix(".parquet")))
+        name, part_key = f"chunk_{c:05d}", dict(chunk=c, ids=list(chunk.problem_id), **key)
+        if store.done(name, part_key):
+            tables.append(store.read(name))
         else:
-            graded = grade(sample_fn(chunk, c), chunk, grader)
-            table = summarize_samples(graded, chunk.problem_id)
-            artifacts.write_parquet(stem.with_suffix(".parquet"), table)
-            artifacts.write_json(meta, {"fingerprint": fp, "problems": len(chunk)})  # last = done
-            tables.append(table)
+            table = summarize_samples(score_fn(chunk, c), chunk.problem_id)
+            tables.append(store.write(name, table, part_key, problems=len(chunk)))
         if bar is not None:
             bar.update(len(chunk))
         if on_chunk is not None:
@@ -134,97 +114,31 @@ def run_curation(
     checkpoint: str | None = None, grader=None, on_chunk=None, progress: bool = True,
 ) -> pd.DataFrame:  # fmt: skip
     """Pass rates of `problems` with the policy at `temperature` (batched, resumable)."""
-    from polaris_lib.grading import grader as rewards
-    from polaris_lib.policy import sampling
-
     cur = run.curation
-    grader = grader or rewards.default_grader(thinking=run.model.thinking)
     top_p, top_k = run.stage(1).top_p, run.stage(1).top_k  # sample as stage 1 will roll out
 
-    def sample_fn(chunk: pd.DataFrame, c: int) -> pd.DataFrame:
-        return sampling.sample(
+    def score_fn(chunk: pd.DataFrame, c: int) -> pd.DataFrame:
+        graded, _ = rollout(
             model, tokenizer, chunk, n=cur.samples_per_problem, temperature=temperature,
             top_p=top_p, top_k=top_k, max_new_tokens=cur.max_new_tokens,
-            seed=run.seed * 1_000_003 + c, suffix=run.model.instruction_suffix, progress=False,
+            seed=run.seed * 1_000_003 + c, suffix=run.model.instruction_suffix,
+            thinking=run.model.thinking, grader=grader,
         )  # fmt: skip
+        return graded
 
     key = dict(
-        model=run.model.name_or_path, checkpoint=checkpoint, temperature=temperature,
+        model=run.model.name_or_path, checkpoint=checkpoint,
+        weights=weights_key(run, checkpoint), world=world_key(run), temperature=temperature,
         top_p=top_p, top_k=top_k, max_new_tokens=cur.max_new_tokens, seed=run.seed,
-        suffix=run.model.instruction_suffix, world=world_key(run),
+        n=cur.samples_per_problem, suffix=run.model.instruction_suffix,
     )  # fmt: skip
     return estimate_pass_rates(
-        sample_fn, problems, n=cur.samples_per_problem, grader=grader, out=out,
-        checkpoint_every=cur.checkpoint_every, key=key, on_chunk=on_chunk, progress=progress,
+        score_fn, problems, out=out, checkpoint_every=cur.checkpoint_every, key=key,
+        on_chunk=on_chunk, progress=progress,
     )  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- the stage-1 set
-def bucket_table(pass_rates: pd.DataFrame, n: int, drop_solved_all: bool = True) -> pd.DataFrame:
-    """Problems per bucket k = 0..n, and how many each bucket keeps and drops."""
-    counts = pass_rates.k.value_counts().reindex(range(n + 1), fill_value=0)
-    dropped = [int(c) if (k == n and drop_solved_all) else 0 for k, c in counts.items()]
-    return pd.DataFrame(
-        {
-            "k": range(n + 1),
-            "bucket": [f"{k}/{n}" for k in range(n + 1)],
-            "problems": counts.to_numpy(),
-            "kept": counts.to_numpy() - np.array(dropped),
-            "dropped": dropped,
-        }
-    )
-
-
-def select(
-    pool: pd.DataFrame, pass_rates: pd.DataFrame, drop_solved_all: bool = True
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(curated, dropped): pool rows with their k, n, pass_rate; n/n problems dropped if asked."""
-    rates = pass_rates[["problem_id", "k", "n", "pass_rate"]]
-    merged = pool.drop(columns=["k", "n", "pass_rate"], errors="ignore").merge(
-        rates, on="problem_id", how="inner", validate="one_to_one"
-    )
-    if len(merged) != len(pass_rates):
-        lost = sorted(set(pass_rates.problem_id) - set(pool.problem_id))[:5]
-        raise ValueError(f"pass rates for problems not in the pool: {lost}")
-    solved_all = (merged.k == merged.n) & drop_solved_all
-    return merged[~solved_all].reset_index(drop=True), merged[solved_all].reset_index(drop=True)
-
-
-# ----------------------------------------------------------------------------- sanity views
-def by_level(pass_rates: pd.DataFrame, pool: pd.DataFrame, column: str = "level") -> pd.DataFrame:
-    """Mean pass rate per level (MATH-500's 1-5): a sanity check that harder levels score lower."""
-    if column not in pool.columns:
-        raise KeyError(f"pool has no {column!r} column (MATH-500 has 'level'); has {list(pool)}")
-    m = pass_rates.merge(pool[["problem_id", column]], on="problem_id")
-    g = m.groupby(column)
-    return pd.DataFrame(
-        {"problems": g.size(), "pass_rate": g.pass_rate.mean(), "solved_none": g.k.apply(
-            lambda k: int((k == 0).sum()))}
-    ).reset_index()  # fmt: skip
-
-
-def parse_reference_difficulty(value) -> float:
-    """POLARIS-53K's `difficulty` (R1-Distill-7B's pass rate) as a fraction: '3/8' -> 0.375."""
-    if value is None:
-        return float("nan")
-    if isinstance(value, str):
-        s = value.strip()
-        if "/" in s:
-            k, n = s.split("/", 1)
-            return float(k) / float(n)
-        value = float(s) if s else float("nan")
-    value = float(value)
-    return value / 8.0 if value > 1.0 else value  # a bare count k is out of 8 (their n)
-
-
-def compare_difficulty(pass_rates: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
-    """Our pass rate beside the pool's own `difficulty` column (POLARIS-53K), per problem."""
-    if "difficulty" not in pool.columns:
-        raise KeyError("pool has no 'difficulty' column to compare with (POLARIS-53K has one)")
-    ref = pool[["problem_id", "difficulty"]].assign(
-        reference_pass_rate=[parse_reference_difficulty(v) for v in pool.difficulty]
-    )
-    return pass_rates[["problem_id", "k", "n", "pass_rate"]].merge(ref, on="problem_id")
+# ----------------------------------------------------------------------------- artifacts
 
 
 def save(
@@ -252,18 +166,6 @@ def save(
     return artifacts.update_metrics(out, m)
 
 
-def sanity_tables(pool_name: str, pass_rates: pd.DataFrame, pool: pd.DataFrame) -> dict:
-    """The pool's sanity views: pass rate by MATH level, by toy term count, vs POLARIS difficulty."""
-    views = {}
-    if "level" in pool.columns:
-        views["level"] = by_level(pass_rates, pool, "level")
-    if pool_name == "toy":  # the toy's `difficulty` is its number of terms, not a pass rate
-        views["difficulty"] = by_level(pass_rates, pool, "difficulty")
-    elif "difficulty" in pool.columns:
-        views["reference"] = compare_difficulty(pass_rates, pool)
-    return views
-
-
 def check_artifacts(step: str | Path) -> dict:
     """Validate a finished curation folder; returns its metrics."""
     step = Path(step)
@@ -278,13 +180,6 @@ def check_artifacts(step: str | Path) -> dict:
     if kept != len(curated) or m["curate/pool_size"] != len(rates) or kept + dropped != len(rates):
         raise ValueError(f"{step}: metrics disagree with the tables")
     return m
-
-
-def sanity_figure_name(view: str) -> str:
-    """File name of a sanity view's figure."""
-    return (
-        "fig_difficulty_vs_reference.png" if view == "reference" else f"fig_pass_rate_by_{view}.png"
-    )
 
 
 def describe(run, temperature: float) -> str:

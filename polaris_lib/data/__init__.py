@@ -19,6 +19,7 @@ from polaris_lib.data.prompt import (
     strip_suffix,
 )
 from polaris_lib.data.schema import (
+    ANSWER_PARSERS,
     ValidationReport,
     gold_answers,
     normalise_answer,

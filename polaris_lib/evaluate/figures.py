@@ -16,7 +16,7 @@ def _panels(n: int, width_each: float = 4.2, height: float = 3.6):
 def avg_by_checkpoint(summary: pd.DataFrame, caption_text: str, paper: pd.DataFrame | None = None):
     """avg@k (percent, 95% bootstrap interval) per checkpoint, one line per benchmark.
 
-    `summary` is eval_tables.summarize's table; `paper` (eval_tables.paper_comparison) adds the
+    `summary` is metrics.summarize's table; `paper` (paper.paper_comparison) adds the
     published values as dashed references.
     """
     fig, ax = new_figure(6.4, 4.0)
@@ -61,7 +61,7 @@ def pass_at_k_curves(curve: pd.DataFrame, caption_text: str):
 
 
 def accuracy_by_length(buckets: pd.DataFrame, caption_text: str):
-    """Accuracy per response-length bucket (eval_tables.length_bucket_accuracy) per checkpoint."""
+    """Accuracy per response-length bucket (metrics.length_bucket_accuracy) per checkpoint."""
     benches = list(dict.fromkeys(buckets["benchmark"]))
     fig, axes = _panels(len(benches))
     for ax, b in zip(axes, benches, strict=True):

@@ -1,9 +1,9 @@
-"""RoPE variants for the length-extrapolation step (RECIPE.md §6) and checks that they took effect.
+"""Checks that the RoPE variants of the length-extrapolation step took effect (RECIPE.md §6).
 
-Three ways to run a checkpoint past its trained length: ``none`` (as trained), ``yarn``
-(`polaris_lib.policy.rope`: the recipe's factor, attention factor 1.0, rope_theta kept) and ``linear``
-(plain position interpolation with the same factor: every position divided by it, the baseline
-YaRN improves on). `rope_check` loads each one and records what changed (config, rotary inverse
+Three ways to run a checkpoint past its trained length (`polaris_lib.policy.rope`): ``none`` (as
+trained), ``yarn`` (the recipe's factor, attention factor 1.0, rope_theta kept) and ``linear``
+(plain position interpolation with the same factor, the baseline YaRN improves on); the policy
+loads with each through `load_policy(run, checkpoint, rope=variant)`. `rope_check` loads each one and records what changed (config, rotary inverse
 frequencies, attention scaling, logits inside and beyond the original context); `position_loss`
 measures per-token loss by position on held-out reference traces, teacher-forced (toy world).
 """
@@ -16,32 +16,20 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.evaluate import run as evaluate
+from polaris_lib.policy.load import load_policy, model_path
+from polaris_lib.policy.rope import (
+    VARIANTS,
+    linear_rope_parameters,
+    linear_vllm_kwargs,
+    vllm_yarn_kwargs,
+    yarn_applied,
+    yarn_rope_parameters,
+)
+from polaris_lib.toy.model import prompt_text
+from polaris_lib.toy.task import IM_END, make_problems, reference_solution
 
-VARIANTS = ("none", "yarn", "linear")
-"""RoPE variants compared: as trained, YaRN, linear position interpolation (same factor)."""
 LOSS_EXTRA_TERMS = 5
 """Toy reference traces for the position-loss curve go this far past toy.max_terms."""
-
-
-def linear_rope_parameters(config, factor: float) -> dict:
-    """Position interpolation (rope_type 'linear'): positions / factor, the model's theta kept."""
-    from polaris_lib.policy.rope import _rope_params
-
-    old = _rope_params(config)
-    if old.get("rope_theta") is None:
-        raise ValueError("the model config has no rope_theta; cannot build linear RoPE settings")
-    return {"rope_type": "linear", "factor": float(factor), "rope_theta": float(old["rope_theta"])}
-
-
-def linear_vllm_kwargs(config, yarn) -> dict:
-    """vllm.LLM keywords for linear interpolation, the same extended context as YaRN's."""
-    from polaris_lib.policy.rope import yarn_max_length
-
-    longest = max(config.max_position_embeddings, yarn_max_length(yarn))
-    overrides = {"rope_parameters": linear_rope_parameters(config, yarn.factor),
-                 "max_position_embeddings": longest}  # fmt: skip
-    return {"hf_overrides": overrides, "max_model_len": yarn_max_length(yarn)}
 
 
 def variant_settings(cfg: RunConfig, checkpoint: str | None) -> pd.DataFrame:
@@ -50,9 +38,7 @@ def variant_settings(cfg: RunConfig, checkpoint: str | None) -> pd.DataFrame:
 
     from transformers import AutoConfig
 
-    from polaris_lib.policy.rope import vllm_yarn_kwargs, yarn_rope_parameters
-
-    config = AutoConfig.from_pretrained(evaluate.model_path(cfg, checkpoint))
+    config = AutoConfig.from_pretrained(model_path(cfg, checkpoint))
     y = dataclasses.replace(cfg.yarn, enabled=True)
     rows = [
         ("none", config.rope_parameters, {}),
@@ -63,35 +49,6 @@ def variant_settings(cfg: RunConfig, checkpoint: str | None) -> pd.DataFrame:
         [dict(variant=v, rope_parameters=json.dumps(dict(p)), vllm_kwargs=json.dumps(k))
          for v, p, k in rows]
     )  # fmt: skip
-
-
-def load_variant(cfg: RunConfig, checkpoint: str | None, variant: str):
-    """(model, tokenizer) of one RoPE variant; none and yarn go through the kit's eval loader."""
-    if variant not in VARIANTS:
-        raise ValueError(f"RoPE variant {variant!r}: choose one of {VARIANTS}")
-    if variant != "linear":
-        yarn = dataclasses.replace(cfg.yarn, enabled=True) if variant == "yarn" else None
-        return evaluate.load_for_eval(cfg, checkpoint, yarn)
-    from transformers import AutoConfig
-
-    path = evaluate.model_path(cfg, checkpoint)
-    config = AutoConfig.from_pretrained(path)
-    config.rope_parameters = linear_rope_parameters(config, cfg.yarn.factor)
-    if cfg.model.use_vllm and cfg.model.backend == "transformers":
-        from vllm import LLM
-
-        llm = LLM(model=path, dtype=cfg.model.dtype, seed=cfg.seed,
-                  **linear_vllm_kwargs(config, cfg.yarn))  # fmt: skip
-        return llm, llm.get_tokenizer()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from polaris_lib.policy.load import _torch_dtype, resolve_device
-
-    device = resolve_device(cfg.model.device)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, config=config, dtype=_torch_dtype(cfg.model, device)
-    )
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(path)
 
 
 def _rotary(model):
@@ -122,7 +79,7 @@ def rope_check(cfg: RunConfig, checkpoint: str | None, variants=VARIANTS, load_f
     ids = keep = ref = None
     rows = []
     for v in ["none", *[x for x in variants if x != "none"]]:
-        model, tok = (load_fn or load_variant)(hf, checkpoint, v)
+        model, tok = (load_fn or load_policy)(hf, checkpoint, v)
         if ids is None:
             ids = check_input(cfg, tok)
             inside, beyond = np.arange(original), np.arange(original, ids.shape[1])
@@ -143,8 +100,6 @@ def _check_row(variant, model, rot, diff, n_in: int, inv, inv_ref) -> dict:
     """One rope_check row; diff[:n_in]: positions inside the original context, the rest beyond."""
     import torch
 
-    from polaris_lib.policy.rope import yarn_applied
-
     p = model.config.rope_parameters
     return dict(
         variant=variant, rope_type=p.get("rope_type"), factor=p.get("factor"),
@@ -161,9 +116,6 @@ def _check_row(variant, model, rot, diff, n_in: int, inv, inv_ref) -> dict:
 def reference_texts(cfg: RunConfig, tokenizer, n: int = 48, terms: int | None = None):
     """(prompt, reference completion) pairs of held-out toy items, up to max_terms + 5 terms
     (or exactly `terms` terms)."""
-    from polaris_lib.toy.model import prompt_text
-    from polaris_lib.toy.task import IM_END, make_problems, reference_solution
-
     t = cfg.toy
     lo = terms or max(t.min_terms, t.max_terms - 2)
     hi = terms or t.max_terms + LOSS_EXTRA_TERMS
@@ -231,7 +183,7 @@ def position_loss_for(cfg: RunConfig, checkpoint: str | None, variants=VARIANTS,
         return out
     frames = []
     for v in variants:
-        model, tok = (load_fn or load_variant)(cfg, checkpoint, v)
+        model, tok = (load_fn or load_policy)(cfg, checkpoint, v)
         frames.append(position_loss(model, tok, reference_texts(cfg, tok)).assign(variant=v))
         del model
     return pd.concat(frames, ignore_index=True)[cols]

@@ -2,7 +2,7 @@
 
 The paper evaluated Polaris-4B with and without YaRN at several maximum lengths and compared the
 accuracy of responses per length bucket (< L/2, L/2..L, > L; L = the trained length). Here the
-same experiment runs on any checkpoint for the RoPE variants of `rope_variants` (none, YaRN,
+same experiment runs on any checkpoint for the RoPE variants of `polaris_lib.policy.rope` (none, YaRN,
 linear interpolation). On the tiny preset the items are toy sums with more terms than training
 saw, so their traces need more than the trained length (and the longest, more positions than the
 model was built with); with a real model they are the AIME problems, as in the paper.
@@ -15,12 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib.artifacts import resume as eval_pairs
+from polaris_lib import artifacts
+from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.evaluate import run as evaluate
-from polaris_lib.evaluate.tables import length_bucket_accuracy, summarize
-from polaris_lib.extrapolate.checks import VARIANTS, load_variant
+from polaris_lib.data import catalog_entry, load_dataset
+from polaris_lib.metrics import length_bucket_accuracy, summarize
+from polaris_lib.policy.load import load_policy, weights_key
+from polaris_lib.policy.rollouts import rollout
+from polaris_lib.policy.rope import VARIANTS
 from polaris_lib.policy.sampling import loaded_model
+from polaris_lib.toy.task import make_problems
 
 EXTRA_TERMS = 3
 """Toy items go up to toy.max_terms + this many terms: traces past the trained length L, the
@@ -32,7 +36,7 @@ PAPER_BENCHMARKS = ("aime24", "aime25")
 def checkpoint_for(cfg: RunConfig, stage: int | None) -> str | None:
     """The policy to extend: None = the last stage's final checkpoint, 0 = base, k = stage k."""
     name = "final" if stage is None else "base" if stage == 0 else f"stage{stage}"
-    return evaluate.checkpoint_path(cfg.run_dir, name, len(cfg.stages))
+    return artifacts.named_checkpoint(cfg.run_dir, name, len(cfg.stages))
 
 
 def trained_length(cfg: RunConfig) -> int:
@@ -56,14 +60,33 @@ def extrapolation_problems(cfg: RunConfig, data_dir=None) -> pd.DataFrame:
     """Items for the experiment: toy sums past the trained length, else the eval benchmarks."""
     n = cfg.yarn.n_problems or None
     if cfg.model.name_or_path == "toy":
-        from polaris_lib.toy.task import make_problems
-
         t = cfg.toy
         lo, hi = max(t.min_terms, t.max_terms - 1), t.max_terms + EXTRA_TERMS
         return make_problems(t, "test", n or 64, seed=cfg.seed, min_terms=lo, max_terms=hi)
     names = [b for b in cfg.eval.benchmarks if b in PAPER_BENCHMARKS] or cfg.eval.benchmarks
-    frames = [evaluate.load_benchmark(b, cfg, data_dir) for b in names]
+    limit = cfg.eval.max_problems or None
+    frames = [
+        load_dataset(b, data_dir=data_dir, limit=limit)
+        for b in names
+        if not catalog_entry(b).generator
+    ]
     return pd.concat(frames, ignore_index=True).head(n)
+
+
+RUNS = "runs"
+"""Sub-folder of the step holding one finished part per (RoPE variant, maximum length)."""
+
+
+def run_settings(cfg: RunConfig, checkpoint: str | None, variant: str, length: int, problems):
+    """Everything that determines one (variant, length) run's responses (its resume key)."""
+    e = cfg.eval
+    return dict(
+        model=cfg.model.name_or_path, checkpoint_path=checkpoint,
+        weights=weights_key(cfg, checkpoint), variant=variant, factor=cfg.yarn.factor,
+        max_new_tokens=length, k=cfg.yarn.n_samples, problems=sorted(problems["problem_id"]),
+        temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, seed=cfg.seed,
+        suffix=cfg.model.instruction_suffix, thinking=cfg.model.thinking,
+    )  # fmt: skip
 
 
 def run_extrapolation(
@@ -78,35 +101,33 @@ def run_extrapolation(
     grader=None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Sample and grade every (variant, max length); resumable like evaluation (pairs/ files).
+    """Sample and grade every (variant, max length); resumable (one finished part per run under runs/).
 
     Sampling settings come from cfg.eval (temperature, top_p, top_k), k = yarn.n_samples, the
     budget is each of yarn.eval_max_lengths. Returns results.parquet's rows.
     """
-    out = Path(out)
+    store = PartStore(Path(out) / RUNS)
     frames = []
     for v in variants:
-        runs = {}
-        for length in cfg.yarn.eval_max_lengths:
-            s = evaluate.pair_settings(cfg, "extrapolation", checkpoint)
-            s.update(k=cfg.yarn.n_samples, max_new_tokens=length, variant=v,
-                     problems=sorted(problems["problem_id"]), factor=cfg.yarn.factor)  # fmt: skip
-            runs[length] = s
-        todo = [n for n, s in runs.items() if not eval_pairs.pair_done(out, v, f"len{n}", s)]
+        runs = {length: run_settings(cfg, checkpoint, v, length, problems)
+                for length in cfg.yarn.eval_max_lengths}  # fmt: skip
+        todo = [n for n, s in runs.items() if not store.done(f"{v}__len{n}", s)]
         if todo:  # one engine per variant: a vLLM one is released before the next starts
-            with loaded_model((load_fn or load_variant)(cfg, checkpoint, v)) as m:
+            with loaded_model((load_fn or load_policy)(cfg, checkpoint, v)) as m:
                 for length in todo:
-                    df, timing = evaluate.evaluate_pair(m.model, m.tokenizer, problems,
-                                                        runs[length], grader=grader,
-                                                        sample_fn=sample_fn)  # fmt: skip
-                    df.insert(0, "benchmark", f"len{length}")
-                    df.insert(0, "checkpoint", v)
-                    eval_pairs.write_pair(out, v, f"len{length}", df, runs[length], timing)
+                    s = runs[length]
+                    df, timing = rollout(m.model, m.tokenizer, problems, n=s["k"],
+                                         temperature=s["temperature"], top_p=s["top_p"],
+                                         top_k=s["top_k"], max_new_tokens=length, seed=s["seed"],
+                                         suffix=s["suffix"], thinking=s["thinking"],
+                                         grader=grader, sample_fn=sample_fn)  # fmt: skip
+                    df.insert(0, "max_length", length)
+                    df.insert(0, "variant", v)
+                    store.write(f"{v}__len{length}", df, s, **timing)
                     log(f"{v} @ {length} tokens: accuracy {df['correct'].mean():.3f}, "
                         f"truncated {df['truncated'].mean():.2f}")  # fmt: skip
-        frames += [eval_pairs.read_pair(out, v, f"len{n}") for n in runs]
-    res = pd.concat(frames, ignore_index=True).rename(columns={"checkpoint": "variant"})
-    res["max_length"] = res.pop("benchmark").str.removeprefix("len").astype(int)
+        frames += [store.read(f"{v}__len{n}") for n in runs]
+    res = pd.concat(frames, ignore_index=True)
     extra = [c for c in ("difficulty", "trace_len") if c in problems.columns]
     return res.merge(problems[["problem_id", *extra]], on="problem_id", how="left")
 
@@ -186,7 +207,7 @@ def _bucket_key(bucket: str, length: int) -> str:
     return {"<": "below_half_L", ">": "above_L"}.get(str(bucket)[0], "half_L_to_L")
 
 
-REQUIRED = ["config.json", "metrics.json", "rope_check.parquet", "results.parquet",
+ARTIFACTS = ["config.json", "metrics.json", "rope_check.parquet", "results.parquet",
             "avg_vs_length.parquet", "length_buckets.parquet", "position_loss.parquet",
             "fig_avg_vs_length.png", "fig_length_buckets.png",
             "fig_loss_by_position.png"]  # fmt: skip
@@ -195,10 +216,9 @@ REQUIRED = ["config.json", "metrics.json", "rope_check.parquet", "results.parque
 
 def check_artifacts(step: str | Path) -> dict:
     """Validate a finished 04 folder (tables' columns, YaRN took effect); returns its metrics."""
-    from polaris_lib.artifacts import files as artifacts
 
     step = Path(step)
-    missing = [f for f in REQUIRED if not (step / f).exists()]
+    missing = [f for f in ARTIFACTS if not (step / f).exists()]
     if missing:
         raise ValueError(f"{step}: missing {missing}")
     res = pd.read_parquet(step / "results.parquet")

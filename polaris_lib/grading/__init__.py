@@ -1,0 +1,9 @@
+"""The reward (RECIPE.md §8): boxed-answer extraction and math-verify behind a hang-proof pool."""
+
+from polaris_lib.grading.grader import (
+    Grader,
+    GradeResult,
+    default_grader,
+    grade,
+    make_reward_fn,
+)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts
 from polaris_lib.pipeline.lock import Watch, fmt_seconds
 from polaris_lib.pipeline.steps import Step
 
@@ -64,10 +64,10 @@ def execute_step(man, run_dir, step, fp, step_cfg, nb_dir, root, p, i, n, log) -
                 # notebook's stdout/stderr, tracebacks and progress bars still come through
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
-        if not A.step_done(out_dir):
+        if not artifacts.step_done(out_dir):
             raise StepFailed(
                 f"step {step.name}: the notebook finished but its folder is incomplete "
-                f"(no {A.DONE_FILE}: the notebook must call artifacts.finish_step last)"
+                f"(no {artifacts.DONE_FILE}: the notebook must call artifacts.finish_step last)"
             )
     except KeyboardInterrupt:
         man.end_attempt(step.name, "failed", "interrupted (Ctrl-C)", peak_rss_gb=watch.peak_gb)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import Manifest, environment, now
 from polaris_lib.config.overrides import resolve
 from polaris_lib.pipeline.jupyter_kernel import ensure_kernel
@@ -58,13 +58,13 @@ class RunResult:
 def _wipe(run_dir: Path, step: Step) -> None:
     """Delete a step's folder (and a stage's checkpoints) so stale artifacts cannot be mixed in."""
     shutil.rmtree(run_dir / step.name, ignore_errors=True)
-    if step.notebook == A.STAGE:
-        shutil.rmtree(A.checkpoint_dir(run_dir, step.stage), ignore_errors=True)
-    if step.notebook == A.REPORT:
+    if step.notebook == artifacts.STAGE:
+        shutil.rmtree(artifacts.checkpoint_dir(run_dir, step.stage), ignore_errors=True)
+    if step.notebook == artifacts.REPORT:
         (run_dir / "report.html").unlink(missing_ok=True)
 
 
-def decide(
+def first_step_to_run(
     man: Manifest,
     run_dir: Path,
     steps: list[Step],
@@ -81,7 +81,7 @@ def decide(
             keys = changed_keys(rec.get("config"), step_config(cfg, step))
             why = f"config changed ({', '.join(keys[:6])})" if keys else "an earlier step changed"
             return i, why
-        if rec.get("status") == "done" and A.step_done(run_dir / step.name):
+        if rec.get("status") == "done" and artifacts.step_done(run_dir / step.name):
             continue
         if rec.get("status") == "done":
             return i, "artifacts missing or incomplete"
@@ -195,7 +195,7 @@ def run_pipeline(
 
 
 def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p, result, log):
-    first, why = decide(man, run_dir, plan, fps, cfg, rerun_from)
+    first, why = first_step_to_run(man, run_dir, plan, fps, cfg, rerun_from)
     if first is None:
         log(f"[polaris] run {run_dir.name}: every step is complete and up to date")
         result.skipped = [s.name for s in plan]

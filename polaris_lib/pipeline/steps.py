@@ -13,16 +13,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts
 
 # Config sections each notebook reads directly; earlier steps enter through the fingerprint chain.
 _COMMON = ("seed", "model", "toy")
 _SECTIONS = {
-    A.PROBE: ("probe",),
-    A.CURATE: ("curation",),
-    A.STAGE: ("curation",),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
-    A.LENGTH: ("yarn",),
-    A.EVAL: ("eval", "yarn"),  # eval may apply YaRN
+    artifacts.PROBE: ("probe",),
+    artifacts.CURATE: ("curation",),
+    artifacts.STAGE: ("curation",),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
+    artifacts.LENGTH: ("yarn",),
+    artifacts.EVAL: ("eval", "yarn"),  # eval may apply YaRN
 }
 
 
@@ -39,11 +39,11 @@ def plan_steps(n_stages: int) -> list[Step]:
     """The pipeline for a preset with `n_stages` GRPO stages, in execution order."""
     steps = []
     for k in range(1, n_stages + 1):
-        steps.append(Step(f"{A.PROBE}_stage{k}", A.PROBE, k))
+        steps.append(Step(f"{artifacts.PROBE}_stage{k}", artifacts.PROBE, k))
         if k == 1:
-            steps.append(Step(A.CURATE, A.CURATE))
-        steps.append(Step(f"{A.STAGE}_stage{k}", A.STAGE, k))
-    return steps + [Step(A.LENGTH, A.LENGTH), Step(A.EVAL, A.EVAL), Step(A.REPORT, A.REPORT)]
+            steps.append(Step(artifacts.CURATE, artifacts.CURATE))
+        steps.append(Step(f"{artifacts.STAGE}_stage{k}", artifacts.STAGE, k))
+    return steps + [Step(artifacts.LENGTH, artifacts.LENGTH), Step(artifacts.EVAL, artifacts.EVAL), Step(artifacts.REPORT, artifacts.REPORT)]
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -62,11 +62,11 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def step_config(cfg: dict[str, Any], step: Step) -> dict[str, Any]:
     """The dotted config values `step` depends on directly (the report depends on everything)."""
-    if step.notebook == A.REPORT:
+    if step.notebook == artifacts.REPORT:
         return {k: v for k, v in flatten(cfg).items() if not k.startswith("run_dir")}
     keys = _COMMON + _SECTIONS[step.notebook]
     sub = {k: cfg.get(k) for k in keys}
-    if step.notebook == A.STAGE:
+    if step.notebook == artifacts.STAGE:
         sub[f"stages.{step.stage - 1}"] = cfg["stages"][step.stage - 1]
     return flatten(sub)
 

@@ -1,9 +1,10 @@
 """Load the policy for any preset: the kit's toy model, a transformers model, or Unsloth (GPU).
 
-`load_policy(model_cfg, ...)` -> (model, tokenizer):
+`load_policy(run, checkpoint=None, rope="none")` -> (model, tokenizer), the one loader of the kit:
 - ``name_or_path="toy"``: build (or reuse from the cache) the toy world, load it from its folder
   with ``AutoModelForCausalLM`` on CPU in float32 — the same code path as a hub checkpoint.
-- a hub id or a local folder with backend ``transformers``: plain ``AutoModelForCausalLM``.
+- a hub id or a local folder with backend ``transformers``: plain ``AutoModelForCausalLM``, or a
+  ``vllm.LLM`` to sample from when the preset samples with vLLM.
 - backend ``unsloth`` (GPU only): ``FastLanguageModel.from_pretrained`` + ``get_peft_model`` (LoRA),
   optionally 4-bit and with ``fast_inference=True`` (colocated vLLM).
 Unsloth must be imported before trl/transformers/peft: it patches their classes at import time,
@@ -14,8 +15,12 @@ its GRPO/vLLM integration). `import_unsloth_first()` is called by entry points t
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from polaris_lib.config.sections import ConfigError, ModelConfig, ToyConfig, YarnConfig
+from polaris_lib.artifacts.layout import weights_stamp
+from polaris_lib.config.sections import ConfigError, ModelConfig, RunConfig
+from polaris_lib.policy.rope import check_variant, scaled_config, vllm_rope_kwargs
+from polaris_lib.toy import build as toy_build  # module: toy/build.py samples with policy.sampling
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -73,31 +78,66 @@ def import_unsloth_first() -> None:
 
 
 def load_policy(
-    model_cfg: ModelConfig,
-    *,
-    toy_cfg: ToyConfig | None = None,
+    run: RunConfig,
     checkpoint: str | None = None,
-    yarn: YarnConfig | None = None,
+    rope: str = "none",
+    *,
     for_training: bool = False,
     max_seq_length: int | None = None,
 ):
-    """(model, tokenizer) for `model_cfg`; `checkpoint` (a saved stage folder) overrides the path.
+    """(model, tokenizer) of the run's policy; `checkpoint` (a saved stage folder) overrides the path.
 
-    `yarn` applies YaRN to the RoPE settings (polaris_lib.policy.rope). `for_training` leaves the model
-    in train mode (and, for Unsloth, adds LoRA adapters). `max_seq_length` (Unsloth) should be the
-    longest stage's prompt + completion length; defaults to model_cfg.max_context.
+    `rope` is none | yarn | linear (polaris_lib.policy.rope; the factor is run.yarn's). To sample,
+    a preset with ``use_vllm`` on plain transformers weights gets a ``vllm.LLM``; otherwise the
+    model is a transformers model (or Unsloth's, whose ``fast_inference`` engine sits inside it).
+    `for_training` leaves the model in train mode (and, for Unsloth, adds LoRA adapters).
+    `max_seq_length` (Unsloth) should be the longest stage's prompt + completion length; defaults
+    to run.model.max_context.
     """
+    check_variant(rope)
+    model_cfg = run.model
     _require_gpu(model_cfg)
     if model_cfg.backend == "unsloth":
-        return _load_unsloth(model_cfg, checkpoint, yarn, for_training, max_seq_length)
-    path = checkpoint or model_cfg.name_or_path
-    if path == "toy":
-        if toy_cfg is None:
-            raise ConfigError("model: name_or_path 'toy' needs a ToyConfig (use preset 'tiny')")
-        from polaris_lib.toy.build import build_toy_world
+        return _load_unsloth(run, checkpoint, rope, for_training, max_seq_length)
+    path = model_path(run, checkpoint)
+    if model_cfg.use_vllm and not for_training:
+        return _load_vllm(run, path, rope)
+    return _load_transformers(model_cfg, path, _scaled(run, path, rope), for_training)
 
-        path = str(build_toy_world(toy_cfg))
-    return _load_transformers(model_cfg, path, yarn, for_training)
+
+def model_path(run: RunConfig, checkpoint: str | None) -> str:
+    """Folder (or hub id) the weights load from; the toy base model is the built toy world."""
+    if checkpoint:
+        return str(checkpoint)
+    if run.model.name_or_path == "toy":
+        if run.toy is None:
+            raise ConfigError("model: name_or_path 'toy' needs a ToyConfig (use preset 'tiny')")
+        return str(toy_build.build_toy_world(run.toy))
+    return run.model.name_or_path
+
+
+def world_key(run: RunConfig) -> str | None:
+    """The toy world's content hash (config + code version): a rebuilt toy invalidates samples."""
+    if run.toy is None or run.model.name_or_path != "toy":
+        return None
+    return toy_build.config_hash(run.toy)
+
+
+def weights_key(run: RunConfig, checkpoint: str | None) -> str | None:
+    """What identifies the weights sampled: a checkpoint's newest file time (a retrained stage
+    redoes its work), the toy world's hash for the toy base model, else None (a hub id)."""
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        return weights_stamp(checkpoint)
+    return world_key(run) if checkpoint is None else None
+
+
+def _scaled(run: RunConfig, path: str, rope: str):
+    """The transformers config with `rope`'s settings, or None to load the model's own."""
+    if rope == "none":
+        return None
+    from transformers import AutoConfig
+
+    return scaled_config(AutoConfig.from_pretrained(path), run.yarn, rope)
 
 
 def _torch_dtype(model_cfg: ModelConfig, device: str):
@@ -108,16 +148,14 @@ def _torch_dtype(model_cfg: ModelConfig, device: str):
     return getattr(torch, model_cfg.dtype)
 
 
-def _load_transformers(model_cfg: ModelConfig, path: str, yarn, for_training: bool):
+def _load_transformers(model_cfg: ModelConfig, path: str, config, for_training: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(model_cfg.device)
     tokenizer = AutoTokenizer.from_pretrained(path)
     kwargs = {"dtype": _torch_dtype(model_cfg, device)}
-    if yarn is not None and yarn.enabled:
-        from polaris_lib.policy.rope import apply_yarn
-
-        kwargs["config"] = apply_yarn(path, yarn)
+    if config is not None:
+        kwargs["config"] = config
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device)
     if tokenizer.pad_token is None:  # some hub tokenizers ship none; batched generate needs one
         tokenizer.pad_token = tokenizer.eos_token
@@ -125,15 +163,16 @@ def _load_transformers(model_cfg: ModelConfig, path: str, yarn, for_training: bo
     return model, tokenizer
 
 
-def _load_unsloth(model_cfg: ModelConfig, checkpoint, yarn, for_training: bool, max_seq_length):
+def _load_unsloth(run: RunConfig, checkpoint, rope: str, for_training: bool, max_seq_length):
     import_unsloth_first()
     from unsloth import FastLanguageModel
 
+    model_cfg = run.model
     path = checkpoint or model_cfg.name_or_path
     if path == "toy":
         raise ConfigError(
             "model: backend 'unsloth' needs a model folder or hub id; for the toy model pass "
-            "checkpoint=str(polaris_lib.toy.build.build_toy_world(cfg)) (its saved folder)"
+            "checkpoint=str(polaris_lib.toy.build_toy_world(cfg)) (its saved folder)"
         )
     kwargs = dict(
         model_name=str(path),
@@ -144,10 +183,8 @@ def _load_unsloth(model_cfg: ModelConfig, checkpoint, yarn, for_training: bool, 
         gpu_memory_utilization=model_cfg.gpu_memory_utilization,
         dtype=None if model_cfg.dtype == "float32" else _torch_dtype(model_cfg, "cuda"),
     )
-    if yarn is not None and yarn.enabled:
-        from polaris_lib.policy.rope import apply_yarn
-
-        kwargs["rope_scaling"] = apply_yarn(path, yarn).rope_parameters
+    if rope != "none":
+        kwargs["rope_scaling"] = _scaled(run, str(path), rope).rope_parameters
     if not model_cfg.use_vllm:
         kwargs.pop("gpu_memory_utilization")
     model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
@@ -167,3 +204,32 @@ def _load_unsloth(model_cfg: ModelConfig, checkpoint, yarn, for_training: bool, 
 
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+def _load_vllm(run: RunConfig, path: str, rope: str):
+    """vLLM offline engine; a RoPE variant goes in through hf_overrides and the extended
+    max_model_len (RECIPE.md §6); without one vLLM uses the model's own context."""
+    from vllm import LLM
+
+    model_cfg = run.model
+    kwargs = dict(
+        model=path,
+        dtype=model_cfg.dtype,
+        seed=run.seed,
+        gpu_memory_utilization=model_cfg.gpu_memory_utilization,
+    )
+    if rope != "none":
+        from transformers import AutoConfig
+
+        kwargs.update(vllm_rope_kwargs(AutoConfig.from_pretrained(path), run.yarn, rope))
+    llm = LLM(**kwargs)
+    return llm, llm.get_tokenizer()
+
+
+def lora_request_for(model, checkpoint: str | None):
+    """The LoRA request an Unsloth fast_inference model needs to sample a LoRA checkpoint (its
+    vLLM engine holds the base weights only), else None."""
+    if checkpoint and (Path(checkpoint) / "adapter_config.json").exists():
+        if hasattr(model, "load_lora"):
+            return model.load_lora(checkpoint)
+    return None

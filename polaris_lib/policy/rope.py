@@ -1,4 +1,5 @@
-"""Training-free length extrapolation with YaRN (RECIPE.md §6), for transformers and vLLM.
+"""Training-free length extrapolation (RECIPE.md §6): YaRN and linear interpolation, for
+transformers and vLLM.
 
 In transformers 5 the RoPE settings of a model live in ``config.rope_parameters`` — a dict holding
 ``rope_type`` *and* ``rope_theta``. Replacing it with a YaRN dict that forgets ``rope_theta``
@@ -9,7 +10,8 @@ The paper's settings: factor 1.5 over the 32K pre-training context, ``attention_
 What YaRN does to a model, worth knowing when reading results: it rescales the *low-frequency*
 rotary dimensions by 1/factor at every position, so logits change a little even inside the
 original context (and are unchanged only at the first position, whose rotation is zero);
-high-frequency dimensions are left as they are.
+high-frequency dimensions are left as they are. Linear position interpolation (every position
+divided by the factor) is the baseline YaRN improves on; notebook 04 compares the three variants.
 """
 
 from __future__ import annotations
@@ -87,6 +89,56 @@ def vllm_hf_overrides(config, yarn: YarnConfig) -> dict:
 def vllm_yarn_kwargs(config, yarn: YarnConfig) -> dict:
     """Keyword arguments for ``vllm.LLM(...)``: hf_overrides plus the extended max_model_len."""
     return {"hf_overrides": vllm_hf_overrides(config, yarn), "max_model_len": yarn_max_length(yarn)}
+
+
+VARIANTS = ("none", "yarn", "linear")
+"""RoPE variants a policy can be loaded with: as trained, YaRN, linear position interpolation."""
+
+
+def linear_rope_parameters(config, factor: float) -> dict:
+    """Position interpolation (rope_type 'linear'): positions / factor, the model's theta kept."""
+    old = _rope_params(config)
+    if old.get("rope_theta") is None:
+        raise ValueError("the model config has no rope_theta; cannot build linear RoPE settings")
+    return {"rope_type": "linear", "factor": float(factor), "rope_theta": float(old["rope_theta"])}
+
+
+def linear_vllm_kwargs(config, yarn: YarnConfig) -> dict:
+    """vllm.LLM keywords for linear interpolation, the same extended context as YaRN's."""
+    longest = max(config.max_position_embeddings, yarn_max_length(yarn))
+    overrides = {
+        "rope_parameters": linear_rope_parameters(config, yarn.factor),
+        "max_position_embeddings": longest,
+    }
+    return {"hf_overrides": overrides, "max_model_len": yarn_max_length(yarn)}
+
+
+def check_variant(variant: str) -> str:
+    """`variant` if it is one of VARIANTS, else a ValueError naming them."""
+    if variant not in VARIANTS:
+        raise ValueError(f"RoPE variant {variant!r}: choose one of {VARIANTS}")
+    return variant
+
+
+def scaled_config(config, yarn: YarnConfig, variant: str):
+    """A copy of `config` with `variant`'s RoPE settings (None for 'none'); input not modified.
+
+    YaRN also extends max_position_embeddings (apply_yarn); linear keeps it, as the baseline.
+    """
+    if check_variant(variant) == "none":
+        return None
+    if variant == "yarn":
+        return apply_yarn(config, yarn)
+    scaled = copy.deepcopy(config)
+    scaled.rope_parameters = linear_rope_parameters(config, yarn.factor)
+    return scaled
+
+
+def vllm_rope_kwargs(config, yarn: YarnConfig, variant: str) -> dict:
+    """vllm.LLM keywords for `variant` ({} for 'none')."""
+    if check_variant(variant) == "none":
+        return {}
+    return vllm_yarn_kwargs(config, yarn) if variant == "yarn" else linear_vllm_kwargs(config, yarn)
 
 
 def yarn_applied(model) -> bool:

@@ -1,25 +1,26 @@
 """Running the temperature probe (RECIPE.md §1): sample and grade a grid, resume it, tabulate it.
 
-Each grid temperature's graded samples are written atomically under ``<step>/partial/`` with a
-fingerprint of everything that determines them (model, checkpoint, toy world, seed, sizes); a
-rerun reuses finished temperatures and redoes the rest. `per_temperature` turns the samples into
+Each grid temperature's graded samples (`policy.rollouts.rollout`) are stored as one finished
+part under ``<step>/partial/`` (`artifacts.resume`) with a fingerprint of everything that
+determines them (model, checkpoint, weights, toy world, seed, sizes); a rerun reuses finished
+temperatures and redoes the rest. `per_temperature` turns the samples into
 accuracy (avg@n, 95% bootstrap CI over problems), distinct-4 and truncation rate; the choice of
 temperature is made by polaris_lib.probe.zones (the rule).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from polaris_lib import metrics
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts, data, metrics
+from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import ProbeConfig
+from polaris_lib.policy.load import weights_key, world_key
+from polaris_lib.policy.rollouts import rollout
 from polaris_lib.probe.zones import ZONES
 
 log = logging.getLogger(__name__)
@@ -59,60 +60,36 @@ def per_temperature(samples: pd.DataFrame, n_boot: int = 1000, seed: int = 0) ->
     return pd.DataFrame(rows)
 
 
-def grade(samples: pd.DataFrame, problems: pd.DataFrame, grader) -> pd.DataFrame:
-    """Add `correct` (1/0, NaN for an unparseable gold) against each problem's accepted answers."""
-    col = "answers" if "answers" in problems.columns else "answer"
-    gold = dict(zip(problems.problem_id, problems[col], strict=True))
-    missing = sorted(set(samples.problem_id) - set(gold))
-    if missing:
-        raise KeyError(f"samples for problems without a gold answer: {missing[:5]}")
-    scores = grader.grade_batch(list(samples.text), [gold[p] for p in samples.problem_id])
-    out = samples.copy()
-    out["correct"] = pd.array([np.nan if s is None else float(s) for s in scores], dtype=float)
-    return out
-
-
-def fingerprint(**what) -> str:
-    """Content hash of everything that determines one temperature's samples (resume key)."""
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def run_grid(
-    sample_fn, problems: pd.DataFrame, cfg: ProbeConfig, out: str | Path, *, key: dict, grader
+    score_fn, problems: pd.DataFrame, cfg: ProbeConfig, out: str | Path, *, key: dict
 ) -> pd.DataFrame:
-    """Sample + grade every grid temperature, persisting each one; done temperatures are skipped.
+    """Graded samples of every grid temperature, each stored when done; done ones are reused.
 
-    `sample_fn(temperature)` returns polaris_lib.policy.sampling.sample's table for the probe problems;
-    `key` (model, checkpoint, seed, ...) goes into each temperature's fingerprint, so a partial
-    grid from a different model or setting is redone rather than reused.
+    `score_fn(temperature)` returns the graded samples (polaris_lib.policy.rollouts.rollout's
+    table) for the probe problems; `key` (model, checkpoint, weights, seed, ...) goes into each
+    temperature's fingerprint, so a partial grid from another model or setting is redone.
     """
-    part = Path(out) / "partial"
-    part.mkdir(parents=True, exist_ok=True)
+    store = PartStore(Path(out) / "partial")
     base = dict(
         key, problems=list(problems.problem_id), n=cfg.n_samples, top_p=cfg.top_p,
         top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
     )  # fmt: skip
     tables = []
     for t in cfg.temperatures:
-        # Explicit names: Path.with_suffix would read "T0.4000" as stem "T0" + suffix ".4000".
-        fp, name = fingerprint(temperature=t, **base), f"T{t:.4f}"
-        meta, data = part / f"{name}.json", part / f"{name}.parquet"
-        if meta.exists() and artifacts.read_json(meta).get("fingerprint") == fp:
-            log.info("probe: temperature %g already sampled, reusing %s", t, data)
-            tables.append(pd.read_parquet(data))
+        name, part_key = f"T{t:.4f}", dict(temperature=t, **base)
+        if store.done(name, part_key):
+            log.info("probe: temperature %g already sampled, reusing it", t)
+            tables.append(store.read(name))
             continue
-        s = grade(sample_fn(t), problems, grader)
+        s = score_fn(t)
         s.insert(0, "temperature", float(t))
-        artifacts.write_parquet(data, s[SAMPLE_COLUMNS])
-        artifacts.write_json(meta, {"fingerprint": fp, "rows": len(s)})  # written last = done
-        tables.append(s[SAMPLE_COLUMNS])
+        tables.append(store.write(name, s[SAMPLE_COLUMNS], part_key, rows=len(s)))
     return pd.concat(tables, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- wiring
 def probe_problems(run) -> pd.DataFrame:
     """The probe set: the toy 'probe' split, or the catalog dataset's first n after a seeded shuffle."""
-    from polaris_lib.data import catalog as data
 
     n = run.probe.n_problems
     if run.probe.dataset == "toy":
@@ -127,42 +104,25 @@ def run_probe(
     grader=None, progress: bool = True,
 ) -> pd.DataFrame:  # fmt: skip
     """Sample and grade the whole grid for `run.probe` (resuming done temperatures)."""
-    from polaris_lib.grading import grader as rewards
-    from polaris_lib.policy import sampling
-
     cfg = run.probe
-    grader = grader or rewards.default_grader(thinking=run.model.thinking)
 
-    def sample_fn(t: float) -> pd.DataFrame:
+    def score_fn(t: float) -> pd.DataFrame:
         # Seed per temperature (not per grid position), so growing the grid keeps old samples valid.
         seed = run.seed * 100_003 + int(round(t * 1000))
-        return sampling.sample(
+        graded, _ = rollout(
             model, tokenizer, problems, n=cfg.n_samples, temperature=t, top_p=cfg.top_p,
             top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, seed=seed,
-            suffix=run.model.instruction_suffix, progress=progress,
+            suffix=run.model.instruction_suffix, thinking=run.model.thinking, grader=grader,
+            progress=progress,
         )  # fmt: skip
+        return graded
 
     key = dict(
-        model=run.model.name_or_path, checkpoint=checkpoint, stamp=_stamp(checkpoint),
-        seed=run.seed, suffix=run.model.instruction_suffix, world=world_key(run),
+        model=run.model.name_or_path, checkpoint=checkpoint,
+        weights=weights_key(run, checkpoint), world=world_key(run), seed=run.seed,
+        suffix=run.model.instruction_suffix,
     )  # fmt: skip
-    return run_grid(sample_fn, problems, cfg, out, key=key, grader=grader)
-
-
-def world_key(run) -> str | None:
-    """The toy world's content hash (config + code version): a rebuilt toy invalidates samples."""
-    if run.toy is None or run.model.name_or_path != "toy":
-        return None
-    from polaris_lib.toy.build import config_hash
-
-    return config_hash(run.toy)
-
-
-def _stamp(checkpoint: str | None) -> float | None:
-    """Modification time of a checkpoint's files (a retrained stage invalidates old samples)."""
-    if checkpoint is None or not Path(checkpoint).exists():
-        return None
-    return max(p.stat().st_mtime for p in Path(checkpoint).iterdir())
+    return run_grid(score_fn, problems, cfg, out, key=key)
 
 
 def save(out: str | Path, samples: pd.DataFrame, table: pd.DataFrame, decision: dict) -> dict:

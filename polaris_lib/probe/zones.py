@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
 from polaris_lib.config.sections import ProbeConfig
 
 ZONES = ("cold", "robust", "exploration", "collapse")
@@ -166,7 +166,7 @@ def match_diversity(
     )
 
 
-def decide(
+def choose_temperature(
     table: pd.DataFrame, cfg: ProbeConfig, *, stage: int = 1, previous: dict | None = None
 ) -> dict:
     """Zones into `table` (in place) and the "probe/..." metrics of the choice."""

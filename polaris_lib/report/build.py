@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import now
 from polaris_lib.report import html as H
 from polaris_lib.report.runs import Run
@@ -36,7 +36,7 @@ ARTIFACTS = ["config.json", INDEX, "../report.html"]
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write report.html for one run (into out_dir, default the run folder); returns its path."""
     run = Run.load(run_dir)
-    save_dir = run.dir / A.REPORT if (run.dir / A.REPORT).is_dir() else None
+    save_dir = run.dir / artifacts.REPORT if (run.dir / artifacts.REPORT).is_dir() else None
     sections = single_run_sections(run, save_dir)
     m = run.manifest
     status = m.get("status", "unknown")
@@ -47,7 +47,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     out = Path(out_dir or run.dir) / "report.html"
     H.write_page(out, H.page(f"POLARIS run {run.name}", sub, sections))
     if save_dir is not None:
-        A.write_json(save_dir / INDEX, {
+        artifacts.write_json(save_dir / INDEX, {
             "report": str(out),
             "sections": [h for _, h, _ in sections],
             "figures": sorted(p.stem.removeprefix("fig_") for p in save_dir.glob("fig_*.png")),

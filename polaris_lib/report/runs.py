@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts, metrics, paper
 
 # Training metrics plotted on the timeline: label -> column candidates in steps.parquet (TRL log
 # keys first; the first present one is used).
@@ -35,7 +35,7 @@ class Run:
     def load(cls, run_dir: str | Path) -> Run:
         run_dir = Path(run_dir)
         man = run_dir / "manifest.json"
-        return cls(run_dir, A.read_json(man) if man.exists() else {})
+        return cls(run_dir, artifacts.read_json(man) if man.exists() else {})
 
     @property
     def name(self) -> str:
@@ -44,16 +44,16 @@ class Run:
     @property
     def n_stages(self) -> int:
         stages = {s.get("stage") for s in self.manifest.get("steps", []) if s.get("stage")}
-        found = [int(m.group(1)) for p in self.dir.glob(f"{A.STAGE}_stage*")
+        found = [int(m.group(1)) for p in self.dir.glob(f"{artifacts.STAGE}_stage*")
                  if (m := re.search(r"stage(\d+)$", p.name))]  # fmt: skip
         return max([*stages, *found, 0])
 
     def done(self, step: str) -> bool:
-        return A.step_done(self.dir / step)
+        return artifacts.step_done(self.dir / step)
 
     def metrics(self, step: str) -> dict:
         path = self.dir / step / "metrics.json"
-        return A.read_json(path) if path.exists() else {}
+        return artifacts.read_json(path) if path.exists() else {}
 
     def table(self, step: str, name: str) -> pd.DataFrame | None:
         path = self.dir / step / name
@@ -69,16 +69,16 @@ class Run:
 
     def config(self) -> dict:
         for p in sorted(self.dir.glob("*/config.json")):
-            return A.read_json(p)
+            return artifacts.read_json(p)
         return {}
 
 
 def probe_name(k: int) -> str:
-    return f"{A.PROBE}_stage{k}"
+    return f"{artifacts.PROBE}_stage{k}"
 
 
 def stage_name(k: int) -> str:
-    return f"{A.STAGE}_stage{k}"
+    return f"{artifacts.STAGE}_stage{k}"
 
 
 # --- tidy tables assembled across steps (and runs) -------------------------------------------
@@ -115,8 +115,8 @@ def difficulty(runs: list[Run]) -> pd.DataFrame:
     """Problems per pass-rate bucket before (pool) and after (curated training set) curation."""
     rows = []
     for r in runs:
-        rates, kept = r.table(A.CURATE, "pass_rates.parquet"), r.table(A.CURATE, "curated.parquet")
-        if rates is None or not r.done(A.CURATE):
+        rates, kept = r.table(artifacts.CURATE, "pass_rates.parquet"), r.table(artifacts.CURATE, "curated.parquet")
+        if rates is None or not r.done(artifacts.CURATE):
             continue
         n = int(rates["n"].max())
         after = (kept["pass_rate"] * n).round().astype(int) if kept is not None else pd.Series()
@@ -166,18 +166,17 @@ def easy_drops(runs: list[Run]) -> pd.DataFrame:
 
 def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary: run, checkpoint, benchmark, k, avg, ci_lo, ci_hi, ...) and the pass@k curves."""
-    from polaris_lib.evaluate import tables as eval_tables
 
     sums, curves = [], []
     for r in runs:
-        if not r.done(A.EVAL):
+        if not r.done(artifacts.EVAL):
             continue
-        s, resp = r.table(A.EVAL, "summary.parquet"), r.table(A.EVAL, "responses.parquet")
+        s, resp = r.table(artifacts.EVAL, "summary.parquet"), r.table(artifacts.EVAL, "responses.parquet")
         if s is None and resp is not None:
-            s = eval_tables.summarize(resp)
-        c = r.table(A.EVAL, "pass_at_k.parquet")
+            s = metrics.summarize(resp)
+        c = r.table(artifacts.EVAL, "pass_at_k.parquet")
         if c is None and resp is not None:
-            c = eval_tables.pass_at_k_curve(resp)
+            c = metrics.pass_at_k_curve(resp)
         if s is not None:
             sums.append(s.assign(run=r.name))
         if c is not None:
@@ -187,8 +186,8 @@ def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def yarn(runs: list[Run]) -> pd.DataFrame:
-    frames = [r.table(A.LENGTH, "avg_vs_length.parquet").assign(run=r.name)
-              for r in runs if r.done(A.LENGTH) and r.table(A.LENGTH, "avg_vs_length.parquet") is not None]  # fmt: skip
+    frames = [r.table(artifacts.LENGTH, "avg_vs_length.parquet").assign(run=r.name)
+              for r in runs if r.done(artifacts.LENGTH) and r.table(artifacts.LENGTH, "avg_vs_length.parquet") is not None]  # fmt: skip
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -201,13 +200,12 @@ def manifest_steps(run: Run) -> pd.DataFrame:
 
 def paper_table(run: Run) -> pd.DataFrame:
     """The run's avg@k (percent, with interval) beside the paper's, when the model is one of theirs."""
-    from polaris_lib.evaluate import tables as eval_tables
 
     summary, _ = evaluation([run])
     if summary.empty:
-        return pd.DataFrame(columns=eval_tables.COMPARISON_COLUMNS)
+        return pd.DataFrame(columns=paper.COMPARISON_COLUMNS)
     model = run.config().get("model", {}).get("name_or_path", "")
-    return eval_tables.paper_comparison(summary.drop(columns="run"), model)
+    return paper.paper_comparison(summary.drop(columns="run"), model)
 
 
 def eval_table(run: Run) -> pd.DataFrame:

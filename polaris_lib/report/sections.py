@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib.artifacts import files as A
+from polaris_lib import artifacts, metrics, paper
 from polaris_lib.report import figures as P
 from polaris_lib.report import html as H
 from polaris_lib.report.runs import (
@@ -75,9 +75,9 @@ def _probe(run: Run, save: Path | None) -> str:
 
 
 def _curate(run: Run, save: Path | None) -> str:
-    if not run.done(A.CURATE):
-        return H.not_run(A.CURATE, _status(run, A.CURATE))
-    m = run.metrics(A.CURATE)
+    if not run.done(artifacts.CURATE):
+        return H.not_run(artifacts.CURATE, _status(run, artifacts.CURATE))
+    m = run.metrics(artifacts.CURATE)
     keys = ("curate/pool_size", "curate/kept", "curate/dropped_solved_all", "curate/solved_none",
             "curate/mean_pass_rate", "curate/temperature")  # fmt: skip
     body = [H.kv_table({k: m[k] for k in keys if k in m})]
@@ -86,7 +86,7 @@ def _curate(run: Run, save: Path | None) -> str:
         body.append(_fig(P.difficulty_before_after(hist, run.caption()), "difficulty", save,
                          "pass-rate histogram of the pool before curation and of the training "
                          "set after (problems solved n/n dropped)"))  # fmt: skip
-    return "".join(body) + _grid(_step_figs(run, A.CURATE))
+    return "".join(body) + _grid(_step_figs(run, artifacts.CURATE))
 
 
 def _train(run: Run, save: Path | None) -> str:
@@ -114,9 +114,9 @@ def _train(run: Run, save: Path | None) -> str:
 
 
 def _yarn(run: Run, save: Path | None) -> str:
-    if not run.done(A.LENGTH):
-        return H.not_run(A.LENGTH, _status(run, A.LENGTH))
-    m = run.metrics(A.LENGTH)
+    if not run.done(artifacts.LENGTH):
+        return H.not_run(artifacts.LENGTH, _status(run, artifacts.LENGTH))
+    m = run.metrics(artifacts.LENGTH)
     body = [H.note("avg@k with its 95% interval per response budget, with and without YaRN "
                    f"(trained length {m.get('yarn/trained_length', '?')} tokens).")]  # fmt: skip
     avg = yarn([run])
@@ -125,35 +125,34 @@ def _yarn(run: Run, save: Path | None) -> str:
         wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
         body.append(H.table(wide.reset_index().rename(columns=str)))
     body.append(H.details("all yarn/ metrics", H.kv_table(m)))
-    return "".join(body) + _grid(_step_figs(run, A.LENGTH))
+    return "".join(body) + _grid(_step_figs(run, artifacts.LENGTH))
 
 
 def _eval(run: Run, save: Path | None) -> str:
-    if not run.done(A.EVAL):
-        return H.not_run(A.EVAL, _status(run, A.EVAL))
-    from polaris_lib.evaluate import tables as eval_tables
+    if not run.done(artifacts.EVAL):
+        return H.not_run(artifacts.EVAL, _status(run, artifacts.EVAL))
 
     summary, curve = evaluation([run])
     body = []
     if not summary.empty:
         cols = [c for c in ("checkpoint", "benchmark", "k", "avg", "ci_lo", "ci_hi", "pass_at_k",
                             "truncation_rate", "mean_len") if c in summary]  # fmt: skip
-        body += [H.note(summary.attrs.get("interval", eval_tables.INTERVAL_METHOD)),
+        body += [H.note(summary.attrs.get("interval", metrics.INTERVAL_METHOD)),
                  H.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"}))]  # fmt: skip
         model = run.config().get("model", {}).get("name_or_path", "")
-        paper = eval_tables.paper_comparison(summary, model)
-        if paper.empty:
-            ref = pd.DataFrame(eval_tables.PAPER_RESULTS).T.rename_axis("model").reset_index()
+        comparison = paper.paper_comparison(summary, model)
+        if comparison.empty:
+            ref = pd.DataFrame(paper.PAPER_RESULTS).T.rename_axis("model").reset_index()
             body.append(H.note(f"The paper reports no numbers for {model or 'this model'}; for "
                                "reference, its avg@k (%, RECIPE §7):") + H.table(ref, "{:.1f}"))  # fmt: skip
         else:
-            body.append(H.table(paper, "{:.1f}"))
+            body.append(H.table(comparison, "{:.1f}"))
     shown: tuple[str, ...] = ()
     if not curve.empty:  # the report's own pass@k replaces the step's copy of the same curves
         body.append(_fig(P.pass_at_k_overlay(curve, run.caption()), "pass_at_k", save,
                          "unbiased pass@k per checkpoint"))  # fmt: skip
         shown = ("fig_pass_at_k.png",)
-    return "".join(body) + _grid(_step_figs(run, A.EVAL, skip=shown))
+    return "".join(body) + _grid(_step_figs(run, artifacts.EVAL, skip=shown))
 
 
 def _manifest(run: Run, save: Path | None) -> str:

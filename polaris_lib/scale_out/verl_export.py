@@ -17,9 +17,18 @@ from typing import Any
 
 import pandas as pd
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
+from polaris_lib.artifacts.manifest import Manifest
 from polaris_lib.config import apply_overrides, get_preset
 from polaris_lib.config.sections import ConfigError, RunConfig
+from polaris_lib.data import (
+    DATA_DIR_ENV,
+    DataUnavailableError,
+    catalog_entry,
+    load_dataset,
+    resolve_data_dir,
+    to_verl,
+)
 from polaris_lib.scale_out.cost import hardware
 from polaris_lib.scale_out.verl_script import (  # noqa: F401  (render_value: re-exported)
     ENTRY,
@@ -47,18 +56,16 @@ SHELL_PATHS = {
 
 def stage_temperature(run: RunConfig, stage: int, run_dir: str | Path | None) -> tuple[float, str]:
     """Rollout temperature of a stage: the config's, else the run folder's probe for that stage."""
-    if run.stage(stage).temperature is not None:
-        return float(run.stage(stage).temperature), f"stages[{stage - 1}].temperature"
-    probe = None
-    if run_dir is not None:
-        probe = artifacts.step_dir(run_dir, artifacts.PROBE, stage, create=False) / "metrics.json"
-        if probe.exists():
-            return float(artifacts.read_json(probe)["probe/chosen_temperature"]), str(probe)
-    raise ConfigError(
-        f"stage {stage} has no temperature: the preset leaves it to the probe and "
-        f"{probe or 'no --run-dir'} has none. Run 01_temperature_probe (STAGE={stage}) and pass "
-        f"--run-dir, or set stages.{stage - 1}.temperature"
-    )
+    if run_dir is None and run.stage(stage).temperature is None:
+        raise ConfigError(
+            f"stage {stage} has no temperature: the preset leaves it to the probe and no --run-dir "
+            f"was given. Run 01_temperature_probe (STAGE={stage}) and pass --run-dir, or set "
+            f"stages.{stage - 1}.temperature"
+        )
+    try:
+        return artifacts.stage_temperature(run, stage, run_dir)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{exc}; pass the --run-dir of a run whose probe finished") from None
 
 
 def verl_overrides(
@@ -173,7 +180,6 @@ def run_settings(
             f"no run folder {run_dir}: --run-dir takes the folder `polaris run` wrote "
             "(reports/<run-id>)"
         )
-    from polaris_lib.artifacts.manifest import Manifest
 
     stored = Manifest.load(run_dir)
     if stored is None:  # a folder written by the notebooks alone has no manifest
@@ -193,7 +199,6 @@ def run_settings(
 
 def _pool_unavailable(pool: str, data_dir, exc: Exception) -> Exception:
     """The pool's DataUnavailableError as one line that ends in the export's own ways out."""
-    from polaris_lib.data import DATA_DIR_ENV, DataUnavailableError, catalog_entry, resolve_data_dir
 
     entry, root = catalog_entry(pool), resolve_data_dir(data_dir)
     cause = exc.__cause__  # the hub's own error; none when offline mode refused up front
@@ -218,7 +223,6 @@ def stage1_data(
 ) -> tuple[pd.DataFrame, str]:
     """Stage 1's problems: the run's curated set (02) when it has one, else the preset's pool,
     uncurated (the returned source string says which)."""
-    from polaris_lib.data import DataUnavailableError, load_dataset
 
     why = "UNCURATED: the difficulty filter (RECIPE §2) needs the kit's 02 step and --run-dir"
     if run_dir is not None:
@@ -243,7 +247,6 @@ def stage1_data(
 
 def _val_data(run: RunConfig, data_dir, fallback: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """verl needs a val file; validation is off (the kit's 05 step evaluates), so it may be small."""
-    from polaris_lib.data import DataUnavailableError, load_dataset
 
     name = run.eval.benchmarks[0]
     try:
@@ -289,7 +292,6 @@ def export_verl(
     }
     train, train_src = stage1_data(run, run_dir, data_dir)
     val, val_src = _val_data(run, data_dir, train)
-    from polaris_lib.data import to_verl
 
     suffix = run.model.instruction_suffix
     paths = {

@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
+from polaris_lib.grading.grader import grade
+from polaris_lib.training.easy_drop import easy_drop
 
 
 def _log(log_dir: str, record: dict) -> None:
@@ -50,7 +52,6 @@ def compute_score(
     An unparseable gold scores 0.0 here (verl needs a number) and is logged with reward None,
     which the easy-drop treats as 0 (the kit's own trainer does the same).
     """
-    from polaris_lib.grading.grader import grade
 
     score = grade(solution_str, ground_truth, thinking=thinking, timeout_s=timeout_s)
     if log_dir:
@@ -73,7 +74,6 @@ def easy_drop_from_log(
     Reads the per-rollout lines `polaris_lib.scale_out.verl_reward` wrote (None rewards count as 0) and
     applies the kit's rule (`easy_drop.easy_drop`); verl rows are copied unchanged, ids included.
     """
-    from polaris_lib.training.easy_drop import easy_drop
 
     files = sorted(Path(log_dir).glob("*.jsonl"))
     if not files:

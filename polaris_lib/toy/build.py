@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib.config.sections import ToyConfig
+from polaris_lib.policy.sampling import sample
 from polaris_lib.toy.model import build_model, build_tokenizer, prompt_text
 from polaris_lib.toy.task import (
     CODE_VERSION,
@@ -125,7 +126,6 @@ def accuracy_by_difficulty(
     model, tokenizer, problems: pd.DataFrame, *, n: int, temperature: float, max_new_tokens: int
 ) -> dict:
     """{difficulty: accuracy} and overall, with the local exact check (build stats only)."""
-    from polaris_lib.policy.sampling import sample
 
     out = sample(
         model,

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 
-from polaris_lib.artifacts import files as artifacts
-from polaris_lib.artifacts.files import STAGE, step_dir
+from polaris_lib import artifacts
+from polaris_lib.artifacts import STAGE, step_dir
 from polaris_lib.config.sections import RunConfig
+from polaris_lib.data import load_dataset
+from polaris_lib.metrics import bootstrap_ci
+from polaris_lib.policy.load import load_policy
+from polaris_lib.policy.rollouts import rollout
+from polaris_lib.policy.sampling import loaded_model
 
 DEFAULT_TOY_HELDOUT = 64
 """Held-out toy problems when eval.max_problems is 0 (the toy test split is generated)."""
@@ -23,7 +27,6 @@ DEFAULT_TOY_HELDOUT = 64
 
 def heldout_problems(run: RunConfig) -> pd.DataFrame:
     """Held-out problems for the before/after check: the toy test split, or eval's 1st benchmark."""
-    from polaris_lib.data import load_dataset
 
     n = run.eval.max_problems or None
     if run.model.name_or_path == "toy":
@@ -34,19 +37,12 @@ def heldout_problems(run: RunConfig) -> pd.DataFrame:
 
 def heldout_scores(run: RunConfig, checkpoint: str | None, problems: pd.DataFrame) -> pd.DataFrame:
     """Per-problem accuracy (avg@k at the eval temperature) of a checkpoint (None = base)."""
-    import torch
-
-    from polaris_lib.grading.grader import default_grader
-    from polaris_lib.policy.load import load_policy
-    from polaris_lib.policy.sampling import sample
-
     e = run.eval
     k = e.k_for("toy" if run.model.name_or_path == "toy" else e.benchmarks[0])
-    model, tok = load_policy(run.model, toy_cfg=run.toy, checkpoint=checkpoint)
-    with torch.no_grad():
-        s = sample(
-            model,
-            tok,
+    with loaded_model(load_policy(run, checkpoint)) as m:
+        s, _ = rollout(
+            m.model,
+            m.tokenizer,
             problems,
             n=k,
             temperature=e.temperature,
@@ -55,14 +51,9 @@ def heldout_scores(run: RunConfig, checkpoint: str | None, problems: pd.DataFram
             max_new_tokens=e.max_new_tokens,
             seed=run.seed,
             suffix=run.model.instruction_suffix,
+            thinking=run.model.thinking,
             batch_size=256,  # fewer, wider generate calls: the per-token Python overhead dominates
-            progress=False,
         )
-    gold = dict(zip(problems.problem_id, problems.answer, strict=True))
-    grades = default_grader(run.model.thinking).grade_batch(
-        list(s.text), [gold[p] for p in s.problem_id]
-    )
-    s["correct"] = [np.nan if g is None else float(g) for g in grades]
     per = s.groupby("problem_id", sort=False).agg(
         accuracy=("correct", "mean"), truncation=("truncated", "mean")
     )
@@ -71,7 +62,6 @@ def heldout_scores(run: RunConfig, checkpoint: str | None, problems: pd.DataFram
 
 def compare_heldout(run: RunConfig, before: pd.DataFrame, after: pd.DataFrame) -> dict:
     """Accuracy after vs before with 95% bootstrap intervals over problems (paired for the gain)."""
-    from polaris_lib.metrics import bootstrap_ci
 
     m = before.merge(after, on="problem_id", suffixes=("_before", "_after"))
     diff = m.accuracy_after - m.accuracy_before

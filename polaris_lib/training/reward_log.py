@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
 from polaris_lib.training.substitution import MIXED, SubstitutionResult
 
 

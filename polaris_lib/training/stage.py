@@ -23,10 +23,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from polaris_lib.artifacts import files as artifacts
-from polaris_lib.artifacts.files import CURATE, PROBE, STAGE, step_dir
+from polaris_lib import artifacts
+from polaris_lib.artifacts import STAGE, step_dir
 from polaris_lib.config.sections import RunConfig
+from polaris_lib.data import build_messages
+from polaris_lib.grading.grader import make_reward_fn
+from polaris_lib.policy.load import load_policy
+from polaris_lib.training.easy_drop import easy_drop
+from polaris_lib.training.grpo_config import to_grpo_config
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer
+from polaris_lib.training.trainer import PolarisGRPOTrainer
 
 REQUIRED_COLUMNS = ("problem_id", "problem", "answer")
 
@@ -48,16 +54,9 @@ class StagePlan:
         return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
 
 
-def data_path(run: RunConfig, stage: int) -> Path:
-    """Training data of stage k: curated set (k = 1) or the previous stage's easy-drop survivors."""
-    if stage == 1:
-        return step_dir(run.run_dir, CURATE, create=False) / "curated.parquet"
-    return step_dir(run.run_dir, STAGE, stage - 1, create=False) / "next_stage_data.parquet"
-
-
 def load_stage_data(run: RunConfig, stage: int) -> pd.DataFrame:
     """The stage's training problems; fails naming the step to run first or the bad rows."""
-    path = data_path(run, stage)
+    path = artifacts.stage_data_path(run.run_dir, stage)
     if not path.exists():
         before = (
             "02_curate_by_difficulty" if stage == 1 else f"03_grpo_stage with STAGE={stage - 1}"
@@ -75,21 +74,6 @@ def load_stage_data(run: RunConfig, stage: int) -> pd.DataFrame:
     if len(df) == 0:
         raise ValueError(f"{path}: no problems left to train on in stage {stage}")
     return df.reset_index(drop=True)
-
-
-def stage_temperature(run: RunConfig, stage: int) -> tuple[float, str]:
-    """(temperature, where it came from): the config if set, else the probe's choice."""
-    st = run.stage(stage)
-    if st.temperature is not None:
-        return float(st.temperature), "config (stage.temperature)"
-    path = step_dir(run.run_dir, PROBE, stage, create=False) / "metrics.json"
-    metrics = artifacts.read_json(path) if path.exists() else {}
-    if "probe/chosen_temperature" not in metrics:
-        raise FileNotFoundError(
-            f"stage {stage} has no temperature: set stages.{stage - 1}.temperature or run "
-            f"01_temperature_probe with STAGE={stage} (expected {path})"
-        )
-    return float(metrics["probe/chosen_temperature"]), f"probe ({path.parent.name})"
 
 
 def last_complete_checkpoint(trl_dir: str | Path) -> str | None:
@@ -110,7 +94,7 @@ def last_complete_checkpoint(trl_dir: str | Path) -> str | None:
 
 def plan_stage(run: RunConfig, stage: int) -> StagePlan:
     """Resolve data, temperature, starting checkpoint and resume point of stage k."""
-    temperature, source = stage_temperature(run, stage)
+    temperature, source = artifacts.stage_temperature(run, stage)
     ckpt_root = artifacts.checkpoint_dir(run.run_dir, stage)
     trl_dir = ckpt_root / "trl"
     return StagePlan(
@@ -118,7 +102,7 @@ def plan_stage(run: RunConfig, stage: int) -> StagePlan:
         temperature=temperature,
         temperature_source=source,
         start_checkpoint=artifacts.policy_checkpoint(run.run_dir, stage),
-        data_path=str(data_path(run, stage)),
+        data_path=str(artifacts.stage_data_path(run.run_dir, stage)),
         trl_dir=trl_dir,
         final_dir=ckpt_root / "final",
         resume_from=last_complete_checkpoint(trl_dir),
@@ -129,7 +113,6 @@ def to_train_dataset(problems: pd.DataFrame, suffix: str):
     """TRL dataset: conversational prompt + the columns the reward and the log need."""
     from datasets import Dataset
 
-    from polaris_lib.data import build_messages
 
     return Dataset.from_dict(
         {
@@ -143,21 +126,14 @@ def to_train_dataset(problems: pd.DataFrame, suffix: str):
 def final_complete(final_dir: str | Path) -> bool:
     """A saved final policy (model or adapter) with its stage summary."""
     final_dir = Path(final_dir)
-    has_model = (final_dir / "config.json").exists() or (final_dir / "adapter_config.json").exists()
-    return has_model and (final_dir / "stage_done.json").exists()
+    return artifacts.holds_weights(final_dir) and (Path(final_dir) / "stage_done.json").exists()
 
 
 def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataFrame):
     """A PolarisGRPOTrainer for this stage (policy loaded from plan.start_checkpoint)."""
-    from polaris_lib.grading.grader import make_reward_fn
-    from polaris_lib.policy.load import load_policy
-    from polaris_lib.training.grpo_config import to_grpo_config
-    from polaris_lib.training.trainer import PolarisGRPOTrainer
 
     st = run.stage(plan.stage)
-    model, tokenizer = load_policy(
-        run.model, toy_cfg=run.toy, checkpoint=plan.start_checkpoint, for_training=True
-    )
+    model, tokenizer = load_policy(run, plan.start_checkpoint, for_training=True)
     # Under accelerate/torchrun each process generates its share of the step's rollouts.
     procs = int(os.environ.get("WORLD_SIZE", "1"))
     args = to_grpo_config(run, plan.stage, plan.temperature, str(plan.trl_dir), num_processes=procs)
@@ -219,7 +195,6 @@ def steps_table(log_history: list[dict]) -> pd.DataFrame:
 
 def drop_easy(run: RunConfig, stage: int, out: str | Path, problems: pd.DataFrame):
     """Apply the > threshold easy-drop to the stage's reward log; writes the next stage's data."""
-    from polaris_lib.training.easy_drop import easy_drop
 
     out = Path(out)
     log = artifacts.read_jsonl(out / "reward_log.jsonl")
@@ -240,7 +215,8 @@ def dataset_sizes(run: RunConfig, upto: int) -> pd.DataFrame:
     rows = []
     for k in range(1, upto + 1):
         folder = step_dir(run.run_dir, STAGE, k, create=False)
-        trained = len(pd.read_parquet(data_path(run, k))) if data_path(run, k).exists() else 0
+        path = artifacts.stage_data_path(run.run_dir, k)
+        trained = len(pd.read_parquet(path)) if path.exists() else 0
         nxt = folder / "next_stage_data.parquet"
         kept = len(pd.read_parquet(nxt)) if nxt.exists() else trained
         rows.append(dict(stage=k, trained=trained, kept=kept, dropped=trained - kept))

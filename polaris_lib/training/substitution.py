@@ -46,14 +46,14 @@ def group_kinds(rewards: torch.Tensor | np.ndarray, group_size: int) -> np.ndarr
     return kinds
 
 
-def decide(n_mixed: int, n_groups: int, policy: str, min_mixed_fraction: float) -> str:
+def batch_action(n_mixed: int, n_groups: int, policy: str, min_mixed_fraction: float) -> str:
     """What to do with a batch: 'substitute', 'skip' or 'train_mixed'.
 
     The authors' code substitutes only when more than `min_mixed_fraction` (1/3) of the groups
     are mixed and otherwise skips the step; 'train_mixed' instead trains on the mixed groups
     alone. A batch without any mixed group has nothing to learn from: it is always skipped.
 
-    >>> decide(5, 16, "skip", 1 / 3), decide(6, 16, "skip", 1 / 3), decide(5, 16, "train_mixed", 1 / 3)
+    >>> batch_action(5, 16, "skip", 1 / 3), batch_action(6, 16, "skip", 1 / 3), batch_action(5, 16, "train_mixed", 1 / 3)
     ('skip', 'substitute', 'train_mixed')
     """
     if policy not in (SKIP, TRAIN_MIXED):
@@ -123,7 +123,7 @@ class SubstitutionResult:
     """What `substitute` did to one generation batch (all counts over groups)."""
 
     action: str
-    """'substitute', 'skip' or 'train_mixed' (see `decide`)."""
+    """'substitute', 'skip' or 'train_mixed' (see `batch_action`)."""
     kinds: np.ndarray
     """Kind of each group before substitution: all0 / all1 / mixed."""
     donors: np.ndarray
@@ -169,7 +169,7 @@ def substitute(
     if n_rows % group_size:
         raise ValueError(f"substitution: {n_rows} rows do not split into groups of {group_size}")
     kinds = group_kinds(rewards.detach().cpu(), group_size)
-    action = decide(int((kinds == MIXED).sum()), len(kinds), policy, min_mixed_fraction)
+    action = batch_action(int((kinds == MIXED).sum()), len(kinds), policy, min_mixed_fraction)
     donors = np.arange(len(kinds))
     if action == SUBSTITUTE:
         donors = plan_donors(kinds, rng)

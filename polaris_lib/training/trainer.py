@@ -37,7 +37,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
-from polaris_lib.artifacts import files as artifacts
+from polaris_lib import artifacts
 from polaris_lib.config.sections import ConfigError, StageConfig
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
 from polaris_lib.training.reward_log import group_records, trim_reward_log
