@@ -46,8 +46,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check polaris_lib tests benchmarks scripts notebooks
-	$(BIN)/ruff format --check polaris_lib tests benchmarks scripts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. notebooks/

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from polaris_lib.artifacts import write_json
-from polaris_lib.pipeline.steps import parse_value
+from polaris_lib.config import parse_value
 
 OUT = Path(__file__).parent / "results" / "ablation.json"
 

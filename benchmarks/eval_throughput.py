@@ -44,16 +44,23 @@ def main() -> None:
     from polaris_lib.policy.sampling import sample
 
     tmp = Path(tempfile.mkdtemp(prefix="eval_bench_"))
-    cfg = apply_overrides(get_preset("tiny"), {
-        "run_dir": str(tmp), "eval.benchmarks": ["toy"], "eval.checkpoints": ["base"],
-        "eval.max_problems": args.problems, "eval.samples": {"toy": args.k},
-    })  # fmt: skip
+    cfg = apply_overrides(
+        get_preset("tiny"),
+        {
+            "run_dir": str(tmp),
+            "eval.benchmarks": ["toy"],
+            "eval.checkpoints": ["base"],
+            "eval.max_problems": args.problems,
+            "eval.samples": {"toy": args.k},
+        },
+    )
     grader = Grader(thinking=cfg.model.thinking)
     grader.grade_batch(["<think></think>\\boxed{1}"], ["1"])  # start the worker pool first
     model, tok = evaluate.load_for_eval(cfg, None)
     t0 = time.perf_counter()
-    responses = evaluate.run_evaluation(cfg, tmp / "05", load_fn=lambda c, p: (model, tok),
-                                        grader=grader, log=lambda s: None)  # fmt: skip
+    responses = evaluate.run_evaluation(
+        cfg, tmp / "05", load_fn=lambda c, p: (model, tok), grader=grader, log=lambda s: None
+    )
     wall = time.perf_counter() - t0
     t = eval_pairs.timings(tmp / "05").iloc[0]
 
@@ -61,9 +68,20 @@ def main() -> None:
     problems = evaluate.load_benchmark("toy", cfg).head(args.single)
     s = evaluate.pair_settings(cfg, "toy", None)
     t1 = time.perf_counter()
-    single = sample(model, tok, problems, n=args.k, temperature=s["temperature"], top_p=s["top_p"],
-                    top_k=s["top_k"], max_new_tokens=s["max_new_tokens"], seed=s["seed"],
-                    suffix=s["suffix"], batch_size=1, progress=False)  # fmt: skip
+    single = sample(
+        model,
+        tok,
+        problems,
+        n=args.k,
+        temperature=s["temperature"],
+        top_p=s["top_p"],
+        top_k=s["top_k"],
+        max_new_tokens=s["max_new_tokens"],
+        seed=s["seed"],
+        suffix=s["suffix"],
+        batch_size=1,
+        progress=False,
+    )
     single_s = time.perf_counter() - t1
 
     # Alternative 2: grade one response per call instead of one batch.
@@ -88,12 +106,22 @@ def main() -> None:
     batched_rate = t["responses"] / t["sample_s"]
     single_rate = len(single) / single_s
     result = dict(
-        preset="tiny", model="toy (base policy)", benchmark="toy", problems=args.problems,
-        k=args.k, responses=int(t["responses"]), tokens=int(t["tokens"]),
-        max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature,
-        torch_threads=args.threads, cpu_count=os.cpu_count(), platform=platform.platform(),
+        preset="tiny",
+        model="toy (base policy)",
+        benchmark="toy",
+        problems=args.problems,
+        k=args.k,
+        responses=int(t["responses"]),
+        tokens=int(t["tokens"]),
+        max_new_tokens=cfg.eval.max_new_tokens,
+        temperature=cfg.eval.temperature,
+        torch_threads=args.threads,
+        cpu_count=os.cpu_count(),
+        platform=platform.platform(),
         load_average=os.getloadavg()[0],
-        sample_s=round(t["sample_s"], 3), grade_s=round(t["grade_s"], 3), wall_s=round(wall, 3),
+        sample_s=round(t["sample_s"], 3),
+        grade_s=round(t["grade_s"], 3),
+        wall_s=round(wall, 3),
         samples_per_s=round(batched_rate, 2),
         tokens_per_s=round(t["tokens"] / t["sample_s"], 1),
         end_to_end_samples_per_s=round(t["responses"] / (t["sample_s"] + t["grade_s"]), 2),
@@ -101,12 +129,13 @@ def main() -> None:
         accuracy=round(float(responses["correct"].mean()), 4),
         single_prompt_samples_per_s=round(single_rate, 2),
         batched_vs_single_prompt=round(batched_rate / single_rate, 2),
-        grade_batch_s=round(batch_grade_s, 3), grade_one_by_one_s=round(one_by_one_s, 3),
+        grade_batch_s=round(batch_grade_s, 3),
+        grade_one_by_one_s=round(one_by_one_s, 3),
         batch_vs_one_by_one_grading=round(one_by_one_s / batch_grade_s, 2),
         grade_all_math_verify_s=round(mv_grade_s, 3),
         grading_share_all_math_verify=round(mv_grade_s / (t["sample_s"] + mv_grade_s), 4),
         note="the machine is shared by several processes; timings vary ~15% or more run to run",
-    )  # fmt: skip
+    )
     write_json(OUT, result)
     print(json.dumps(result, indent=2))
 

@@ -38,8 +38,16 @@ def _alternative(model, tok, problems, n, temperature, max_new_tokens, grader) -
     t0 = time.perf_counter()
     for i in range(len(problems)):
         one = problems.iloc[i : i + 1]
-        s = sampling.sample(model, tok, one, n=n, temperature=temperature,
-                            max_new_tokens=max_new_tokens, batch_size=n, progress=False)  # fmt: skip
+        s = sampling.sample(
+            model,
+            tok,
+            one,
+            n=n,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            batch_size=n,
+            progress=False,
+        )
         probe.grade(s, one, grader)
     return len(problems) * n / (time.perf_counter() - t0)
 
@@ -73,13 +81,28 @@ def main() -> None:
         temperature = decision["probe/chosen_temperature"]
         pool = curate.pool_problems(run)
         t0 = time.perf_counter()
-        rates = curate.run_curation(model, tok, run, Path(run_dir) / "curate", pool, temperature,
-                                    grader=grader, progress=False)  # fmt: skip
+        rates = curate.run_curation(
+            model,
+            tok,
+            run,
+            Path(run_dir) / "curate",
+            pool,
+            temperature,
+            grader=grader,
+            progress=False,
+        )
         cur_s = time.perf_counter() - t0
         buckets = curate.bucket_table(rates, run.curation.samples_per_problem)
         sub = pool.head(16 if args.quick else 32)
-        alt_sps = _alternative(model, tok, sub, run.curation.samples_per_problem, temperature,
-                               run.curation.max_new_tokens, grader)  # fmt: skip
+        alt_sps = _alternative(
+            model,
+            tok,
+            sub,
+            run.curation.samples_per_problem,
+            temperature,
+            run.curation.max_new_tokens,
+            grader,
+        )
 
     n_probe, n_cur = len(samples), len(rates) * run.curation.samples_per_problem
     result = {
@@ -107,7 +130,7 @@ def main() -> None:
                 ]
             ]
             .round(4)
-            .to_dict("records"),  # fmt: skip
+            .to_dict("records"),
             "chosen_temperature": temperature,
             "reason": decision["probe/reason"],
         },

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from polaris_lib.artifacts import write_json
-from polaris_lib.pipeline.steps import parse_value
+from polaris_lib.config import parse_value
 
 OUT = Path(__file__).parent / "results" / "toy_stages.json"
 
@@ -97,7 +97,25 @@ def main() -> None:
                 frac_mixed_per_step=[round(x, 3) for x in steps["polaris/frac_mixed"]],
             )
         )
-        print(json.dumps({x: stages[-1][x] for x in ("stage", "train_seconds", "heldout_acc", "heldout_gain", "heldout_gain_lo", "heldout_gain_hi", "steps_skipped", "rescued_total", "seconds_per_step")}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    x: stages[-1][x]
+                    for x in (
+                        "stage",
+                        "train_seconds",
+                        "heldout_acc",
+                        "heldout_gain",
+                        "heldout_gain_lo",
+                        "heldout_gain_hi",
+                        "steps_skipped",
+                        "rescued_total",
+                        "seconds_per_step",
+                    )
+                }
+            ),
+            flush=True,
+        )
     st = cfg.stages
     result = dict(
         what="tiny preset, 3 POLARIS stages: held-out toy accuracy after each stage vs warm start",

@@ -13,18 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from polaris_lib.config import apply_overrides, get_preset
-from polaris_lib.config.presets import PRESETS
-from polaris_lib.config.sections import ConfigError
+from polaris_lib.config import PRESETS, ConfigError, apply_overrides, get_preset, parse_value
 from polaris_lib.data import DataUnavailableError
-from polaris_lib.pipeline.jupyter_kernel import register_lab_kernel
-from polaris_lib.pipeline.runner import StepFailed, parse_value, run_pipeline
-from polaris_lib.pipeline.steps import QUICK_OVERRIDES
-from polaris_lib.report.build import build_compare_report, build_report
+from polaris_lib.pipeline import QUICK_OVERRIDES, StepFailed, register_lab_kernel, run_pipeline
+from polaris_lib.report import build_compare_report, build_report
+from polaris_lib.scale_out import export_verl, plan_run
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict | None:
-
     if pairs is None:
         return None
     return {name: parse_value(value) for name, value in pairs}
@@ -59,9 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--seed", type=int, help="global seed (default: stored, else 0)")
     _add_override_arg(r)
-    r.add_argument("--quick", action="store_true",
-                   help="minimum sizes for a fast end-to-end check (run_steps.QUICK_OVERRIDES; "
-                   "-p values win)")  # fmt: skip
+    r.add_argument(
+        "--quick",
+        action="store_true",
+        help="minimum sizes for a fast end-to-end check (run_steps.QUICK_OVERRIDES; -p values win)",
+    )
     r.add_argument("--steps", help="run only these steps (comma-separated prefixes: 01,02,03_grpo)")
     r.add_argument("--rerun-from", metavar="STEP", help="re-run STEP (prefix) and all after it")
     r.add_argument("--compare", nargs="+", metavar="RUN_ID", help="also build a compare report")
@@ -83,11 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a preset (or a run) to another engine")
     e.add_argument("target", choices=["verl"])
     e.add_argument("--preset", choices=PRESETS, help="preset (default: the --run-dir run's)")
-    e.add_argument("--run-dir", help="a run folder (reports/<run-id>): its preset, overrides, "
-                   "curated stage-1 set and probe temperatures; without it (or without its 02 "
-                   "step) stage 1 is the preset's pool, uncurated")  # fmt: skip
-    e.add_argument("--data-dir", help="local data folder of the dataset catalog "
-                   "(same meaning as $POLARIS_DATA_DIR, which it overrides)")  # fmt: skip
+    e.add_argument(
+        "--run-dir",
+        help="a run folder (reports/<run-id>): its preset, overrides, "
+        "curated stage-1 set and probe temperatures; without it (or without its 02 "
+        "step) stage 1 is the preset's pool, uncurated",
+    )
+    e.add_argument(
+        "--data-dir",
+        help="local data folder of the dataset catalog "
+        "(same meaning as $POLARIS_DATA_DIR, which it overrides)",
+    )
     _add_override_arg(e, "Applied on top of the --run-dir run's stored overrides.")
     e.add_argument("--out", help="output folder (default: exports/<run folder name or preset>)")
 
@@ -130,16 +134,6 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-
-    try:
-        from polaris_lib.scale_out.plan import plan_run
-    except ImportError as exc:
-        print(
-            f"polaris plan: the memory planner (polaris_lib/scale_out/plan.py: plan_run) is not "
-            f"available in this checkout ({exc})",
-            file=sys.stderr,
-        )
-        return 2
     cfg = get_preset(a.preset)
     ov = _overrides(a.param)
     cfg = apply_overrides(cfg, ov) if ov else cfg
@@ -197,16 +191,6 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    try:
-        from polaris_lib.scale_out.verl_export import export_verl
-    except ImportError as exc:
-        print(
-            f"polaris export: the verl exporter (polaris_lib/scale_out/verl_export.py) is not available in "
-            f"this checkout ({exc})",
-            file=sys.stderr,
-        )
-        return 2
-
     if a.preset is None and a.run_dir is None:
         print("polaris export: give --preset NAME or --run-dir RUN", file=sys.stderr)
         return 2

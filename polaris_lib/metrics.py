@@ -126,15 +126,28 @@ def summarize(responses: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.
         length = g["n_tokens"].astype(float)
         trunc = g["truncated"].astype(bool)
         fmt = g["reason"].isin(FORMAT_REASONS) & ~trunc
-        rows.append(dict(
-            checkpoint=ck, benchmark=b, k=k, problems=len(pp), responses=len(g),
-            avg=float(pp["accuracy"].mean()), ci_lo=lo, ci_hi=hi,
-            pass_at_k=_mean_pass(pp, k), solve_none=int((pp["c"] == 0).sum()),
-            solve_all=int((pp["c"] == pp["n"]).sum()), mean_len=float(length.mean()),
-            median_len=float(length.median()), p90_len=float(length.quantile(0.9)),
-            max_len=int(length.max()), truncation_rate=float(trunc.mean()),
-            format_error_rate=float(fmt.mean()), ungraded=int(g["correct"].isna().sum()),
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                checkpoint=ck,
+                benchmark=b,
+                k=k,
+                problems=len(pp),
+                responses=len(g),
+                avg=float(pp["accuracy"].mean()),
+                ci_lo=lo,
+                ci_hi=hi,
+                pass_at_k=_mean_pass(pp, k),
+                solve_none=int((pp["c"] == 0).sum()),
+                solve_all=int((pp["c"] == pp["n"]).sum()),
+                mean_len=float(length.mean()),
+                median_len=float(length.median()),
+                p90_len=float(length.quantile(0.9)),
+                max_len=int(length.max()),
+                truncation_rate=float(trunc.mean()),
+                format_error_rate=float(fmt.mean()),
+                ungraded=int(g["correct"].isna().sum()),
+            )
+        )
     out = pd.DataFrame(rows)
     out.attrs["interval"] = INTERVAL_METHOD
     return out
@@ -160,9 +173,12 @@ def per_problem_table(responses: pd.DataFrame) -> pd.DataFrame:
     """One row per (checkpoint, benchmark, problem): samples, correct, accuracy, mean length."""
     g = responses.assign(correct=pd.to_numeric(responses["correct"], errors="coerce"))
     t = g.groupby([*PAIR, "problem_id"], sort=False).agg(
-        n=("correct", "count"), c=("correct", "sum"), accuracy=("correct", "mean"),
-        mean_len=("n_tokens", "mean"), truncated=("truncated", "mean"),
-    )  # fmt: skip
+        n=("correct", "count"),
+        c=("correct", "sum"),
+        accuracy=("correct", "mean"),
+        mean_len=("n_tokens", "mean"),
+        truncated=("truncated", "mean"),
+    )
     return t.reset_index().astype({"c": int})
 
 

@@ -49,7 +49,15 @@ def paper_comparison(summary: pd.DataFrame, model_id: str) -> pd.DataFrame:
     for r in summary.to_dict("records"):
         ref = base_row if r["checkpoint"] == "base" else PAPER_TRAINED.get(base_row, base_row)
         paper = PAPER_RESULTS[ref].get(r["benchmark"])
-        rows.append(dict(checkpoint=r["checkpoint"], benchmark=r["benchmark"],
-                         kit=100 * r["avg"], kit_lo=100 * r["ci_lo"], kit_hi=100 * r["ci_hi"],
-                         paper_model=ref, paper=paper))  # fmt: skip
+        rows.append(
+            dict(
+                checkpoint=r["checkpoint"],
+                benchmark=r["benchmark"],
+                kit=100 * r["avg"],
+                kit_lo=100 * r["ci_lo"],
+                kit_hi=100 * r["ci_hi"],
+                paper_model=ref,
+                paper=paper,
+            )
+        )
     return pd.DataFrame(rows)

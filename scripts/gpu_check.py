@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from polaris_lib.artifacts import write_json  # noqa: E402
 from polaris_lib.artifacts.manifest import device_info, package_versions  # noqa: E402
-from polaris_lib.pipeline.steps import QUICK_OVERRIDES  # noqa: E402
+from polaris_lib.pipeline import QUICK_OVERRIDES  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "gpu_check.json"
 CUDA = {"model.device": "cuda", "model.dtype": "bfloat16"}
@@ -49,8 +49,12 @@ class GpuMeter:
     def used_mib(self) -> int | None:
         if not self._smi:
             return None
-        r = subprocess.run([self._smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                            "-i", "0"], capture_output=True, text=True, timeout=10)  # fmt: skip
+        r = subprocess.run(
+            [self._smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return int(r.stdout.strip().splitlines()[0]) if r.returncode == 0 else None
 
     def _loop(self) -> None:
@@ -73,7 +77,7 @@ class GpuMeter:
 def run_pipeline_on(device: str, run_id: str, quick: bool, meter: GpuMeter | None) -> dict:
     """The tiny pipeline through the real runner; per-step times from its manifest."""
     from polaris_lib.artifacts.manifest import Manifest
-    from polaris_lib.pipeline.runner import run_pipeline
+    from polaris_lib.pipeline import run_pipeline
 
     overrides = {**(QUICK_OVERRIDES if quick else {})}
     if device == "cuda":
@@ -94,10 +98,15 @@ def run_pipeline_on(device: str, run_id: str, quick: bool, meter: GpuMeter | Non
     res["wall_s"] = round(time.time() - t0, 1)
     man = Manifest.load(REPO / "reports" / run_id)
     steps = man.data.get("steps", []) if man else []
-    res["steps"] = {s["step"]: {"status": s.get("status"), "elapsed_s": s.get("elapsed_s"),
-                                "peak_rss_gb": s.get("peak_rss_gb"),
-                                **({"peak_gpu_mib": meter.peaks.get(s["step"])} if meter else {})}
-                    for s in steps}  # fmt: skip
+    res["steps"] = {
+        s["step"]: {
+            "status": s.get("status"),
+            "elapsed_s": s.get("elapsed_s"),
+            "peak_rss_gb": s.get("peak_rss_gb"),
+            **({"peak_gpu_mib": meter.peaks.get(s["step"])} if meter else {}),
+        }
+        for s in steps
+    }
     if meter is not None:
         res["peak_gpu_mib"] = max(meter.peaks.values(), default=None)
         res["gpu_baseline_mib"] = meter.baseline
@@ -124,14 +133,27 @@ def unsloth_check() -> dict:
         torch.cuda.reset_peak_memory_stats()
         t0 = time.time()
         model, tok = FastLanguageModel.from_pretrained(
-            model_name=str(folder), max_seq_length=cfg.model.max_context, dtype=torch.bfloat16,
+            model_name=str(folder),
+            max_seq_length=cfg.model.max_context,
+            dtype=torch.bfloat16,
             load_in_4bit=False,
-        )  # fmt: skip
+        )
         model = FastLanguageModel.get_peft_model(
-            model, r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
-                                                       "gate_proj", "up_proj", "down_proj"],
-            use_gradient_checkpointing="unsloth", random_state=0,
-        )  # fmt: skip
+            model,
+            r=8,
+            lora_alpha=16,
+            target_modules=[
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ],
+            use_gradient_checkpointing="unsloth",
+            random_state=0,
+        )
         res["load_s"] = round(time.time() - t0, 2)
         probs = make_problems(cfg.toy, "test", 16, seed=0)
         texts = [prompt_text(tok, p) for p in probs.problem]
@@ -149,8 +171,11 @@ def unsloth_check() -> dict:
         )
         res.update(status="ok", peak_mem_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1))
     except Exception as exc:
-        res.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000],
-                   traceback=traceback.format_exc()[-3000:])  # fmt: skip
+        res.update(
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            traceback=traceback.format_exc()[-3000:],
+        )
     return res
 
 
@@ -168,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device visible to torch; nothing recorded", file=sys.stderr)
         return 2
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    result = {"date": stamp, "device": device_info(), "packages": package_versions(),
-              "python": sys.version.split()[0], "quick": a.quick}  # fmt: skip
+    result = {
+        "date": stamp,
+        "device": device_info(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "quick": a.quick,
+    }
     if a.skip_pipeline:
         result["pipeline"] = {"status": "skipped", "reason": "--skip-pipeline"}
     else:
@@ -184,8 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         {"status": "skipped", "reason": "--skip-unsloth"} if a.skip_unsloth else unsloth_check()
     )
     write_json(a.out, result)
-    print(json.dumps({k: v.get("status") if isinstance(v, dict) else v for k, v in result.items()
-                      if k in ("pipeline", "cpu_baseline", "unsloth", "cpu_over_gpu_wall")}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: v.get("status") if isinstance(v, dict) else v
+                for k, v in result.items()
+                if k in ("pipeline", "cpu_baseline", "unsloth", "cpu_over_gpu_wall")
+            }
+        )
+    )
     print(f"gpu_check: wrote {a.out}")
     ok = result.get("pipeline", {}).get("status") in ("ok", "skipped")
     return 0 if ok else 1

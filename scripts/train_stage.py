@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from polaris_lib import artifacts, training  # noqa: E402
 from polaris_lib.artifacts import STAGE, step_dir  # noqa: E402
-from polaris_lib.config import PRESETS, resolve  # noqa: E402
-from polaris_lib.pipeline.runner import parse_value  # noqa: E402
+from polaris_lib.config import PRESETS, parse_value, resolve  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

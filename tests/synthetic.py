@@ -50,7 +50,7 @@ artifacts.finish_step(out, ["result.json"])"""
 
 def _steps(n_stages: int = 3) -> list[tuple[str, str, int | None]]:
     """(folder, notebook stem, stage) in pipeline order, as pipeline.plan_steps has them."""
-    from polaris_lib.pipeline.runner import plan_steps
+    from polaris_lib.pipeline import plan_steps
 
     return [(s.name, s.notebook, s.stage) for s in plan_steps(n_stages)]
 
@@ -63,7 +63,7 @@ def write_notebooks(nb_dir: Path) -> Path:
         staged = stem in ("01_temperature_probe", "03_grpo_stage")
         # the previous folder is computed in the notebook from the pipeline order
         prev_code = (
-            "from polaris_lib.pipeline.runner import plan_steps\n"
+            "from polaris_lib.pipeline import plan_steps\n"
             "_names = [s.name for s in plan_steps(len(cfg.stages))]\n"
         )
         body = BODY.format(step=stem, staged=staged, prev=None)
@@ -128,7 +128,7 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
     from polaris_lib import artifacts
     from polaris_lib.config.presets import get_preset
     from polaris_lib.evaluate import tables as eval_tables
-    from polaris_lib.pipeline.runner import plan_steps
+    from polaris_lib.pipeline import plan_steps
 
     rng = np.random.default_rng(seed)
     cfg = get_preset("tiny")
@@ -152,54 +152,136 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
     n_pool = 64
     for k in range(1, n_stages + 1):
         acc = np.clip(0.5 + 0.1 * k - 0.25 * np.maximum(np.array(temps) - 1.0, 0), 0, 1)
-        table = pd.DataFrame(dict(temperature=temps, accuracy=acc, acc_lo=acc - 0.05,
-                                  acc_hi=acc + 0.05, distinct4=np.linspace(0.3, 0.9, 7) - 0.05 * k,
-                                  truncation_rate=0.0, zone="robust"))  # fmt: skip
-        step(f"01_temperature_probe_stage{k}", {"per_temperature.parquet": table},
-             {"probe/chosen_temperature": 1.0 + 0.2 * (k - 1), "probe/rule": "start of controlled exploration",
-              "probe/overridden": False, "probe/distinct4_at_chosen": 0.6, "probe/method": "auto",
-              "probe/accuracy_at_chosen": float(acc[3])}, ["fig_probe.png"])  # fmt: skip
+        table = pd.DataFrame(
+            dict(
+                temperature=temps,
+                accuracy=acc,
+                acc_lo=acc - 0.05,
+                acc_hi=acc + 0.05,
+                distinct4=np.linspace(0.3, 0.9, 7) - 0.05 * k,
+                truncation_rate=0.0,
+                zone="robust",
+            )
+        )
+        step(
+            f"01_temperature_probe_stage{k}",
+            {"per_temperature.parquet": table},
+            {
+                "probe/chosen_temperature": 1.0 + 0.2 * (k - 1),
+                "probe/rule": "start of controlled exploration",
+                "probe/overridden": False,
+                "probe/distinct4_at_chosen": 0.6,
+                "probe/method": "auto",
+                "probe/accuracy_at_chosen": float(acc[3]),
+            },
+            ["fig_probe.png"],
+        )
         if k == 1:
             ks = rng.integers(0, 9, n_pool)
-            rates = pd.DataFrame(dict(problem_id=[f"toy/{i}" for i in range(n_pool)], k=ks, n=8,
-                                      pass_rate=ks / 8))  # fmt: skip
+            rates = pd.DataFrame(
+                dict(problem_id=[f"toy/{i}" for i in range(n_pool)], k=ks, n=8, pass_rate=ks / 8)
+            )
             curated = rates[rates.k < 8].drop(columns=["k", "n"])
-            step("02_curate_by_difficulty",
-                 {"pass_rates.parquet": rates, "curated.parquet": curated},
-                 {"curate/pool_size": n_pool, "curate/kept": len(curated),
-                  "curate/dropped_solved_all": int((ks == 8).sum())}, ["fig_pass_rates.png"])  # fmt: skip
+            step(
+                "02_curate_by_difficulty",
+                {"pass_rates.parquet": rates, "curated.parquet": curated},
+                {
+                    "curate/pool_size": n_pool,
+                    "curate/kept": len(curated),
+                    "curate/dropped_solved_all": int((ks == 8).sum()),
+                },
+                ["fig_pass_rates.png"],
+            )
         n_steps = 5
-        steps = pd.DataFrame({"step": range(1, n_steps + 1),
-                              "reward": np.linspace(0.3, 0.5, n_steps) + 0.05 * k + rng.normal(0, 0.01, n_steps),
-                              "completions/mean_length": np.linspace(40, 50, n_steps) + 8 * k,
-                              "completions/clipped_ratio": np.linspace(0.2, 0.1, n_steps),
-                              "polaris/frac_mixed": np.full(n_steps, 0.6)})  # fmt: skip
+        steps = pd.DataFrame(
+            {
+                "step": range(1, n_steps + 1),
+                "reward": np.linspace(0.3, 0.5, n_steps) + 0.05 * k + rng.normal(0, 0.01, n_steps),
+                "completions/mean_length": np.linspace(40, 50, n_steps) + 8 * k,
+                "completions/clipped_ratio": np.linspace(0.2, 0.1, n_steps),
+                "polaris/frac_mixed": np.full(n_steps, 0.6),
+            }
+        )
         nxt = curated.iloc[: len(curated) - 3 * k]
-        step(f"03_grpo_stage_stage{k}",
-             {"steps.parquet": steps, "next_stage_data.parquet": nxt,
-              "easy_dropped.parquet": curated.iloc[len(curated) - 3 * k:]},
-             {"train/steps": n_steps, "train/temperature": 1.0 + 0.2 * (k - 1)}, ["fig_rewards.png"])  # fmt: skip
-    avg = pd.DataFrame([dict(variant=v, max_length=L, k=4, avg=a, ci_lo=a - 0.05, ci_hi=a + 0.05)
-                        for v, off in (("none", 0.0), ("yarn", 0.05))
-                        for L, a in ((64, 0.3 + off), (96, 0.35 + off), (128, 0.36 + 2 * off))])  # fmt: skip
-    step("04_length_extrapolation", {"avg_vs_length.parquet": avg},
-         {"yarn/applied": True, "yarn/factor": 1.5}, ["fig_avg_vs_length.png"])  # fmt: skip
-    rows = [dict(checkpoint=ck, benchmark=b, problem_id=f"{b}/{p}", sample_idx=s, text="x",
-                 n_tokens=int(rng.integers(10, 90)), truncated=False,
-                 correct=bool(rng.random() < 0.3 + 0.1 * i), reason="ok")
-            for i, ck in enumerate(["base", "stage1", "stage2", "stage3"])
-            for b, n in (("toy", 8), ("aime24", 2)) for p in range(10) for s in range(n)]  # fmt: skip
+        step(
+            f"03_grpo_stage_stage{k}",
+            {
+                "steps.parquet": steps,
+                "next_stage_data.parquet": nxt,
+                "easy_dropped.parquet": curated.iloc[len(curated) - 3 * k :],
+            },
+            {"train/steps": n_steps, "train/temperature": 1.0 + 0.2 * (k - 1)},
+            ["fig_rewards.png"],
+        )
+    avg = pd.DataFrame(
+        [
+            dict(variant=v, max_length=L, k=4, avg=a, ci_lo=a - 0.05, ci_hi=a + 0.05)
+            for v, off in (("none", 0.0), ("yarn", 0.05))
+            for L, a in ((64, 0.3 + off), (96, 0.35 + off), (128, 0.36 + 2 * off))
+        ]
+    )
+    step(
+        "04_length_extrapolation",
+        {"avg_vs_length.parquet": avg},
+        {"yarn/applied": True, "yarn/factor": 1.5},
+        ["fig_avg_vs_length.png"],
+    )
+    rows = [
+        dict(
+            checkpoint=ck,
+            benchmark=b,
+            problem_id=f"{b}/{p}",
+            sample_idx=s,
+            text="x",
+            n_tokens=int(rng.integers(10, 90)),
+            truncated=False,
+            correct=bool(rng.random() < 0.3 + 0.1 * i),
+            reason="ok",
+        )
+        for i, ck in enumerate(["base", "stage1", "stage2", "stage3"])
+        for b, n in (("toy", 8), ("aime24", 2))
+        for p in range(10)
+        for s in range(n)
+    ]
     resp = pd.DataFrame(rows)
     summary = eval_tables.summarize(resp, n_boot=200)
-    step("05_eval_aime", {"responses.parquet": resp, "summary.parquet": summary},
-         {"eval/toy/avg@8": float(summary.avg.iloc[-1])}, ["fig_avg_by_checkpoint.png"])  # fmt: skip
+    step(
+        "05_eval_aime",
+        {"responses.parquet": resp, "summary.parquet": summary},
+        {"eval/toy/avg@8": float(summary.avg.iloc[-1])},
+        ["fig_avg_by_checkpoint.png"],
+    )
     names = [s.name for s in plan_steps(n_stages)]
-    artifacts.write_json(run_dir / "manifest.json", {
-        "run_id": run_dir.name, "preset": "tiny", "seed": seed, "overrides": {}, "status": "done",
-        "git": {"commit": "0" * 40, "dirty": False, "branch": "main"},
-        "device": {"kind": "cpu", "name": "x86_64", "memory_gb": 24.0, "cpu_count": 2, "ram_gb": 24.0},
-        "python": {"version": "3.11"}, "packages": {"torch": "2.13.0"},
-        "steps": [{"step": n, "status": "skipped" if n in skip else "done", "elapsed_s": 10.0,
-                   "retries": 0, "peak_rss_gb": 1.0, "started": "t0", "ended": "t1"} for n in names],
-    })  # fmt: skip
+    artifacts.write_json(
+        run_dir / "manifest.json",
+        {
+            "run_id": run_dir.name,
+            "preset": "tiny",
+            "seed": seed,
+            "overrides": {},
+            "status": "done",
+            "git": {"commit": "0" * 40, "dirty": False, "branch": "main"},
+            "device": {
+                "kind": "cpu",
+                "name": "x86_64",
+                "memory_gb": 24.0,
+                "cpu_count": 2,
+                "ram_gb": 24.0,
+            },
+            "python": {"version": "3.11"},
+            "packages": {"torch": "2.13.0"},
+            "steps": [
+                {
+                    "step": n,
+                    "status": "skipped" if n in skip else "done",
+                    "elapsed_s": 10.0,
+                    "retries": 0,
+                    "peak_rss_gb": 1.0,
+                    "started": "t0",
+                    "ended": "t1",
+                }
+                for n in names
+            ],
+        },
+    )
     return run_dir

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -75,29 +74,25 @@ def test_format_plan_lists_suggestions():
     assert "    - group_size 8 -> 4" in text
 
 
-def test_plan_without_planner_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "polaris_lib.scale_out.plan", None)  # import raises ImportError
-    assert cli.main(["plan", "--preset", "tiny"]) == 2
-    assert "memory planner" in capsys.readouterr().err
-
-
 def _fake_exporter(monkeypatch, calls: list) -> None:
-    """A stand-in polaris_lib.scale_out.verl_export that records its arguments and writes export.json."""
+    """A stand-in for the CLI's export_verl that records its arguments and writes export.json."""
 
     def export_verl(preset, out, **kw):
         calls.append((preset, out, kw))
         out.mkdir(parents=True, exist_ok=True)
-        info = {"preset": preset or "tiny", "verl_version": "0.9.1", "stage1_rows": 3,
-                "stage1_source": "pool"}  # fmt: skip
+        info = {
+            "preset": preset or "tiny",
+            "verl_version": "0.9.1",
+            "stage1_rows": 3,
+            "stage1_source": "pool",
+        }
         (out / "export.json").write_text(json.dumps(info))
         return {"manifest": out / "export.json", "script": out / "run_verl.sh"}
 
-    fake = types.ModuleType("polaris_lib.scale_out.verl_export")
-    fake.export_verl = export_verl
-    monkeypatch.setitem(sys.modules, "polaris_lib.scale_out.verl_export", fake)
+    monkeypatch.setattr(cli, "export_verl", export_verl)
 
 
-def test_export_calls_exporter_lazily(monkeypatch, tmp_path, capsys):
+def test_export_calls_the_exporter(monkeypatch, tmp_path, capsys):
     calls = []
     _fake_exporter(monkeypatch, calls)
     out = tmp_path / "x"
@@ -105,9 +100,6 @@ def test_export_calls_exporter_lazily(monkeypatch, tmp_path, capsys):
     kw = {"run_dir": None, "data_dir": None, "overrides": None}
     assert calls == [("qwen3-4b-paper", out, kw)]
     assert f"launch: bash {out / 'run_verl.sh'}" in capsys.readouterr().out
-    monkeypatch.setitem(sys.modules, "polaris_lib.scale_out.verl_export", None)
-    assert cli.main(["export", "verl", "--preset", "qwen3-4b-paper"]) == 2
-    assert "verl exporter" in capsys.readouterr().err
 
 
 def test_export_flags_reach_the_exporter(monkeypatch, tmp_path, capsys):
@@ -115,8 +107,20 @@ def test_export_flags_reach_the_exporter(monkeypatch, tmp_path, capsys):
     calls = []
     _fake_exporter(monkeypatch, calls)
     monkeypatch.chdir(tmp_path)
-    argv = ["export", "verl", "--run-dir", "reports/q4b", "--data-dir", "/d",
-            "-p", "stages.0.learning_rate", "2e-6", "-p", "stages.*.group_size", "4"]  # fmt: skip
+    argv = [
+        "export",
+        "verl",
+        "--run-dir",
+        "reports/q4b",
+        "--data-dir",
+        "/d",
+        "-p",
+        "stages.0.learning_rate",
+        "2e-6",
+        "-p",
+        "stages.*.group_size",
+        "4",
+    ]
     assert cli.main(argv) == 0
     ((preset, out, kw),) = calls
     assert preset is None and out == Path("exports/q4b")  # named after the run folder
@@ -128,9 +132,22 @@ def test_export_flags_reach_the_exporter(monkeypatch, tmp_path, capsys):
 
 def test_export_p_values_reach_the_launch_script(tmp_path, data_dir, capsys):
     out = tmp_path / "e"
-    argv = ["export", "verl", "--preset", "qwen3-4b-paper", "--data-dir", str(data_dir),
-            "-p", "curation.pool", "math500", "-p", "stages.0.learning_rate", "2e-6",
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "export",
+        "verl",
+        "--preset",
+        "qwen3-4b-paper",
+        "--data-dir",
+        str(data_dir),
+        "-p",
+        "curation.pool",
+        "math500",
+        "-p",
+        "stages.0.learning_rate",
+        "2e-6",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "stage 1: 500 problems, pool 'math500' from file:" in printed and "UNCURATED" in printed
@@ -150,8 +167,9 @@ def test_export_from_a_run_folder(tmp_path, monkeypatch, capsys):
     from polaris_lib.scale_out.verl_export import stage1_data
 
     run = tmp_path / "reports" / "t1"
-    Manifest.create(run, run_id="t1", preset="tiny", seed=3,
-                    overrides={"stages.*.group_size": 4}).save()  # fmt: skip
+    Manifest.create(
+        run, run_id="t1", preset="tiny", seed=3, overrides={"stages.*.group_size": 4}
+    ).save()
     curated = stage1_data(get_preset("tiny"), None, None)[0].head(20)
     curated.attrs = {}
     artifacts.write_parquet(artifacts.step_dir(run, artifacts.CURATE) / "curated.parquet", curated)
@@ -175,19 +193,38 @@ def test_export_offline_without_data_is_one_line_exit_2(tmp_path):
     """Offline, empty data folder: the paper pool (hub-only) cannot load; no traceback."""
     empty = tmp_path / "data"
     empty.mkdir()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf")}  # fmt: skip
-    cmd = [sys.executable, "-m", "polaris_lib.cli", "export", "verl", "--data-dir", str(empty),
-           "--out", str(tmp_path / "o")]  # fmt: skip
-    res = subprocess.run([*cmd, "--preset", "qwen3-4b-paper"], env=env, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "polaris_lib.cli",
+        "export",
+        "verl",
+        "--data-dir",
+        str(empty),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    res = subprocess.run(
+        [*cmd, "--preset", "qwen3-4b-paper"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("polaris export: ")
     assert "stage-1 pool 'polaris53k' is missing" in res.stderr
     for way in ("unset HF_HUB_OFFLINE", "--run-dir RUN", "-p curation.pool NAME"):
         assert way in res.stderr
-    res = subprocess.run([*cmd, "--preset", "qwen3-4b-paper", "-p", "curation.pool", "math500"],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [*cmd, "--preset", "qwen3-4b-paper", "-p", "curation.pool", "math500"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{empty} has no pools/math500.jsonl" in res.stderr
     assert "--data-dir DIR (or POLARIS_DATA_DIR) holding pools/math500.jsonl" in res.stderr

@@ -15,8 +15,10 @@ class _Grader:
     """Exact match of the whole text against the first gold form (a stand-in for math-verify)."""
 
     def grade_batch_results(self, texts, golds):
-        return [GradeResult(int(t == f"\\boxed{{{g[0]}}}"), "fake")
-                for t, g in zip(texts, golds, strict=True)]  # fmt: skip
+        return [
+            GradeResult(int(t == f"\\boxed{{{g[0]}}}"), "fake")
+            for t, g in zip(texts, golds, strict=True)
+        ]
 
 
 def _pool(m=10):
@@ -44,8 +46,16 @@ def _sampler(calls, n=8, crash_after=None):
             k = int(ans) % (n + 1)
             for j in range(n):
                 text = f"\\boxed{{{ans if j < k else 'x'}}}"
-                rows.append(dict(problem_id=pid, sample_idx=j, text=text, n_tokens=4 + j,
-                                 finished=True, truncated=j == n - 1))  # fmt: skip
+                rows.append(
+                    dict(
+                        problem_id=pid,
+                        sample_idx=j,
+                        text=text,
+                        n_tokens=4 + j,
+                        finished=True,
+                        truncated=j == n - 1,
+                    )
+                )
         return grade_samples(pd.DataFrame(rows), chunk, _Grader())
 
     return fn
@@ -53,9 +63,14 @@ def _sampler(calls, n=8, crash_after=None):
 
 def _estimate(tmp_path, sampler, on_chunk=None, pool=None):
     return curate.estimate_pass_rates(
-        sampler, _pool() if pool is None else pool, out=tmp_path,
-        checkpoint_every=3, key={"m": "x"}, on_chunk=on_chunk, progress=False,
-    )  # fmt: skip
+        sampler,
+        _pool() if pool is None else pool,
+        out=tmp_path,
+        checkpoint_every=3,
+        key={"m": "x"},
+        on_chunk=on_chunk,
+        progress=False,
+    )
 
 
 def test_pass_rates_are_k_over_n_in_pool_order(tmp_path):
@@ -126,8 +141,9 @@ def test_curation_figures_render(tmp_path):
 
     pool = _pool().assign(difficulty=["1/8", "8/8"] * 5)
     rates = _estimate(tmp_path, _sampler([]), pool=pool)
-    fig = curate_plots.pass_rate_histogram(curate.bucket_table(rates, 8), caption_text="t",
-                                           temperature=1.0)  # fmt: skip
+    fig = curate_plots.pass_rate_histogram(
+        curate.bucket_table(rates, 8), caption_text="t", temperature=1.0
+    )
     assert artifacts.save_figure(fig, tmp_path / "h.png").stat().st_size > 5_000
     views = curate.sanity_tables("polaris53k", rates, pool)
     assert set(views) == {"level", "reference"}

@@ -51,8 +51,7 @@ def test_easy_drop_bad_logs_name_the_record():
     with pytest.raises(ValueError, match="record 0 has no problem_id"):
         easy_drop([{"rewards": [1]}], _stage_problems())
     with pytest.raises(ValueError, match="record 1 .*'b'.* no pass_rate_pre_rescue"):
-        easy_drop([{"problem_id": "a", "rewards": [1]}, {"problem_id": "b"}],
-                         _stage_problems())  # fmt: skip
+        easy_drop([{"problem_id": "a", "rewards": [1]}, {"problem_id": "b"}], _stage_problems())
     with pytest.raises(ValueError, match="not in the stage's data: \\['zz'\\]"):
         easy_drop([{"problem_id": "zz", "rewards": [1]}], _stage_problems())
 

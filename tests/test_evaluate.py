@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,11 +17,20 @@ from polaris_lib.policy.rollouts import RESPONSE_COLUMNS, regrade, rollout
 
 def _table(correct: dict[str, list[int]], checkpoint="base", benchmark="b", **cols) -> pd.DataFrame:
     rows = [
-        dict(checkpoint=checkpoint, benchmark=benchmark, problem_id=p, sample_idx=j,
-             correct=float(c), n_tokens=10 * (j + 1), truncated=False,
-             reason="correct" if c else "wrong", text="")
-        for p, cs in correct.items() for j, c in enumerate(cs)
-    ]  # fmt: skip
+        dict(
+            checkpoint=checkpoint,
+            benchmark=benchmark,
+            problem_id=p,
+            sample_idx=j,
+            correct=float(c),
+            n_tokens=10 * (j + 1),
+            truncated=False,
+            reason="correct" if c else "wrong",
+            text="",
+        )
+        for p, cs in correct.items()
+        for j, c in enumerate(cs)
+    ]
     df = pd.DataFrame(rows)
     for k, v in cols.items():
         df[k] = v
@@ -84,8 +95,9 @@ def test_length_buckets_and_paper_comparison():
     acc = metrics.length_bucket_accuracy(_table(HAND), 25)  # lengths 10..40 against L=25
     assert acc["bucket"].astype(str).tolist() == ["< 12.5", "12.5-25", "> 25"]
     assert acc["n"].tolist() == [3, 3, 6] and acc["share"].sum() == pytest.approx(1.0)
-    s = metrics.summarize(pd.concat([_table(HAND, benchmark="aime24"),
-                                _table(HAND, "final", "aime24")]), n_boot=50)  # fmt: skip
+    s = metrics.summarize(
+        pd.concat([_table(HAND, benchmark="aime24"), _table(HAND, "final", "aime24")]), n_boot=50
+    )
     cmp = paper.paper_comparison(s, "Qwen/Qwen3-4B").set_index("checkpoint")
     assert cmp.loc["base", "paper"] == 73.8 and cmp.loc["final", "paper"] == 81.2
     assert cmp.loc["final", "paper_model"] == "POLARIS-4B-Preview"
@@ -124,20 +136,39 @@ def test_instruction_suffix_is_applied_once_to_verl_aime(data_dir):
 
     def recording_sample(model, tok, probs, **kw):
         seen["prompts"] = prompt_texts(tok, probs, kw["suffix"])
-        return pd.DataFrame(dict(problem_id=probs.problem_id, sample_idx=0, text="", n_tokens=1,
-                                 finished=True, truncated=False))  # fmt: skip
+        return pd.DataFrame(
+            dict(
+                problem_id=probs.problem_id,
+                sample_idx=0,
+                text="",
+                n_tokens=1,
+                finished=True,
+                truncated=False,
+            )
+        )
 
     settings = {**evaluate.pair_settings(cfg, "aime24", None), "k": 1}
-    rollout(None, build_tokenizer(), problems, **evaluate.rollout_settings(settings),
-            sample_fn=recording_sample)  # fmt: skip
+    rollout(
+        None,
+        build_tokenizer(),
+        problems,
+        **evaluate.rollout_settings(settings),
+        sample_fn=recording_sample,
+    )
     assert [p.count(INSTRUCTION_SUFFIX) for p in seen["prompts"]] == [1, 1, 1]
 
 
 def _tiny_toy_cfg(tmp_path):
-    return apply_overrides(get_preset("tiny"), {
-        "run_dir": str(tmp_path), "eval.benchmarks": ["toy"], "eval.max_problems": 3,
-        "eval.samples": {"toy": 2}, "eval.checkpoints": ["base"],
-    })  # fmt: skip
+    return apply_overrides(
+        get_preset("tiny"),
+        {
+            "run_dir": str(tmp_path),
+            "eval.benchmarks": ["toy"],
+            "eval.max_problems": 3,
+            "eval.samples": {"toy": 2},
+            "eval.checkpoints": ["base"],
+        },
+    )
 
 
 def test_evaluation_resumes_and_regrades(tmp_path):
@@ -153,17 +184,30 @@ def test_evaluation_resumes_and_regrades(tmp_path):
     def fake_sample(model, tok, probs, n, **kw):
         calls["sample"] += 1
         pairs = zip(probs.problem_id, probs.problem, strict=True)
-        rows = [dict(problem_id=p, sample_idx=j, text=reference_solution(q) if j == 0 else "x",
-                     n_tokens=5, finished=True, truncated=False)
-                for p, q in pairs for j in range(n)]  # fmt: skip
+        rows = [
+            dict(
+                problem_id=p,
+                sample_idx=j,
+                text=reference_solution(q) if j == 0 else "x",
+                n_tokens=5,
+                finished=True,
+                truncated=False,
+            )
+            for p, q in pairs
+            for j in range(n)
+        ]
         return pd.DataFrame(rows)
 
     out = tmp_path / "05"
-    first = evaluate.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    first = evaluate.run_evaluation(
+        cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None
+    )
     assert calls == {"load": 1, "sample": 1}
     assert list(first.columns) == RESPONSE_COLUMNS and len(first) == 6
     assert first["correct"].tolist() == [1.0, 0.0] * 3
-    second = evaluate.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None)
+    second = evaluate.run_evaluation(
+        cfg, out, load_fn=load, sample_fn=fake_sample, log=lambda s: None
+    )
     assert calls == {"load": 1, "sample": 1}
     pd.testing.assert_frame_equal(first, second)
     assert (out / "responses.parquet").exists() and len(evaluate.timings(out)) == 1
@@ -187,8 +231,9 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
 
     from transformers import Qwen3Config
 
-    Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-                max_position_embeddings=40960).save_pretrained(tmp_path)  # fmt: skip
+    Qwen3Config(
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}, max_position_embeddings=40960
+    ).save_pretrained(tmp_path)
     made = []
 
     class LLM:
@@ -214,8 +259,10 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
     assert "hf_overrides" not in made[-1] and "max_model_len" not in made[-1]
     load_policy(cfg, None, "linear")
     assert made[-1]["hf_overrides"]["rope_parameters"] == {
-        "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
-    }  # fmt: skip
+        "rope_type": "linear",
+        "factor": 1.5,
+        "rope_theta": 1e6,
+    }
     assert made[-1]["max_model_len"] == 49152
 
 
@@ -242,18 +289,23 @@ def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path,
         name = "base" if path is None else "stage1"
         events.append(f"load {name}")
         llm = LLM()
-        shutdown = lambda: events.append(f"shutdown {name}")  # noqa: E731
-        llm.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=shutdown))
+        llm.llm_engine = SimpleNamespace(
+            engine_core=SimpleNamespace(shutdown=partial(events.append, f"shutdown {name}"))
+        )
         return llm, None
 
     def fake_sample(model, tok, probs, n, **kw):
         events.append("sample")
-        rows = [dict(problem_id=p, sample_idx=j, text="x", n_tokens=1, finished=True,
-                     truncated=False) for p in probs.problem_id for j in range(n)]  # fmt: skip
+        rows = [
+            dict(problem_id=p, sample_idx=j, text="x", n_tokens=1, finished=True, truncated=False)
+            for p in probs.problem_id
+            for j in range(n)
+        ]
         return pd.DataFrame(rows)
 
-    out = evaluate.run_evaluation(cfg, tmp_path / "05", load_fn=load, sample_fn=fake_sample,
-                            log=lambda s: None)  # fmt: skip
+    out = evaluate.run_evaluation(
+        cfg, tmp_path / "05", load_fn=load, sample_fn=fake_sample, log=lambda s: None
+    )
     per_checkpoint = ["load {}", "sample", "shutdown {}", "destroy_model_parallel"]
     assert events == [e.format(ck) for ck in ("base", "stage1") for e in per_checkpoint]
     assert sorted(set(out.checkpoint)) == ["base", "stage1"]

@@ -151,8 +151,9 @@ def test_run_dir_without_curation_exports_the_pool_and_says_so(tmp_path, data_di
 def _stored_run(run_dir: Path, preset: str, seed: int, overrides: dict) -> Path:
     from polaris_lib.artifacts.manifest import Manifest
 
-    Manifest.create(run_dir, run_id=run_dir.name, preset=preset, seed=seed,
-                    overrides=overrides).save()  # fmt: skip
+    Manifest.create(
+        run_dir, run_id=run_dir.name, preset=preset, seed=seed, overrides=overrides
+    ).save()
     return run_dir
 
 
@@ -187,8 +188,10 @@ def test_offline_pool_error_names_the_ways_out(tmp_path, monkeypatch):
     assert "--data-dir" not in msg  # polaris53k has no local file a data folder could hold
     assert "HF_HUB_OFFLINE" in msg and "--run-dir" in msg and "-p curation.pool" in msg
     run.curation.pool = "math500"
-    with pytest.raises(DataUnavailableError, match=f"{tmp_path} has no pools/math500.jsonl.*"
-                       "--data-dir DIR \\(or POLARIS_DATA_DIR\\)"):  # fmt: skip
+    with pytest.raises(
+        DataUnavailableError,
+        match=f"{tmp_path} has no pools/math500.jsonl.*--data-dir DIR \\(or POLARIS_DATA_DIR\\)",
+    ):
         export.stage1_data(run, None, tmp_path)
     run.curation.pool = "nope"
     with pytest.raises(ConfigError, match="curation.pool: unknown dataset 'nope'"):
@@ -245,15 +248,21 @@ def script_run(paper_export, tmp_path_factory):
         e["problem_id"] for e in pq.read_table(data / "stage1.parquet")["extra_info"].to_pylist()
     ]
     for k, easy in [(1, ids[:3]), (2, ids[3:4])]:  # what verl_reward would log during stage k
-        artifacts.append_jsonl(logs / f"stage{k}" / "rewards-h-1.jsonl",
-                               [{"problem_id": i, "reward": 1.0} for i in easy])  # fmt: skip
+        artifacts.append_jsonl(
+            logs / f"stage{k}" / "rewards-h-1.jsonl",
+            [{"problem_id": i, "reward": 1.0} for i in easy],
+        )
     env = {"POLARIS_ALLOW_OVER_CONTEXT": "1", "DATA_DIR": str(data), "REWARD_LOG_DIR": str(logs)}
     proc, argvs = _run_script(paths["script"], tmp, env, "trainer.logger=[x]")
     assert proc.returncode == 0, proc.stderr
     stages = json.loads(paths["overrides"].read_text())
-    subst = {"${DATA_DIR}": str(data), "${CKPT_DIR}": f"{tmp}/ckpt",
-             "${REWARD_LOG_DIR}": str(logs), "${REWARD_FN}": "/r/verl_reward.py",
-             "${MODEL_PATH}": "/m/base"}  # fmt: skip
+    subst = {
+        "${DATA_DIR}": str(data),
+        "${CKPT_DIR}": f"{tmp}/ckpt",
+        "${REWARD_LOG_DIR}": str(logs),
+        "${REWARD_FN}": "/r/verl_reward.py",
+        "${MODEL_PATH}": "/m/base",
+    }
     # The mapping's values with the shell variables expanded: what verl should end up with.
     want = {}
     for k, o in stages.items():
@@ -334,13 +343,21 @@ def test_overrides_compose_against_verls_real_config(script_run):
     exists), pass verl's validate_config, and land with the intended value and type."""
     python = _verl_python()
     if python is None:
-        pytest.skip("verl is not installed here (it pins transformers<5.11); set "
-                    "POLARIS_VERL_PYTHON to a Python with verl==0.9.1 + hydra-core")  # fmt: skip
+        pytest.skip(
+            "verl is not installed here (it pins transformers<5.11); set "
+            "POLARIS_VERL_PYTHON to a Python with verl==0.9.1 + hydra-core"
+        )
     ppo = [a[2:] for a in script_run["argvs"] if a[1:2] == [export.ENTRY]]
     args = {k: argv[:-1] for k, argv in zip("123", ppo, strict=True)}  # drop the test's extra
     validate = os.environ.get("POLARIS_VERL_VALIDATE", "1")
-    res = subprocess.run([python, "-c", CHECK], input=json.dumps(args), capture_output=True,
-                         text=True, env={**os.environ, "VALIDATE": validate}, timeout=300)  # fmt: skip
+    res = subprocess.run(
+        [python, "-c", CHECK],
+        input=json.dumps(args),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "VALIDATE": validate},
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     for k, o in script_run["want"].items():
@@ -358,12 +375,18 @@ def test_override_keys_exist_in_the_verl_mirror_when_it_matches(paper_export):
     git = ["git", "-C", str(repo), "show"]
     version = subprocess.run([*git, "HEAD:verl/version/version"], capture_output=True, text=True)
     if version.stdout.strip() != export.VERL_VERSION:
-        pytest.skip(f"mirror is verl {version.stdout.strip()!r}, the export targets "
-                    f"{export.VERL_VERSION}: keys differ between them")  # fmt: skip
+        pytest.skip(
+            f"mirror is verl {version.stdout.strip()!r}, the export targets "
+            f"{export.VERL_VERSION}: keys differ between them"
+        )
     import yaml  # pragma: no cover - only with a matching mirror
 
-    text = subprocess.run([*git, "HEAD:verl/trainer/config/_generated_ppo_trainer.yaml"],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    text = subprocess.run(
+        [*git, "HEAD:verl/trainer/config/_generated_ppo_trainer.yaml"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     tree = yaml.safe_load(text)
     for key in json.loads(paper_export[1]["overrides"].read_text())["1"]:
         if key.startswith("+"):
@@ -381,8 +404,9 @@ def test_compute_score_grades_like_the_kit_and_logs_problem_ids(tmp_path):
         "math500", good, "4", {"problem_id": "p/1"}, log_dir=str(tmp_path)
     )
     assert r == {"score": 1.0, "acc": 1.0}
-    r = verl_reward.compute_score("math500", "\\boxed{4}", "4", {"problem_id": "p/2"},
-                                  log_dir=str(tmp_path))  # fmt: skip
+    r = verl_reward.compute_score(
+        "math500", "\\boxed{4}", "4", {"problem_id": "p/2"}, log_dir=str(tmp_path)
+    )
     assert r["score"] == 0.0  # no </think>: a thinking model's answer does not count
     logged = [x for f in tmp_path.glob("*.jsonl") for x in artifacts.read_jsonl(f)]
     assert logged == [{"problem_id": "p/1", "reward": 1.0}, {"problem_id": "p/2", "reward": 0.0}]
@@ -401,8 +425,9 @@ def test_easy_drop_from_log_removes_easy_problems_keeps_rows_intact(paper_export
         "a": [(ids[0], 1.0)] * 5 + [(ids[1], 1.0)] * 5 + [(ids[2], 1.0)] * 10,
         "b": [(ids[0], 1.0)] * 5 + [(ids[1], 1.0)] * 4 + [(ids[1], 0.0), (ids[2], None)],
     }.items():
-        artifacts.append_jsonl(logs / f"rewards-{host}-1.jsonl",
-                               [{"problem_id": p, "reward": r} for p, r in recs])  # fmt: skip
+        artifacts.append_jsonl(
+            logs / f"rewards-{host}-1.jsonl", [{"problem_id": p, "reward": r} for p, r in recs]
+        )
     out = tmp_path / "stage2.parquet"
     res = verl_reward.easy_drop_from_log(logs, paths["stage1"], out, threshold=0.9)
     assert res == {"kept": len(ids) - 2, "dropped": 2, "log_records": 31}
@@ -439,4 +464,6 @@ def test_scale_table_is_calibrated_and_scales_with_tokens_and_params():
 def test_scaling_doc_table_is_the_generated_one():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "scaling_out.md").read_text()
     table = doc.split("<!-- scale-table -->\n")[1].split("\n<!-- /scale-table -->")[0]
-    assert table == scale.scale_markdown(), "regenerate with polaris_lib.scale_out.cost.scale_markdown()"
+    assert table == scale.scale_markdown(), (
+        "regenerate with polaris_lib.scale_out.cost.scale_markdown()"
+    )

@@ -29,16 +29,26 @@ def test_qwen3_variant_settings_keep_theta(tmp_path):
 
     from transformers import Qwen3Config
 
-    qwen3 = Qwen3Config(rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-                        max_position_embeddings=40960)  # fmt: skip
+    qwen3 = Qwen3Config(
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}, max_position_embeddings=40960
+    )
     assert linear_rope_parameters(qwen3, 1.5) == {
-        "rope_type": "linear", "factor": 1.5, "rope_theta": 1e6
-    }  # fmt: skip
+        "rope_type": "linear",
+        "factor": 1.5,
+        "rope_theta": 1e6,
+    }
     qwen3.save_pretrained(tmp_path)
-    table = extrapolate.variant_settings(get_preset("qwen3-4b-paper"), str(tmp_path)).set_index("variant")
+    table = extrapolate.variant_settings(get_preset("qwen3-4b-paper"), str(tmp_path)).set_index(
+        "variant"
+    )
     yarn = json.loads(table.loc["yarn", "rope_parameters"])
-    assert yarn == {"rope_type": "yarn", "factor": 1.5, "original_max_position_embeddings": 32768,
-                    "attention_factor": 1.0, "rope_theta": 1e6}  # fmt: skip
+    assert yarn == {
+        "rope_type": "yarn",
+        "factor": 1.5,
+        "original_max_position_embeddings": 32768,
+        "attention_factor": 1.0,
+        "rope_theta": 1e6,
+    }
     vllm = json.loads(table.loc["yarn", "vllm_kwargs"])
     assert vllm["hf_overrides"]["rope_parameters"] == yarn and vllm["max_model_len"] == 49152
     assert json.loads(table.loc["none", "rope_parameters"])["rope_theta"] == 1e6
@@ -64,10 +74,15 @@ def test_variants_load_and_change_position_handling(toy_checkpoint):
 def test_extrapolation_runs_resumes_and_summarises(tmp_path):
     from polaris_lib.toy import reference_solution
 
-    cfg = apply_overrides(get_preset("tiny"), {"yarn.n_problems": 6, "yarn.n_samples": 2,
-                                               "yarn.eval_max_lengths": [40, 200]})  # fmt: skip
+    cfg = apply_overrides(
+        get_preset("tiny"),
+        {"yarn.n_problems": 6, "yarn.n_samples": 2, "yarn.eval_max_lengths": [40, 200]},
+    )
     problems = extrapolate.extrapolation_problems(cfg)
-    assert len(problems) == 6 and problems["difficulty"].max() <= cfg.toy.max_terms + extrapolate.EXTRA_TERMS
+    assert (
+        len(problems) == 6
+        and problems["difficulty"].max() <= cfg.toy.max_terms + extrapolate.EXTRA_TERMS
+    )
     calls = {"load": 0, "sample": 0}
 
     def load(cfg, checkpoint, variant):
@@ -82,13 +97,25 @@ def test_extrapolation_runs_resumes_and_summarises(tmp_path):
             for j in range(n):
                 text = reference_solution(q) if model == "yarn" or j == 0 else "x"
                 cut = len(text) > max_new_tokens
-                rows.append(dict(problem_id=p, sample_idx=j, text=text[:max_new_tokens],
-                                 n_tokens=min(len(text), max_new_tokens), finished=not cut,
-                                 truncated=cut))  # fmt: skip
+                rows.append(
+                    dict(
+                        problem_id=p,
+                        sample_idx=j,
+                        text=text[:max_new_tokens],
+                        n_tokens=min(len(text), max_new_tokens),
+                        finished=not cut,
+                        truncated=cut,
+                    )
+                )
         return pd.DataFrame(rows)
 
-    kw = dict(checkpoint=None, variants=("none", "yarn"), load_fn=load, sample_fn=fake_sample,
-              log=lambda s: None)  # fmt: skip
+    kw = dict(
+        checkpoint=None,
+        variants=("none", "yarn"),
+        load_fn=load,
+        sample_fn=fake_sample,
+        log=lambda s: None,
+    )
     res = extrapolate.run_extrapolation(cfg, tmp_path, problems, **kw)
     assert calls == {"load": 2, "sample": 4} and len(res) == 2 * 2 * 6 * 2
     again = extrapolate.run_extrapolation(cfg, tmp_path, problems, **kw)
@@ -106,11 +133,19 @@ def test_extrapolation_runs_resumes_and_summarises(tmp_path):
     assert list(items.columns) == ["none", "yarn"] and (items["yarn"] == 1.0).all()
     table = extrapolate.avg_vs_length(res, n_boot=50)
     assert "- yarn: avg@2 1.000 [1.000, 1.000]" in extrapolate.findings(table, b, 80)
-    check = pd.DataFrame([
-        dict(variant="none", rope_theta=1e4, yarn_applied=False),
-        dict(variant="yarn", rope_theta=1e4, yarn_applied=True, factor=1.5, attention_factor=1.0,
-             logit_diff_beyond=0.1),
-    ])  # fmt: skip
+    check = pd.DataFrame(
+        [
+            dict(variant="none", rope_theta=1e4, yarn_applied=False),
+            dict(
+                variant="yarn",
+                rope_theta=1e4,
+                yarn_applied=True,
+                factor=1.5,
+                attention_factor=1.0,
+                logit_diff_beyond=0.1,
+            ),
+        ]
+    )
     m = extrapolate.metrics(table, b, check, 80)
     assert m["yarn/applied"] and m["yarn/rope_theta_kept"] and m["yarn/yarn/avg@2@200"] == 1.0
     assert m["yarn/none/avg@2@200"] == 0.5 and "yarn/yarn/acc_above_L" in m

@@ -52,9 +52,14 @@ def _execute(path: Path, out: Path, **params) -> None:
     import papermill as pm
 
     pm.execute_notebook(
-        str(path), str(out), parameters=params, cwd=str(REPO), kernel_name="python3",
-        progress_bar=False, log_output=False,
-    )  # fmt: skip
+        str(path),
+        str(out),
+        parameters=params,
+        cwd=str(REPO),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +150,14 @@ def test_reprobe_and_override(tiny_run):
     model.save_pretrained(final)
     tok.save_pretrained(final)
     try:
-        _execute(NB01, tiny_run / "nb01_s2.ipynb", RUN_DIR=str(tiny_run), STAGE=2,
-                 OVERRIDES=PROBE_OVERRIDES, OVERRIDE_TEMPERATURE=1.3)  # fmt: skip
+        _execute(
+            NB01,
+            tiny_run / "nb01_s2.ipynb",
+            RUN_DIR=str(tiny_run),
+            STAGE=2,
+            OVERRIDES=PROBE_OVERRIDES,
+            OVERRIDE_TEMPERATURE=1.3,
+        )
     finally:
         shutil.rmtree(final.parent)
     step = artifacts.step_dir(tiny_run, artifacts.PROBE, 2, create=False)

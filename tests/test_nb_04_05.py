@@ -44,9 +44,14 @@ def _execute(path: Path, out: Path, **params) -> None:
     import papermill as pm
 
     pm.execute_notebook(
-        str(path), str(out), parameters=params, cwd=str(REPO), kernel_name="python3",
-        progress_bar=False, log_output=False,
-    )  # fmt: skip
+        str(path),
+        str(out),
+        parameters=params,
+        cwd=str(REPO),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +80,13 @@ def run_dir(tmp_path_factory, data_dir):
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_eval_notebook(run_dir):
-    _execute(NB05, run_dir / "nb05.ipynb", RUN_DIR=str(run_dir), OVERRIDES=EVAL_OVERRIDES,
-             CHECKPOINTS=["base", "final"])  # fmt: skip
+    _execute(
+        NB05,
+        run_dir / "nb05.ipynb",
+        RUN_DIR=str(run_dir),
+        OVERRIDES=EVAL_OVERRIDES,
+        CHECKPOINTS=["base", "final"],
+    )
     step = artifacts.step_dir(run_dir, artifacts.EVAL, create=False)
     assert artifacts.step_done(step)
     m = evaluate.check_artifacts(step)

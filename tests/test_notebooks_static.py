@@ -72,9 +72,13 @@ def test_title_inputs_outputs_and_imports(path):
 
 
 STEP_PACKAGE = {
-    "01": "probe", "02": "curate", "03": "training", "04": "extrapolate", "05": "evaluate",
+    "01": "probe",
+    "02": "curate",
+    "03": "training",
+    "04": "extrapolate",
+    "05": "evaluate",
     "06": "report",
-}  # fmt: skip
+}
 """The one step package each notebook may import (ARCHITECTURE.md: a notebook is thin over it)."""
 
 
@@ -142,9 +146,12 @@ def _section(nb) -> str | None:
 def test_numbered_sections_and_no_definitions(path):
     nb = _load(path)
     heads = [
-        ln for c in nb.cells if c.cell_type == "markdown" for ln in c.source.splitlines()
+        ln
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for ln in c.source.splitlines()
         if ln.startswith("## ")
-    ]  # fmt: skip
+    ]
     numbers = [int(m.group(1)) for h in heads if (m := re.match(r"## (\d+)\. \S", h))]
     assert numbers and numbers == list(range(1, len(numbers) + 1)), f"sections: {heads}"
     assert len(numbers) == len(heads), f"unnumbered section heading in {heads}"

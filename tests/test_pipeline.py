@@ -20,18 +20,11 @@ from synthetic import results, write_notebooks
 
 from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import Manifest
+from polaris_lib.config import parse_value
 from polaris_lib.config.overrides import apply_overrides
 from polaris_lib.config.presets import get_preset
-from polaris_lib.pipeline.runner import (
-    StepFailed,
-    changed_keys,
-    fingerprints,
-    flatten,
-    parse_value,
-    plan_steps,
-    run_pipeline,
-    step_config,
-)
+from polaris_lib.pipeline import StepFailed, plan_steps, run_pipeline
+from polaris_lib.pipeline.steps import changed_keys, fingerprints, flatten, step_config
 
 REPO = Path(__file__).resolve().parent.parent
 N_STEPS = 10  # tiny: 3 probes + curate + 3 stages + 04 + 05 + 06

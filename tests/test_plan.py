@@ -85,8 +85,9 @@ def test_weight_bytes_bf16_and_nf4_by_hand():
 
 
 def test_activation_bytes_by_hand():
-    s = TrainSetup(prompt_len=200, completion_len=800, group_size=8, rollouts_per_step=8,
-                   micro_batch_rows=1)  # fmt: skip
+    s = TrainSetup(
+        prompt_len=200, completion_len=800, group_size=8, rollouts_per_step=8, micro_batch_rows=1
+    )
     ckpt = 36 * 1000 * 2560 * 2  # every layer's input, bf16
     one_layer = 1000 * 2 * 2 * (4 * 2560 + 2 * 4096 + 2 * 1024 + 3 * 9728)  # acts + grads, bf16
     assert memory_estimate.activation_bytes(QWEN3_4B, s) == ckpt + one_layer == 382_976_000
@@ -101,8 +102,9 @@ def test_unsloth_published_grpo_breakdown():
     # 8 generations: "Inference KV Cache for 20K context 2.5GB", "GRPO Memory Cost" 78.3 GB for
     # TRL + FA2 and 9.8 GB for Unsloth. Read as GiB with 20K = 20,480 tokens, the KV figure is one
     # sequence and the GRPO figures are fp32 completion logits for 8 rows vs 1 row at a time.
-    s = TrainSetup(prompt_len=0, completion_len=20_480, group_size=1, rollouts_per_step=8,
-                   micro_batch_rows=8)  # fmt: skip
+    s = TrainSetup(
+        prompt_len=0, completion_len=20_480, group_size=1, rollouts_per_step=8, micro_batch_rows=8
+    )
     trl = estimate(LLAMA31_8B, s, 80)
     assert trl.kv_cache == pytest.approx(2.5, abs=0.05)  # 2*32*8*128*2 B * 20480 = 2.5 GiB exactly
     assert trl.logits == pytest.approx(78.3, abs=0.1)  # 8*20480*128256*4 B
@@ -111,9 +113,18 @@ def test_unsloth_published_grpo_breakdown():
 
 
 def test_estimate_components_sum_and_fit_by_hand():
-    s = TrainSetup(prompt_len=1024, completion_len=3072, group_size=8, rollouts_per_step=32,
-                   micro_batch_rows=4, lora_rank=32, offload_checkpoints=True, logits_chunk_rows=1,
-                   shared_vllm_weights=True, gpu_memory_utilization=0.5)  # fmt: skip
+    s = TrainSetup(
+        prompt_len=1024,
+        completion_len=3072,
+        group_size=8,
+        rollouts_per_step=32,
+        micro_batch_rows=4,
+        lora_rank=32,
+        offload_checkpoints=True,
+        logits_chunk_rows=1,
+        shared_vllm_weights=True,
+        gpu_memory_utilization=0.5,
+    )
     e = estimate(QWEN3_4B, s, 24)
     assert e.weights == pytest.approx(2 * 4_022_468_096 / GIB)
     assert e.trainable == pytest.approx(66_060_288 * 16 / GIB)
@@ -134,8 +145,14 @@ def test_estimate_components_sum_and_fit_by_hand():
 
 
 def test_fit_flag_and_monotonicity():
-    s = TrainSetup(prompt_len=1024, completion_len=4096, group_size=8, rollouts_per_step=32,
-                   micro_batch_rows=8, lora_rank=32)  # fmt: skip
+    s = TrainSetup(
+        prompt_len=1024,
+        completion_len=4096,
+        group_size=8,
+        rollouts_per_step=32,
+        micro_batch_rows=8,
+        lora_rank=32,
+    )
     base = estimate(QWEN3_4B, s, 24).total
     assert estimate(QWEN3_4B, dataclasses.replace(s, completion_len=8192), 24).total > base
     assert estimate(QWEN3_4B, dataclasses.replace(s, load_in_4bit=True), 24).total < base

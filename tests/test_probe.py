@@ -33,9 +33,18 @@ def test_per_temperature_pools_per_problem_and_averages():
     for t, texts in [(0.5, ["a b c d e", "a b c d e"]), (1.0, ["a b c d e", "v w x y z"])]:
         for pid in ("p1", "p2"):
             for j, text in enumerate(texts):
-                rows.append(dict(temperature=t, problem_id=pid, sample_idx=j, text=text,
-                                 n_tokens=5, finished=True, truncated=j == 1 and t == 1.0,
-                                 correct=float(pid == "p1" or j == 0)))  # fmt: skip
+                rows.append(
+                    dict(
+                        temperature=t,
+                        problem_id=pid,
+                        sample_idx=j,
+                        text=text,
+                        n_tokens=5,
+                        finished=True,
+                        truncated=j == 1 and t == 1.0,
+                        correct=float(pid == "p1" or j == 0),
+                    )
+                )
     table = probe.per_temperature(pd.DataFrame(rows), n_boot=200)
     assert list(table.temperature) == [0.5, 1.0]
     assert table.distinct4.tolist() == pytest.approx([2 / 4, 4 / 4])
@@ -127,24 +136,38 @@ def test_reprobe_matches_previous_diversity_never_below_previous_temperature():
     t = [1.3, 1.4, 1.45, 1.5, 1.55, 1.6]
     d4 = [0.66, 0.55, 0.62, 0.70, 0.78, 0.85]  # 1.3's 0.66 is close too but below 1.4: not allowed
     zones = ["robust"] * 4 + ["exploration", "collapse"]
-    c = probe.match_diversity(t, d4, zones, target=0.63, previous_temperature=1.4,
-                              match_tolerance=0.02)  # fmt: skip
+    c = probe.match_diversity(
+        t, d4, zones, target=0.63, previous_temperature=1.4, match_tolerance=0.02
+    )
     assert c.temperature == 1.45 and c.matched
 
 
 def test_reprobe_ties_go_lower_and_collapse_is_excluded():
     t, zones = [1.0, 1.1, 1.2], ["robust", "robust", "collapse"]
-    c = probe.match_diversity(t, [0.50, 0.70, 0.60], zones, target=0.60, previous_temperature=1.0,
-                              match_tolerance=0.02)  # fmt: skip
+    c = probe.match_diversity(
+        t, [0.50, 0.70, 0.60], zones, target=0.60, previous_temperature=1.0, match_tolerance=0.02
+    )
     assert c.temperature == 1.0 and not c.matched  # 1.2 matches exactly but collapsed; tie -> 1.0
 
 
 def test_reprobe_grid_too_low_takes_top_and_flags_it():
-    c = probe.match_diversity([1.0, 1.2], [0.3, 0.4], ["robust"] * 2, target=0.6,
-                              previous_temperature=1.0, match_tolerance=0.02)  # fmt: skip
+    c = probe.match_diversity(
+        [1.0, 1.2],
+        [0.3, 0.4],
+        ["robust"] * 2,
+        target=0.6,
+        previous_temperature=1.0,
+        match_tolerance=0.02,
+    )
     assert c.temperature == 1.2 and c.grid_exhausted and not c.matched
-    none = probe.match_diversity([0.5, 0.8], [0.3, 0.4], ["robust"] * 2, target=0.6,
-                                 previous_temperature=1.0, match_tolerance=0.02)  # fmt: skip
+    none = probe.match_diversity(
+        [0.5, 0.8],
+        [0.3, 0.4],
+        ["robust"] * 2,
+        target=0.6,
+        previous_temperature=1.0,
+        match_tolerance=0.02,
+    )
     assert none.temperature == 1.0 and "kept the previous" in none.reason
 
 
@@ -170,13 +193,21 @@ class _Grader:
     """Exact match of the whole text against the first gold form (a stand-in for math-verify)."""
 
     def grade_batch_results(self, texts, golds):
-        return [GradeResult(int(t == f"\\boxed{{{g[0]}}}"), "fake")
-                for t, g in zip(texts, golds, strict=True)]  # fmt: skip
+        return [
+            GradeResult(int(t == f"\\boxed{{{g[0]}}}"), "fake")
+            for t, g in zip(texts, golds, strict=True)
+        ]
 
 
 def _problems():
-    return pd.DataFrame({"problem_id": ["a", "b"], "problem": ["1+1", "2+2"],
-                         "answer": ["2", "4"], "answers": [["2"], ["4"]]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "problem_id": ["a", "b"],
+            "problem": ["1+1", "2+2"],
+            "answer": ["2", "4"],
+            "answers": [["2"], ["4"]],
+        }
+    )
 
 
 def _fake_sampler(calls, fail_at=None):
@@ -186,8 +217,18 @@ def _fake_sampler(calls, fail_at=None):
         if t == fail_at:
             raise RuntimeError("simulated crash")
         calls.append(t)
-        rows = [dict(problem_id=p, sample_idx=j, text=f"\\boxed{{{2 if j else 3}}}", n_tokens=3,
-                     finished=True, truncated=False) for p in ("a", "b") for j in range(2)]  # fmt: skip
+        rows = [
+            dict(
+                problem_id=p,
+                sample_idx=j,
+                text=f"\\boxed{{{2 if j else 3}}}",
+                n_tokens=3,
+                finished=True,
+                truncated=False,
+            )
+            for p in ("a", "b")
+            for j in range(2)
+        ]
         return grade_samples(pd.DataFrame(rows), _problems(), _Grader())
 
     return fn
@@ -197,20 +238,17 @@ def test_partial_grid_resumes_without_redoing_done_temperatures(tmp_path):
     cfg = ProbeConfig(temperatures=[0.5, 1.0, 1.5], n_samples=2)
     calls = []
     with pytest.raises(RuntimeError, match="simulated"):
-        probe.run_grid(_fake_sampler(calls, fail_at=1.5), _problems(), cfg, tmp_path,
-                       key={"m": 1})  # fmt: skip
+        probe.run_grid(_fake_sampler(calls, fail_at=1.5), _problems(), cfg, tmp_path, key={"m": 1})
     assert calls == [0.5, 1.0]
-    samples = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1})  # fmt: skip
+    samples = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1})
     assert calls == [0.5, 1.0, 1.5]  # only the missing temperature was sampled
     assert len(samples) == 12 and list(samples.columns) == probe.SAMPLE_COLUMNS
     assert samples.correct.tolist() == [0.0, 1.0, 0.0, 0.0] * 3  # "a"'s gold is 2, "b"'s is 4
     # A finished grid is read back whole: no sampling at all (1.0 and 1.5 share no file).
-    again = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1})  # fmt: skip
+    again = probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 1})
     assert calls == [0.5, 1.0, 1.5] and again.equals(samples)
     # A different model (fingerprint) redoes everything instead of reusing stale samples.
-    probe.run_grid(
-        _fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2}
-    )
+    probe.run_grid(_fake_sampler(calls), _problems(), cfg, tmp_path, key={"m": 2})
     assert calls == [0.5, 1.0, 1.5, 0.5, 1.0, 1.5]
 
 
@@ -224,14 +262,25 @@ def test_probe_figures_render(tmp_path):
     from polaris_lib.probe import figures as probe_plots
 
     acc = np.array(PAPER_ACC)
-    table = pd.DataFrame({"temperature": PAPER_GRID, "accuracy": acc, "acc_lo": acc - 0.02,
-                          "acc_hi": acc + 0.02, "distinct4": np.linspace(0.4, 0.85, 10),
-                          "truncation_rate": np.linspace(0, 0.2, 10),
-                          "mean_tokens": np.linspace(100, 200, 10)})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "temperature": PAPER_GRID,
+            "accuracy": acc,
+            "acc_lo": acc - 0.02,
+            "acc_hi": acc + 0.02,
+            "distinct4": np.linspace(0.4, 0.85, 10),
+            "truncation_rate": np.linspace(0, 0.2, 10),
+            "mean_tokens": np.linspace(100, 200, 10),
+        }
+    )
     m = probe.choose_temperature(table, get_preset("qwen3-4b-paper").probe)
     assert set(table.zone) == {"robust", "exploration", "collapse"}
-    fig = probe_plots.probe_curve(table, m["probe/chosen_temperature"], caption_text="test",
-                                  reference=probe.paper_reference("Qwen/Qwen3-4B"))  # fmt: skip
+    fig = probe_plots.probe_curve(
+        table,
+        m["probe/chosen_temperature"],
+        caption_text="test",
+        reference=probe.paper_reference("Qwen/Qwen3-4B"),
+    )
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert "paper Qwen3-4B AIME24 accuracy" in labels and "performance collapse" in labels
     assert artifacts.save_figure(fig, tmp_path / "p.png").stat().st_size > 10_000

@@ -105,10 +105,19 @@ def _render(html: Path, png: Path) -> str:
     browser = _chromium()
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     png.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([*flags, "--window-size=1280,6000", f"--screenshot={png}", html.as_uri()],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
-                         check=True, capture_output=True, text=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [*flags, "--window-size=1280,6000", f"--screenshot={png}", html.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return dom.stdout
 
 
@@ -144,9 +153,14 @@ def test_report_notebook_builds_the_page(runs, tmp_path):
     run = shutil.copytree(runs[1], tmp_path / "nbrun")
     out = run / "06_report"
     out.mkdir()
-    pm.execute_notebook(str(REPO / "notebooks" / "06_report.ipynb"), str(out / "notebook.ipynb"),
-                        parameters={"RUN_DIR": str(run)}, kernel_name="python3", cwd=str(REPO),
-                        progress_bar=False)  # fmt: skip
+    pm.execute_notebook(
+        str(REPO / "notebooks" / "06_report.ipynb"),
+        str(out / "notebook.ipynb"),
+        parameters={"RUN_DIR": str(run)},
+        kernel_name="python3",
+        cwd=str(REPO),
+        progress_bar=False,
+    )
     assert artifacts.step_done(out)
     index = artifacts.read_json(out / "report_index.json")
     assert set(index["figures"]) == {"difficulty", "training", "easy_drop"}  # no eval in runB

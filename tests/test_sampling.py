@@ -144,10 +144,19 @@ def test_release_engine_shuts_down_tears_down_and_frees(parallel_state):
     alive = weakref.ref(held.model)
     done = release_engine(held)
     cuda = ["cuda.empty_cache"] if torch.cuda.is_available() else []
-    assert done == ["llm_engine.engine_core.shutdown", "dropped", "destroy_model_parallel",
-                    "destroy_distributed_environment", "gc.collect", *cuda]  # fmt: skip
-    assert events == ["engine_core.shutdown", "destroy_model_parallel",
-                      "destroy_distributed_environment"]  # fmt: skip
+    assert done == [
+        "llm_engine.engine_core.shutdown",
+        "dropped",
+        "destroy_model_parallel",
+        "destroy_distributed_environment",
+        "gc.collect",
+        *cuda,
+    ]
+    assert events == [
+        "engine_core.shutdown",
+        "destroy_model_parallel",
+        "destroy_distributed_environment",
+    ]
     assert held.model is None and held.tokenizer is None
     assert alive() is None  # the cycle is gone: nothing keeps the engine's memory
 
@@ -160,8 +169,10 @@ def test_release_engine_calls_what_exists_tolerates_the_rest(parallel_state, mon
     events = parallel_state
     every = LoadedModel(_fake_llm(events, close=True, executor=True), None)
     assert release_engine(every)[:3] == [
-        "shutdown", "llm_engine.engine_core.shutdown", "llm_engine.model_executor.shutdown"
-    ]  # fmt: skip
+        "shutdown",
+        "llm_engine.engine_core.shutdown",
+        "llm_engine.model_executor.shutdown",
+    ]
     events.clear()
     failing = LoadedModel(_fake_llm(events, fail=True), None)
     done = release_engine(failing)  # a close that raises is logged; the rest still runs
@@ -214,6 +225,8 @@ def test_vllm_engines_in_sequence_give_their_memory_back():
 
     for seed in (0, 1):
         with loaded_model(load(seed)) as m:
-            assert len(sample(m.model, m.tokenizer, probs, n=2, temperature=1.0,
-                              max_new_tokens=8)) == 4  # fmt: skip
+            assert (
+                len(sample(m.model, m.tokenizer, probs, n=2, temperature=1.0, max_new_tokens=8))
+                == 4
+            )
         assert torch.cuda.mem_get_info()[0] > free_before - 2 * 2**30, f"engine {seed} kept memory"

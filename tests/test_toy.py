@@ -111,7 +111,10 @@ def test_guessing_teacher_is_right_less_often_on_harder_items():
     easy = [toy.guess_solution([2, 3], rng, 0.6) for _ in range(400)]
     hard = [toy.guess_solution([5, 4, 3, 2, 1, 5, 4, 3], rng, 0.6) for _ in range(400)]
     assert all(g.startswith("<think>~") and "</think>\\boxed{" in g for g in easy + hard)
-    right = lambda gs, total: sum(g.endswith(f"\\boxed{{{total}}}") for g in gs) / len(gs)  # noqa: E731
+
+    def right(guesses: list[str], total: int) -> float:
+        return sum(g.endswith(f"\\boxed{{{total}}}") for g in guesses) / len(guesses)
+
     assert 0.5 < right(easy, 5) < 0.7 and right(hard, 27) < 0.12
     for g in easy + hard:  # well formed: the think part and the box agree, so the grader decides
         assert g.split("~")[1].split("<")[0] == g.split("{")[1].rstrip("}")

@@ -3,6 +3,7 @@
 from polaris_lib.config.overrides import (
     NOTEBOOK_ONLY_PARAMS,
     apply_overrides,
+    parse_value,
     resolve,
     section_fields,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 from polaris_lib.config import sections
@@ -33,11 +34,11 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 def _set_dotted(d: Any, parts: list[str], value: Any, full: str) -> None:
     head, rest = parts[0], parts[1:]
     if isinstance(d, list):
-        targets = d if head == "*" else [d[_index(head, len(d), full)]]
-        for t in targets:
-            _set_dotted(t, rest, value, full) if rest else None
         if not rest:
             raise ConfigError(f"override {full!r}: cannot replace a whole list element")
+        targets = d if head == "*" else [d[_index(head, len(d), full)]]
+        for t in targets:
+            _set_dotted(t, rest, value, full)
         return
     if not isinstance(d, dict) or head not in d:
         known = ", ".join(sorted(d)) if isinstance(d, dict) else "(not a section)"
@@ -107,3 +108,11 @@ def section_fields(section: str) -> set[str]:
     if section not in types:
         raise ConfigError(f"unknown config section {section!r}; one of {sorted(types)}")
     return {f.name for f in dataclasses.fields(types[section])}
+
+
+def parse_value(text: str) -> Any:
+    """A -p VALUE: JSON literal when it parses (4, 1.5, true, null, [1,2], "x"), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

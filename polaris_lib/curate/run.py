@@ -25,9 +25,13 @@ from polaris_lib.policy.rollouts import rollout
 log = logging.getLogger(__name__)
 
 ARTIFACTS = [
-    "config.json", "metrics.json", "pass_rates.parquet", "curated.parquet", "buckets.parquet",
+    "config.json",
+    "metrics.json",
+    "pass_rates.parquet",
+    "curated.parquet",
+    "buckets.parquet",
     "fig_pass_rates.png",
-]  # fmt: skip
+]
 """What a finished curation step holds (finish_step checks them)."""
 PASS_COLUMNS = ["problem_id", "k", "n", "pass_rate", "mean_tokens", "truncation_rate"]
 
@@ -110,45 +114,79 @@ def _bar(total: int, progress: bool):
 
 
 def run_curation(
-    model, tokenizer, run, out: str | Path, problems: pd.DataFrame, temperature: float, *,
-    checkpoint: str | None = None, grader=None, on_chunk=None, progress: bool = True,
-) -> pd.DataFrame:  # fmt: skip
+    model,
+    tokenizer,
+    run,
+    out: str | Path,
+    problems: pd.DataFrame,
+    temperature: float,
+    *,
+    checkpoint: str | None = None,
+    grader=None,
+    on_chunk=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Pass rates of `problems` with the policy at `temperature` (batched, resumable)."""
     cur = run.curation
     top_p, top_k = run.stage(1).top_p, run.stage(1).top_k  # sample as stage 1 will roll out
 
     def score_fn(chunk: pd.DataFrame, c: int) -> pd.DataFrame:
         graded, _ = rollout(
-            model, tokenizer, chunk, n=cur.samples_per_problem, temperature=temperature,
-            top_p=top_p, top_k=top_k, max_new_tokens=cur.max_new_tokens,
-            seed=run.seed * 1_000_003 + c, suffix=run.model.instruction_suffix,
-            thinking=run.model.thinking, grader=grader,
-        )  # fmt: skip
+            model,
+            tokenizer,
+            chunk,
+            n=cur.samples_per_problem,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=cur.max_new_tokens,
+            seed=run.seed * 1_000_003 + c,
+            suffix=run.model.instruction_suffix,
+            thinking=run.model.thinking,
+            grader=grader,
+        )
         return graded
 
     key = dict(
-        model=run.model.name_or_path, checkpoint=checkpoint,
-        weights=weights_key(run, checkpoint), world=world_key(run), temperature=temperature,
-        top_p=top_p, top_k=top_k, max_new_tokens=cur.max_new_tokens, seed=run.seed,
-        n=cur.samples_per_problem, suffix=run.model.instruction_suffix,
-    )  # fmt: skip
+        model=run.model.name_or_path,
+        checkpoint=checkpoint,
+        weights=weights_key(run, checkpoint),
+        world=world_key(run),
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=cur.max_new_tokens,
+        seed=run.seed,
+        n=cur.samples_per_problem,
+        suffix=run.model.instruction_suffix,
+    )
     return estimate_pass_rates(
-        score_fn, problems, out=out, checkpoint_every=cur.checkpoint_every, key=key,
-        on_chunk=on_chunk, progress=progress,
-    )  # fmt: skip
+        score_fn,
+        problems,
+        out=out,
+        checkpoint_every=cur.checkpoint_every,
+        key=key,
+        on_chunk=on_chunk,
+        progress=progress,
+    )
 
 
 # ----------------------------------------------------------------------------- artifacts
 
 
 def save(
-    out: str | Path, pool: pd.DataFrame, pass_rates: pd.DataFrame, curated: pd.DataFrame,
-    buckets: pd.DataFrame, temperature: float,
-) -> dict:  # fmt: skip
+    out: str | Path,
+    pool: pd.DataFrame,
+    pass_rates: pd.DataFrame,
+    curated: pd.DataFrame,
+    buckets: pd.DataFrame,
+    temperature: float,
+) -> dict:
     """pass_rates.parquet (with pool columns), curated.parquet, buckets.parquet and the metrics."""
     out = Path(out)
-    full = pass_rates.merge(pool.drop(columns=["k", "n", "pass_rate"], errors="ignore"),
-                            on="problem_id", how="left")  # fmt: skip
+    full = pass_rates.merge(
+        pool.drop(columns=["k", "n", "pass_rate"], errors="ignore"), on="problem_id", how="left"
+    )
     artifacts.write_parquet(out / "pass_rates.parquet", full)
     artifacts.write_parquet(out / "curated.parquet", curated)
     artifacts.write_parquet(out / "buckets.parquet", buckets)

@@ -46,9 +46,12 @@ def by_level(pass_rates: pd.DataFrame, pool: pd.DataFrame, column: str = "level"
     m = pass_rates.merge(pool[["problem_id", column]], on="problem_id")
     g = m.groupby(column)
     return pd.DataFrame(
-        {"problems": g.size(), "pass_rate": g.pass_rate.mean(), "solved_none": g.k.apply(
-            lambda k: int((k == 0).sum()))}
-    ).reset_index()  # fmt: skip
+        {
+            "problems": g.size(),
+            "pass_rate": g.pass_rate.mean(),
+            "solved_none": g.k.apply(lambda k: int((k == 0).sum())),
+        }
+    ).reset_index()
 
 
 def parse_reference_difficulty(value) -> float:

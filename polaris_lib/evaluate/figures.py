@@ -31,8 +31,14 @@ def avg_by_checkpoint(summary: pd.DataFrame, caption_text: str, paper: pd.DataFr
         ref = None if paper is None else paper[paper["benchmark"] == b]
         if ref is not None and ref["paper"].notna().any():
             ref = ref.set_index("checkpoint").reindex(order)["paper"]
-            ax.plot(x, ref.to_numpy(float), **{**PAPER_STYLE, "color": line[0].get_color()},
-                    marker="_", markersize=14, label=f"{b}: paper")  # fmt: skip
+            ax.plot(
+                x,
+                ref.to_numpy(float),
+                **{**PAPER_STYLE, "color": line[0].get_color()},
+                marker="_",
+                markersize=14,
+                label=f"{b}: paper",
+            )
     ax.set_xticks(x, order)
     ax.set_xlabel("checkpoint")
     ax.set_ylabel("avg@k (% correct)")

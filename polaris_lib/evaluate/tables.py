@@ -22,9 +22,13 @@ def eval_metrics(summary: pd.DataFrame, harness_only: dict[str, bool] | None = N
     last = summary["checkpoint"].iloc[-1] if len(summary) else None
     keys = ("pass_at_k", "ci_lo", "ci_hi", "truncation_rate", "format_error_rate", "mean_len")
     for r in summary.to_dict("records"):
-        vals = {f"avg@{r['k']}": r["avg"], f"pass@{r['k']}": r["pass_at_k"],
-                **{k: r[k] for k in keys if k != "pass_at_k"},
-                "solve_none": r["solve_none"], "solve_all": r["solve_all"]}  # fmt: skip
+        vals = {
+            f"avg@{r['k']}": r["avg"],
+            f"pass@{r['k']}": r["pass_at_k"],
+            **{k: r[k] for k in keys if k != "pass_at_k"},
+            "solve_none": r["solve_none"],
+            "solve_all": r["solve_all"],
+        }
         flag = (harness_only or {}).get(r["benchmark"], False)
         prefixes = [f"eval/{r['checkpoint']}/{r['benchmark']}"]
         if r["checkpoint"] == last:
@@ -37,14 +41,27 @@ def eval_metrics(summary: pd.DataFrame, harness_only: dict[str, bool] | None = N
 
 def headline(metrics: dict) -> dict:
     """The last checkpoint's avg@k and harness_only flag per benchmark, from eval_metrics keys."""
-    return {k: v for k, v in metrics.items()
-            if k.count("/") == 2 and k.split("/")[2].startswith(("avg@", "harness_only"))}  # fmt: skip
+    return {
+        k: v
+        for k, v in metrics.items()
+        if k.count("/") == 2 and k.split("/")[2].startswith(("avg@", "harness_only"))
+    }
 
 
-ARTIFACTS = ["config.json", "metrics.json", "responses.parquet", "summary.parquet",
-            "pass_at_k.parquet", "per_problem.parquet", "length_buckets.parquet",
-            "paper_comparison.parquet", "fig_avg_by_checkpoint.png", "fig_pass_at_k.png",
-            "fig_accuracy_by_length.png", "fig_length_hist.png"]  # fmt: skip
+ARTIFACTS = [
+    "config.json",
+    "metrics.json",
+    "responses.parquet",
+    "summary.parquet",
+    "pass_at_k.parquet",
+    "per_problem.parquet",
+    "length_buckets.parquet",
+    "paper_comparison.parquet",
+    "fig_avg_by_checkpoint.png",
+    "fig_pass_at_k.png",
+    "fig_accuracy_by_length.png",
+    "fig_length_hist.png",
+]
 """Artifacts of a finished 05 step."""
 
 

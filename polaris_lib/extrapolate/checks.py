@@ -46,9 +46,11 @@ def variant_settings(cfg: RunConfig, checkpoint: str | None) -> pd.DataFrame:
         ("linear", linear_rope_parameters(config, y.factor), linear_vllm_kwargs(config, y)),
     ]
     return pd.DataFrame(
-        [dict(variant=v, rope_parameters=json.dumps(dict(p)), vllm_kwargs=json.dumps(k))
-         for v, p, k in rows]
-    )  # fmt: skip
+        [
+            dict(variant=v, rope_parameters=json.dumps(dict(p)), vllm_kwargs=json.dumps(k))
+            for v, p, k in rows
+        ]
+    )
 
 
 def _rotary(model):
@@ -102,14 +104,20 @@ def _check_row(variant, model, rot, diff, n_in: int, inv, inv_ref) -> dict:
 
     p = model.config.rope_parameters
     return dict(
-        variant=variant, rope_type=p.get("rope_type"), factor=p.get("factor"),
+        variant=variant,
+        rope_type=p.get("rope_type"),
+        factor=p.get("factor"),
         original_max_position_embeddings=p.get("original_max_position_embeddings"),
-        attention_factor=p.get("attention_factor"), rope_theta=p.get("rope_theta"),
-        rotary_rope_type=rot.rope_type, attention_scaling=float(rot.attention_scaling),
-        inv_freq_changed=int((~torch.isclose(inv, inv_ref)).sum()), inv_freq_dims=inv.numel(),
-        yarn_applied=yarn_applied(model), logit_diff_inside=float(diff[:n_in].max()),
+        attention_factor=p.get("attention_factor"),
+        rope_theta=p.get("rope_theta"),
+        rotary_rope_type=rot.rope_type,
+        attention_scaling=float(rot.attention_scaling),
+        inv_freq_changed=int((~torch.isclose(inv, inv_ref)).sum()),
+        inv_freq_dims=inv.numel(),
+        yarn_applied=yarn_applied(model),
+        logit_diff_inside=float(diff[:n_in].max()),
         logit_diff_beyond=float(diff[n_in:].max()),
-    )  # fmt: skip
+    )
 
 
 # ----------------------------------------------------------------------------- position loss
@@ -133,10 +141,12 @@ def position_loss(model, tokenizer, pairs: list[tuple[str, str]], bin_size: int 
     import torch
 
     seqs = [
-        (tokenizer(p, add_special_tokens=False).input_ids,
-         tokenizer(c, add_special_tokens=False).input_ids)
+        (
+            tokenizer(p, add_special_tokens=False).input_ids,
+            tokenizer(c, add_special_tokens=False).input_ids,
+        )
         for p, c in pairs
-    ]  # fmt: skip
+    ]
     width = max(len(p) + len(c) for p, c in seqs)
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
     mask = torch.zeros_like(ids)
@@ -164,9 +174,14 @@ def loss_summary(loss: pd.DataFrame, context: int) -> pd.DataFrame:
     rows = []
     for v, g in loss.groupby("variant", sort=False):
         inside = g["position"] < context
-        rows.append(dict(variant=v, loss_inside=_weighted(g[inside]),
-                         loss_beyond=_weighted(g[~inside]),
-                         tokens_beyond=int(g["n"][~inside].sum())))  # fmt: skip
+        rows.append(
+            dict(
+                variant=v,
+                loss_inside=_weighted(g[inside]),
+                loss_beyond=_weighted(g[~inside]),
+                tokens_beyond=int(g["n"][~inside].sum()),
+            )
+        )
     return pd.DataFrame(rows, columns=["variant", "loss_inside", "loss_beyond", "tokens_beyond"])
 
 

@@ -23,8 +23,15 @@ def avg_vs_max_length(avg: pd.DataFrame, caption_text: str, trained_length: int)
     for v in _order(avg["variant"]):
         g = avg[avg["variant"] == v].sort_values("max_length")
         err = 100 * np.vstack([g["avg"] - g["ci_lo"], g["ci_hi"] - g["avg"]]).astype(float)
-        ax.errorbar(g["max_length"], 100 * g["avg"], yerr=np.abs(err), marker="o", capsize=4,
-                    label=VARIANT_LABELS.get(v, v), color=VARIANT_COLORS.get(v))  # fmt: skip
+        ax.errorbar(
+            g["max_length"],
+            100 * g["avg"],
+            yerr=np.abs(err),
+            marker="o",
+            capsize=4,
+            label=VARIANT_LABELS.get(v, v),
+            color=VARIANT_COLORS.get(v),
+        )
     ax.axvline(trained_length, **PAPER_STYLE, label=f"trained length L = {trained_length}")
     ax.set_xlabel("maximum response length (tokens)")
     ax.set_ylabel("avg@k (% correct)")
@@ -45,8 +52,13 @@ def accuracy_by_length_bucket(buckets: pd.DataFrame, caption_text: str):
     for i, v in enumerate(variants):
         g = top[top["variant"] == v].set_index("bucket").reindex(labels)
         pos = np.arange(len(labels)) + i * w
-        ax.bar(pos, 100 * g["accuracy"].fillna(0), width=w, label=VARIANT_LABELS.get(v, v),
-               color=VARIANT_COLORS.get(v))  # fmt: skip
+        ax.bar(
+            pos,
+            100 * g["accuracy"].fillna(0),
+            width=w,
+            label=VARIANT_LABELS.get(v, v),
+            color=VARIANT_COLORS.get(v),
+        )
         for p, n in zip(pos, g["n"].fillna(0).astype(int), strict=True):
             ax.text(p, 1, f"n={n}", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels)
@@ -70,8 +82,14 @@ def loss_by_position(loss: pd.DataFrame, caption_text: str, context: int, extend
         ax.text(0.5, 0.5, loss.attrs.get("note", "no data"), ha="center", transform=ax.transAxes)
     for v in _order(loss["variant"]):
         g = loss[loss["variant"] == v]
-        ax.plot(g["position"], g["loss"], label=VARIANT_LABELS.get(v, v), linewidth=1.4, marker=".",
-                color=VARIANT_COLORS.get(v))  # fmt: skip
+        ax.plot(
+            g["position"],
+            g["loss"],
+            label=VARIANT_LABELS.get(v, v),
+            linewidth=1.4,
+            marker=".",
+            color=VARIANT_COLORS.get(v),
+        )
     ax.axvline(context, **PAPER_STYLE, label=f"original context ({context})")
     ax.axvline(extended, color="0.6", linestyle=":", label=f"YaRN context ({extended})")
     ax.set_yscale("log")

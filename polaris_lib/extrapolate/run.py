@@ -81,12 +81,21 @@ def run_settings(cfg: RunConfig, checkpoint: str | None, variant: str, length: i
     """Everything that determines one (variant, length) run's responses (its resume key)."""
     e = cfg.eval
     return dict(
-        model=cfg.model.name_or_path, checkpoint_path=checkpoint,
-        weights=weights_key(cfg, checkpoint), variant=variant, factor=cfg.yarn.factor,
-        max_new_tokens=length, k=cfg.yarn.n_samples, problems=sorted(problems["problem_id"]),
-        temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, seed=cfg.seed,
-        suffix=cfg.model.instruction_suffix, thinking=cfg.model.thinking,
-    )  # fmt: skip
+        model=cfg.model.name_or_path,
+        checkpoint_path=checkpoint,
+        weights=weights_key(cfg, checkpoint),
+        variant=variant,
+        factor=cfg.yarn.factor,
+        max_new_tokens=length,
+        k=cfg.yarn.n_samples,
+        problems=sorted(problems["problem_id"]),
+        temperature=e.temperature,
+        top_p=e.top_p,
+        top_k=e.top_k,
+        seed=cfg.seed,
+        suffix=cfg.model.instruction_suffix,
+        thinking=cfg.model.thinking,
+    )
 
 
 def run_extrapolation(
@@ -109,23 +118,37 @@ def run_extrapolation(
     store = PartStore(Path(out) / RUNS)
     frames = []
     for v in variants:
-        runs = {length: run_settings(cfg, checkpoint, v, length, problems)
-                for length in cfg.yarn.eval_max_lengths}  # fmt: skip
+        runs = {
+            length: run_settings(cfg, checkpoint, v, length, problems)
+            for length in cfg.yarn.eval_max_lengths
+        }
         todo = [n for n, s in runs.items() if not store.done(f"{v}__len{n}", s)]
         if todo:  # one engine per variant: a vLLM one is released before the next starts
             with loaded_model((load_fn or load_policy)(cfg, checkpoint, v)) as m:
                 for length in todo:
                     s = runs[length]
-                    df, timing = rollout(m.model, m.tokenizer, problems, n=s["k"],
-                                         temperature=s["temperature"], top_p=s["top_p"],
-                                         top_k=s["top_k"], max_new_tokens=length, seed=s["seed"],
-                                         suffix=s["suffix"], thinking=s["thinking"],
-                                         grader=grader, sample_fn=sample_fn)  # fmt: skip
+                    df, timing = rollout(
+                        m.model,
+                        m.tokenizer,
+                        problems,
+                        n=s["k"],
+                        temperature=s["temperature"],
+                        top_p=s["top_p"],
+                        top_k=s["top_k"],
+                        max_new_tokens=length,
+                        seed=s["seed"],
+                        suffix=s["suffix"],
+                        thinking=s["thinking"],
+                        grader=grader,
+                        sample_fn=sample_fn,
+                    )
                     df.insert(0, "max_length", length)
                     df.insert(0, "variant", v)
                     store.write(f"{v}__len{length}", df, s, **timing)
-                    log(f"{v} @ {length} tokens: accuracy {df['correct'].mean():.3f}, "
-                        f"truncated {df['truncated'].mean():.2f}")  # fmt: skip
+                    log(
+                        f"{v} @ {length} tokens: accuracy {df['correct'].mean():.3f}, "
+                        f"truncated {df['truncated'].mean():.2f}"
+                    )
         frames += [store.read(f"{v}__len{n}") for n in runs]
     res = pd.concat(frames, ignore_index=True)
     extra = [c for c in ("difficulty", "trace_len") if c in problems.columns]
@@ -185,12 +208,15 @@ def metrics(avg, buckets, check, length: int, loss: pd.DataFrame | None = None) 
     none = check.set_index("variant").loc["none"]
     out = {"yarn/trained_length": length}
     if y is not None:
-        out.update({
-            "yarn/applied": bool(y["yarn_applied"]), "yarn/factor": y["factor"],
-            "yarn/rope_theta_kept": bool(y["rope_theta"] == none["rope_theta"]),
-            "yarn/attention_factor": y["attention_factor"],
-            "yarn/logit_diff_beyond": y["logit_diff_beyond"],
-        })  # fmt: skip
+        out.update(
+            {
+                "yarn/applied": bool(y["yarn_applied"]),
+                "yarn/factor": y["factor"],
+                "yarn/rope_theta_kept": bool(y["rope_theta"] == none["rope_theta"]),
+                "yarn/attention_factor": y["attention_factor"],
+                "yarn/logit_diff_beyond": y["logit_diff_beyond"],
+            }
+        )
     for r in avg.to_dict("records"):
         out[f"yarn/{r['variant']}/avg@{r['k']}@{r['max_length']}"] = r["avg"]
     for r in (loss if loss is not None else pd.DataFrame()).to_dict("records"):
@@ -207,10 +233,18 @@ def _bucket_key(bucket: str, length: int) -> str:
     return {"<": "below_half_L", ">": "above_L"}.get(str(bucket)[0], "half_L_to_L")
 
 
-ARTIFACTS = ["config.json", "metrics.json", "rope_check.parquet", "results.parquet",
-            "avg_vs_length.parquet", "length_buckets.parquet", "position_loss.parquet",
-            "fig_avg_vs_length.png", "fig_length_buckets.png",
-            "fig_loss_by_position.png"]  # fmt: skip
+ARTIFACTS = [
+    "config.json",
+    "metrics.json",
+    "rope_check.parquet",
+    "results.parquet",
+    "avg_vs_length.parquet",
+    "length_buckets.parquet",
+    "position_loss.parquet",
+    "fig_avg_vs_length.png",
+    "fig_length_buckets.png",
+    "fig_loss_by_position.png",
+]
 """Artifacts of a finished 04 step."""
 
 

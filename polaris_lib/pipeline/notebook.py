@@ -1,19 +1,18 @@
-"""One pipeline step: execute its notebook with papermill and record the attempt in the manifest.
+"""Executing one step's notebook with papermill, watched, its failure described.
 
-The runner (polaris_lib/pipeline/runner.py) decides which steps run; this module runs one, checks that
-its folder was finished (`artifacts.finish_step`), and turns a notebook error into StepFailed
-naming the cell, the error and the partially executed notebook.
+The runner (polaris_lib/pipeline/runner.py) decides which steps run and records each attempt in
+the manifest; this module runs one notebook, logs a heartbeat with the kernel's peak memory while
+it runs, and turns a notebook error into StepFailed naming the cell, the error and the partially
+executed notebook.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
-
-from polaris_lib import artifacts
-from polaris_lib.pipeline.lock import Watch, fmt_seconds
-from polaris_lib.pipeline.steps import Step
+from typing import Any
 
 
 class StepFailed(RuntimeError):
@@ -28,67 +27,73 @@ def rel_path(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def execute_step(man, run_dir, step, fp, step_cfg, nb_dir, root, p, i, n, log) -> None:
-    """Run one notebook with papermill; record the attempt; raise StepFailed on error."""
+def fmt_seconds(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+class Watch:
+    """Heartbeat while a step runs: elapsed time every `every` s, and the kernel's peak RSS."""
+
+    def __init__(self, name: str, every: float, log):
+        self.name, self.every, self.log = name, every, log
+        self.peak_gb = 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            kids = psutil.Process().children(recursive=True)
+            rss = sum(k.memory_info().rss for k in kids if k.is_running())
+        except (psutil.Error, OSError):
+            return
+        self.peak_gb = max(self.peak_gb, round(rss / 2**30, 3))
+
+    def _loop(self) -> None:
+        t0, last = time.time(), time.time()
+        while not self._stop.wait(1.0):
+            self._sample()
+            if self.every and time.time() - last >= self.every:
+                last = time.time()
+                self.log(
+                    f"[polaris] {self.name}: running for {fmt_seconds(last - t0)} "
+                    f"(kernel peak RSS {self.peak_gb:.2f} GB)"
+                )
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def execute_notebook(
+    notebook: Path, out_nb: Path, parameters: dict[str, Any], *, kernel_name: str, cwd: Path
+) -> None:
+    """papermill-execute `notebook` into `out_nb` with `parameters`, streaming its output."""
     import papermill as pm
 
-    nb = nb_dir / f"{step.notebook}.ipynb"
-    out_dir = run_dir / step.name
-    out_nb = out_dir / "notebook.ipynb"
-    if not nb.exists():
-        man.step(step.name)["status"] = "failed"
-        man.save()
-        raise StepFailed(f"step {step.name}: notebook {nb} not found")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    params = dict(
-        PRESET=p["preset"], RUN_DIR=p["rel_run"], SEED=p["seed"], OVERRIDES=p["overrides"]
+    pm.execute_notebook(
+        str(notebook),
+        str(out_nb),
+        parameters=parameters,
+        kernel_name=kernel_name,
+        cwd=str(cwd),
+        progress_bar=False,
+        stdout_file=sys.stdout,
+        stderr_file=sys.stderr,
+        # the kernel app's own start-up warnings (plain-TCP notice) are noise here; the
+        # notebook's stdout/stderr, tracebacks and progress bars still come through
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
-    if step.stage is not None:
-        params["STAGE"] = step.stage
-    log(f"[polaris] ({i + 1}/{n}) {step.name}: running {nb.name} -> {rel_path(out_nb, root)}")
-    man.start_attempt(step.name)
-    watch = Watch(step.name, p["heartbeat_s"], log)
-    t0 = time.time()
-    try:
-        with watch:
-            pm.execute_notebook(
-                str(nb),
-                str(out_nb),
-                parameters=params,
-                kernel_name=p["kernel_name"],
-                cwd=str(root),
-                progress_bar=False,
-                stdout_file=sys.stdout,
-                stderr_file=sys.stderr,
-                # the kernel app's own start-up warnings (plain-TCP notice) are noise here; the
-                # notebook's stdout/stderr, tracebacks and progress bars still come through
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            )
-        if not artifacts.step_done(out_dir):
-            raise StepFailed(
-                f"step {step.name}: the notebook finished but its folder is incomplete "
-                f"(no {artifacts.DONE_FILE}: the notebook must call artifacts.finish_step last)"
-            )
-    except KeyboardInterrupt:
-        man.end_attempt(step.name, "failed", "interrupted (Ctrl-C)", peak_rss_gb=watch.peak_gb)
-        raise
-    except Exception as exc:
-        msg = _describe_failure(step, exc, rel_path(out_nb, root))
-        man.end_attempt(step.name, "failed", msg.splitlines()[1][:500], peak_rss_gb=watch.peak_gb)
-        raise StepFailed(msg) from exc
-    man.end_attempt(
-        step.name,
-        "done",
-        None,
-        fingerprint=fp,
-        config=step_cfg,
-        output=rel_path(out_nb, root),
-        peak_rss_gb=watch.peak_gb,
-    )
-    log(f"[polaris] ({i + 1}/{n}) {step.name}: done in {fmt_seconds(time.time() - t0)}")
 
 
-def _describe_failure(step: Step, exc: Exception, out_nb: str) -> str:
+def describe_failure(step_name: str, exc: Exception, out_nb: str) -> str:
     """Cell index, source and error of a failed notebook, and where the partial notebook is."""
     from papermill.exceptions import PapermillExecutionError
 
@@ -99,11 +104,11 @@ def _describe_failure(step: Step, exc: Exception, out_nb: str) -> str:
             "\n    ..." if len(lines) > 25 else ""
         )
         return (
-            f"step {step.name} failed in cell {exc.cell_index} of the executed notebook (In [{exc.exec_count}]):\n"
-            f"{exc.ename}: {exc.evalue}\n--- cell source ---\n{shown}\n"
+            f"step {step_name} failed in cell {exc.cell_index} of the executed notebook "
+            f"(In [{exc.exec_count}]):\n{exc.ename}: {exc.evalue}\n--- cell source ---\n{shown}\n"
             f"partially executed notebook: {out_nb}"
         )
     return (
-        f"step {step.name} failed:\n{type(exc).__name__}: {exc}\n"
+        f"step {step_name} failed:\n{type(exc).__name__}: {exc}\n"
         f"partially executed notebook: {out_nb}"
     )

@@ -16,26 +16,29 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import Manifest, environment, now
-from polaris_lib.config.overrides import resolve
+from polaris_lib.config import resolve
 from polaris_lib.pipeline.jupyter_kernel import ensure_kernel
 from polaris_lib.pipeline.lock import RunLock
-from polaris_lib.pipeline.notebook import (  # noqa: F401  (StepFailed: run_pipeline raises it)
+from polaris_lib.pipeline.notebook import (
     StepFailed,
-    execute_step,
+    Watch,
+    describe_failure,
+    execute_notebook,
+    fmt_seconds,
     rel_path,
 )
-from polaris_lib.pipeline.steps import (  # noqa: F401  (re-exported: the runner's public API)
+from polaris_lib.pipeline.steps import (
     Step,
     changed_keys,
     fingerprints,
-    flatten,
-    parse_value,
     plan_steps,
     select_steps,
     step_config,
@@ -55,6 +58,87 @@ class RunResult:
     report: Path | None = None
 
 
+@dataclass
+class RunContext:
+    """One invocation of the pipeline on one run folder: what it runs, where, and how."""
+
+    run_id: str
+    run_dir: Path
+    rel_run: str
+    """The run folder as the notebooks see it (relative to the repository root when inside it)."""
+    repo_root: Path
+    notebooks_dir: Path
+    preset: str
+    seed: int
+    overrides: dict[str, Any]
+    cfg: dict[str, Any]
+    """The resolved RunConfig as a dict (what fingerprints and step configs are computed from)."""
+    plan: list[Step]
+    fingerprints: list[str]
+    kernel_name: str
+    heartbeat_s: float
+    log: Callable[[str], None]
+    manifest: Manifest | None = None
+
+    def parameters(self, step: Step) -> dict[str, Any]:
+        """The papermill parameters of a step's notebook."""
+        params = dict(
+            PRESET=self.preset, RUN_DIR=self.rel_run, SEED=self.seed, OVERRIDES=self.overrides
+        )
+        if step.stage is not None:
+            params["STAGE"] = step.stage
+        return params
+
+    def execute(self, i: int) -> None:
+        """Run step i's notebook; record the attempt in the manifest; raise StepFailed on error."""
+        step, man, n = self.plan[i], self.manifest, len(self.plan)
+        nb = self.notebooks_dir / f"{step.notebook}.ipynb"
+        out_dir = self.run_dir / step.name
+        out_nb = rel_path(out_dir / "notebook.ipynb", self.repo_root)
+        if not nb.exists():
+            man.step(step.name)["status"] = "failed"
+            man.save()
+            raise StepFailed(f"step {step.name}: notebook {nb} not found")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.log(f"[polaris] ({i + 1}/{n}) {step.name}: running {nb.name} -> {out_nb}")
+        man.start_attempt(step.name)
+        watch = Watch(step.name, self.heartbeat_s, self.log)
+        t0 = time.time()
+        try:
+            with watch:
+                execute_notebook(
+                    nb,
+                    out_dir / "notebook.ipynb",
+                    self.parameters(step),
+                    kernel_name=self.kernel_name,
+                    cwd=self.repo_root,
+                )
+            if not artifacts.step_done(out_dir):
+                raise StepFailed(
+                    f"step {step.name}: the notebook finished but its folder is incomplete "
+                    f"(no {artifacts.DONE_FILE}: the notebook must call artifacts.finish_step last)"
+                )
+        except KeyboardInterrupt:
+            man.end_attempt(step.name, "failed", "interrupted (Ctrl-C)", peak_rss_gb=watch.peak_gb)
+            raise
+        except Exception as exc:
+            msg = describe_failure(step.name, exc, out_nb)
+            man.end_attempt(
+                step.name, "failed", msg.splitlines()[1][:500], peak_rss_gb=watch.peak_gb
+            )
+            raise StepFailed(msg) from exc
+        man.end_attempt(
+            step.name,
+            "done",
+            None,
+            fingerprint=self.fingerprints[i],
+            config=step_config(self.cfg, step),
+            output=out_nb,
+            peak_rss_gb=watch.peak_gb,
+        )
+        self.log(f"[polaris] ({i + 1}/{n}) {step.name}: done in {fmt_seconds(time.time() - t0)}")
+
+
 def _wipe(run_dir: Path, step: Step) -> None:
     """Delete a step's folder (and a stage's checkpoints) so stale artifacts cannot be mixed in."""
     shutil.rmtree(run_dir / step.name, ignore_errors=True)
@@ -64,16 +148,10 @@ def _wipe(run_dir: Path, step: Step) -> None:
         (run_dir / "report.html").unlink(missing_ok=True)
 
 
-def first_step_to_run(
-    man: Manifest,
-    run_dir: Path,
-    steps: list[Step],
-    fps: list[str],
-    cfg: dict,
-    rerun_from: str | None,
-) -> tuple[int | None, str]:
+def first_step_to_run(ctx: RunContext, rerun_from: str | None) -> tuple[int | None, str]:
     """Index of the first step that must run, and why (None: everything is complete)."""
-    for i, (step, fp) in enumerate(zip(steps, fps, strict=True)):
+    man, run_dir, cfg = ctx.manifest, ctx.run_dir, ctx.cfg
+    for i, (step, fp) in enumerate(zip(ctx.plan, ctx.fingerprints, strict=True)):
         rec = man.step(step.name) or {}
         if rerun_from and step.name.startswith(rerun_from):
             return i, f"--rerun-from {rerun_from}"
@@ -107,11 +185,62 @@ def run_pipeline(
     log=print,
 ) -> RunResult:
     """Run (or resume) the pipeline for `preset` into reports_dir/run_id; raises StepFailed."""
+    ctx = _context(
+        preset,
+        run_id,
+        seed,
+        overrides,
+        reports_dir,
+        notebooks_dir,
+        repo_root,
+        kernel_name,
+        heartbeat_s,
+        log,
+    )
+    chosen = select_steps(ctx.plan, steps)
+    kernel_python = ensure_kernel(kernel_name, log=log)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(ctx.run_dir):
+        _open_manifest(ctx, kernel_python)
+        result = RunResult(run_dir=ctx.run_dir, status="running")
+        man = ctx.manifest
+        try:
+            _run_steps(ctx, chosen, rerun_from, result)
+        except BaseException as exc:
+            man.data["status"] = "failed"
+            man.data["invocations"][-1].update(ended=now(), status="failed", error=repr(exc)[:300])
+            man.save()
+            raise
+        done = all((man.step(s.name) or {}).get("status") == "done" for s in ctx.plan)
+        man.data["status"] = result.status = "done" if done else "partial"
+        man.data["invocations"][-1].update(ended=now(), status=result.status)
+        man.save()
+    report = ctx.run_dir / "report.html"
+    result.report = report if report.exists() else None
+    return result
+
+
+def _under(root: Path, path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else root / path
+
+
+def _context(
+    preset,
+    run_id,
+    seed,
+    overrides,
+    reports_dir,
+    notebooks_dir,
+    repo_root,
+    kernel_name,
+    heartbeat_s,
+    log,
+) -> RunContext:
+    """Resolve what this invocation runs: the stored run's preset, seed and overrides unless
+    given, the config (ConfigError on bad input), the step plan and its fingerprints."""
     repo_root = Path(repo_root)
-    reports_dir = Path(reports_dir)
-    reports_dir = reports_dir if reports_dir.is_absolute() else repo_root / reports_dir
-    notebooks_dir = Path(notebooks_dir)
-    notebooks_dir = notebooks_dir if notebooks_dir.is_absolute() else repo_root / notebooks_dir
+    reports_dir = _under(repo_root, reports_dir)
     stored = Manifest.load(reports_dir / run_id) if run_id else None
     preset = preset or (stored.data["preset"] if stored else "tiny")
     run_id = run_id or preset
@@ -124,78 +253,60 @@ def run_pipeline(
             log(f"[polaris] run {run_id}: preset {stored.data.get('preset')} -> {preset}")
     seed, overrides = seed or 0, dict(overrides or {})
     rel_run = rel_path(run_dir, repo_root)
-    cfg_obj = resolve(preset, overrides, SEED=seed, RUN_DIR=rel_run)  # ConfigError on bad input
-    cfg = cfg_obj.to_dict()
-    plan = plan_steps(len(cfg_obj.stages))
-    fps = fingerprints(cfg, plan)
-    chosen = select_steps(plan, steps)
-    kernel_python = ensure_kernel(kernel_name, log=log)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
-        man = stored or Manifest.create(run_dir, run_id=run_id)
-        interrupted = man.mark_interrupted()
-        for name in interrupted:
-            log(f"[polaris] step {name} was interrupted last time: it will run again")
-        man.data.update(
-            run_id=run_id,
-            run_dir=rel_run,
-            preset=preset,
-            seed=seed,
-            overrides=overrides,
-            seeds={
-                "run": seed,
-                "toy": cfg["toy"]["seed"] if cfg.get("toy") else None,
-                "stages": [s["seed"] + seed for s in cfg["stages"]],
-            },
-            kernel={"name": kernel_name, "python": kernel_python},
-            status="running",
-            **environment(repo_root),
-        )
-        man.data["invocations"].append({"argv": sys.argv, "started": now(), "status": "running"})
-        man.set_steps(
-            [{"step": s.name, "notebook": f"{s.notebook}.ipynb", "stage": s.stage} for s in plan]
-        )
-        man.save()
-        result = RunResult(run_dir=run_dir, status="running")
-        try:
-            _run_steps(
-                man,
-                run_dir,
-                plan,
-                fps,
-                cfg,
-                chosen,
-                rerun_from,
-                notebooks_dir,
-                repo_root,
-                dict(
-                    preset=preset,
-                    seed=seed,
-                    overrides=overrides,
-                    rel_run=rel_run,
-                    kernel_name=kernel_name,
-                    heartbeat_s=heartbeat_s,
-                ),
-                result,
-                log,
-            )
-        except BaseException as exc:
-            man.data["status"] = "failed"
-            man.data["invocations"][-1].update(ended=now(), status="failed", error=repr(exc)[:300])
-            man.save()
-            raise
-        done = all((man.step(s.name) or {}).get("status") == "done" for s in plan)
-        man.data["status"] = result.status = "done" if done else "partial"
-        man.data["invocations"][-1].update(ended=now(), status=result.status)
-        man.save()
-    report = run_dir / "report.html"
-    result.report = report if report.exists() else None
-    return result
+    cfg = resolve(preset, overrides, SEED=seed, RUN_DIR=rel_run).to_dict()
+    plan = plan_steps(len(cfg["stages"]))
+    return RunContext(
+        run_id=run_id,
+        run_dir=run_dir,
+        rel_run=rel_run,
+        repo_root=repo_root,
+        notebooks_dir=_under(repo_root, notebooks_dir),
+        preset=preset,
+        seed=seed,
+        overrides=overrides,
+        cfg=cfg,
+        plan=plan,
+        fingerprints=fingerprints(cfg, plan),
+        kernel_name=kernel_name,
+        heartbeat_s=heartbeat_s,
+        log=log,
+        manifest=stored,
+    )
 
 
-def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p, result, log):
-    first, why = first_step_to_run(man, run_dir, plan, fps, cfg, rerun_from)
+def _open_manifest(ctx: RunContext, kernel_python: str) -> None:
+    """Create or update the run's manifest for this invocation (under the run lock)."""
+    man = ctx.manifest or Manifest.create(ctx.run_dir, run_id=ctx.run_id)
+    ctx.manifest = man
+    for name in man.mark_interrupted():
+        ctx.log(f"[polaris] step {name} was interrupted last time: it will run again")
+    cfg = ctx.cfg
+    man.data.update(
+        run_id=ctx.run_id,
+        run_dir=ctx.rel_run,
+        preset=ctx.preset,
+        seed=ctx.seed,
+        overrides=ctx.overrides,
+        seeds={
+            "run": ctx.seed,
+            "toy": cfg["toy"]["seed"] if cfg.get("toy") else None,
+            "stages": [s["seed"] + ctx.seed for s in cfg["stages"]],
+        },
+        kernel={"name": ctx.kernel_name, "python": kernel_python},
+        status="running",
+        **environment(ctx.repo_root),
+    )
+    man.data["invocations"].append({"argv": sys.argv, "started": now(), "status": "running"})
+    man.set_steps(
+        [{"step": s.name, "notebook": f"{s.notebook}.ipynb", "stage": s.stage} for s in ctx.plan]
+    )
+    man.save()
+
+
+def _run_steps(ctx: RunContext, chosen: set[str], rerun_from: str | None, result: RunResult):
+    """Invalidate what must run again, then execute the selected steps in order."""
+    man, run_dir, plan, log = ctx.manifest, ctx.run_dir, ctx.plan, ctx.log
+    first, why = first_step_to_run(ctx, rerun_from)
     if first is None:
         log(f"[polaris] run {run_dir.name}: every step is complete and up to date")
         result.skipped = [s.name for s in plan]
@@ -236,9 +347,7 @@ def _run_steps(man, run_dir, plan, fps, cfg, chosen, rerun_from, nb_dir, root, p
             man.save()
             result.skipped.append(s.name)
             continue
-        execute_step(
-            man, run_dir, s, fps[i], step_config(cfg, s), nb_dir, root, p, i, len(plan), log
-        )
+        ctx.execute(i)
         result.executed.append(s.name)
     if stopped:
         log(f"[polaris] stopped before {stopped} (not selected by --steps); later steps need it")

@@ -20,7 +20,9 @@ _COMMON = ("seed", "model", "toy")
 _SECTIONS = {
     artifacts.PROBE: ("probe",),
     artifacts.CURATE: ("curation",),
-    artifacts.STAGE: ("curation",),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
+    artifacts.STAGE: (
+        "curation",
+    ),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
     artifacts.LENGTH: ("yarn",),
     artifacts.EVAL: ("eval", "yarn"),  # eval may apply YaRN
 }
@@ -43,7 +45,11 @@ def plan_steps(n_stages: int) -> list[Step]:
         if k == 1:
             steps.append(Step(artifacts.CURATE, artifacts.CURATE))
         steps.append(Step(f"{artifacts.STAGE}_stage{k}", artifacts.STAGE, k))
-    return steps + [Step(artifacts.LENGTH, artifacts.LENGTH), Step(artifacts.EVAL, artifacts.EVAL), Step(artifacts.REPORT, artifacts.REPORT)]
+    return steps + [
+        Step(artifacts.LENGTH, artifacts.LENGTH),
+        Step(artifacts.EVAL, artifacts.EVAL),
+        Step(artifacts.REPORT, artifacts.REPORT),
+    ]
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -85,14 +91,6 @@ def changed_keys(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """Dotted keys whose value differs between two step configs."""
     old = old or {}
     return sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
-
-
-def parse_value(text: str) -> Any:
-    """A -p VALUE: JSON literal when it parses (4, 1.5, true, null, [1,2], "x"), else the string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def select_steps(steps: list[Step], spec: str | list[str] | None) -> set[str]:

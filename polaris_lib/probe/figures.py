@@ -48,13 +48,32 @@ def probe_curve(
     ax2.plot(t, table.distinct4, "s-", color="C3", label="distinct-4")
     if reference is not None:
         acc_ref, d4_ref = reference
-        ax.plot(acc_ref.temperature, acc_ref.accuracy, marker="o", **PAPER_STYLE,
-                label="paper Qwen3-4B AIME24 accuracy")  # fmt: skip
-        ax2.plot(d4_ref.temperature, d4_ref.distinct4, marker="s", color="C3", alpha=0.5,
-                 linestyle="--", lw=1.2, label="paper Qwen3-4B distinct-4")  # fmt: skip
+        ax.plot(
+            acc_ref.temperature,
+            acc_ref.accuracy,
+            marker="o",
+            **PAPER_STYLE,
+            label="paper Qwen3-4B AIME24 accuracy",
+        )
+        ax2.plot(
+            d4_ref.temperature,
+            d4_ref.distinct4,
+            marker="s",
+            color="C3",
+            alpha=0.5,
+            linestyle="--",
+            lw=1.2,
+            label="paper Qwen3-4B distinct-4",
+        )
     ax.axvline(chosen, color="k", lw=1.5)
-    ax.annotate(f"{chosen_label} T={chosen:g}", (chosen, 1.0), xycoords=("data", "axes fraction"),
-                xytext=(4, -12), textcoords="offset points", fontsize=8)  # fmt: skip
+    ax.annotate(
+        f"{chosen_label} T={chosen:g}",
+        (chosen, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(4, -12),
+        textcoords="offset points",
+        fontsize=8,
+    )
     ax.set_xlabel("sampling temperature")
     ax.set_ylabel("accuracy (fraction correct)", color="C0")
     ax2.set_ylabel("distinct-4 (unique / all 4-grams)", color="C3")

@@ -26,14 +26,24 @@ from polaris_lib.probe.zones import ZONES
 log = logging.getLogger(__name__)
 
 ARTIFACTS = [
-    "config.json", "metrics.json", "samples.parquet", "per_temperature.parquet", "fig_probe.png",
+    "config.json",
+    "metrics.json",
+    "samples.parquet",
+    "per_temperature.parquet",
+    "fig_probe.png",
     "fig_truncation.png",
-]  # fmt: skip
+]
 """What a finished probe step holds (finish_step checks them)."""
 SAMPLE_COLUMNS = [
-    "temperature", "problem_id", "sample_idx", "text", "n_tokens", "finished", "truncated",
+    "temperature",
+    "problem_id",
+    "sample_idx",
+    "text",
+    "n_tokens",
+    "finished",
+    "truncated",
     "correct",
-]  # fmt: skip
+]
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -71,9 +81,13 @@ def run_grid(
     """
     store = PartStore(Path(out) / "partial")
     base = dict(
-        key, problems=list(problems.problem_id), n=cfg.n_samples, top_p=cfg.top_p,
-        top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-    )  # fmt: skip
+        key,
+        problems=list(problems.problem_id),
+        n=cfg.n_samples,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_new_tokens=cfg.max_new_tokens,
+    )
     tables = []
     for t in cfg.temperatures:
         name, part_key = f"T{t:.4f}", dict(temperature=t, **base)
@@ -100,9 +114,16 @@ def probe_problems(run) -> pd.DataFrame:
 
 
 def run_probe(
-    model, tokenizer, run, out: str | Path, problems: pd.DataFrame, *, checkpoint: str | None = None,
-    grader=None, progress: bool = True,
-) -> pd.DataFrame:  # fmt: skip
+    model,
+    tokenizer,
+    run,
+    out: str | Path,
+    problems: pd.DataFrame,
+    *,
+    checkpoint: str | None = None,
+    grader=None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Sample and grade the whole grid for `run.probe` (resuming done temperatures)."""
     cfg = run.probe
 
@@ -110,18 +131,30 @@ def run_probe(
         # Seed per temperature (not per grid position), so growing the grid keeps old samples valid.
         seed = run.seed * 100_003 + int(round(t * 1000))
         graded, _ = rollout(
-            model, tokenizer, problems, n=cfg.n_samples, temperature=t, top_p=cfg.top_p,
-            top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, seed=seed,
-            suffix=run.model.instruction_suffix, thinking=run.model.thinking, grader=grader,
+            model,
+            tokenizer,
+            problems,
+            n=cfg.n_samples,
+            temperature=t,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=seed,
+            suffix=run.model.instruction_suffix,
+            thinking=run.model.thinking,
+            grader=grader,
             progress=progress,
-        )  # fmt: skip
+        )
         return graded
 
     key = dict(
-        model=run.model.name_or_path, checkpoint=checkpoint,
-        weights=weights_key(run, checkpoint), world=world_key(run), seed=run.seed,
+        model=run.model.name_or_path,
+        checkpoint=checkpoint,
+        weights=weights_key(run, checkpoint),
+        world=world_key(run),
+        seed=run.seed,
         suffix=run.model.instruction_suffix,
-    )  # fmt: skip
+    )
     return run_grid(score_fn, problems, cfg, out, key=key)
 
 

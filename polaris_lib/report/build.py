@@ -42,17 +42,28 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     status = m.get("status", "unknown")
     if status == "running":  # built by step 06 of a run in progress
         status = "built during the run (step 06)"
-    sub = H.esc(f"preset {m.get('preset', '?')} · seed {m.get('seed', '?')} · "
-                f"status {status} · built {now()} from {run.dir}")  # fmt: skip
+    sub = H.esc(
+        f"preset {m.get('preset', '?')} · seed {m.get('seed', '?')} · "
+        f"status {status} · built {now()} from {run.dir}"
+    )
     out = Path(out_dir or run.dir) / "report.html"
     H.write_page(out, H.page(f"POLARIS run {run.name}", sub, sections))
     if save_dir is not None:
-        artifacts.write_json(save_dir / INDEX, {
-            "report": str(out),
-            "sections": [h for _, h, _ in sections],
-            "figures": sorted(p.stem.removeprefix("fig_") for p in save_dir.glob("fig_*.png")),
-            "not_run": sorted(set(re.findall(r'class="notrun"><b>([^<]+)</b>', "".join(b for *_, b in sections)))),
-        })  # fmt: skip
+        artifacts.write_json(
+            save_dir / INDEX,
+            {
+                "report": str(out),
+                "sections": [h for _, h, _ in sections],
+                "figures": sorted(p.stem.removeprefix("fig_") for p in save_dir.glob("fig_*.png")),
+                "not_run": sorted(
+                    set(
+                        re.findall(
+                            r'class="notrun"><b>([^<]+)</b>', "".join(b for *_, b in sections)
+                        )
+                    )
+                ),
+            },
+        )
     return out
 
 

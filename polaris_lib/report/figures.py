@@ -43,15 +43,27 @@ def training_timeline(steps: pd.DataFrame, boundaries: pd.DataFrame, caption_tex
         first = boundaries[boundaries["run"] == boundaries["run"].iloc[0]]
         for i, b in enumerate(first.itertuples()):
             ax.axvspan(b.start, b.end, color=_STAGE_SHADE[i % 2], zorder=0)
-            ax.text(b.start, 1.0, f" stage {b.stage}", transform=ax.get_xaxis_transform(),
-                    fontsize=7, va="top", color="0.35")  # fmt: skip
+            ax.text(
+                b.start,
+                1.0,
+                f" stage {b.stage}",
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                va="top",
+                color="0.35",
+            )
         for b in boundaries.itertuples():
             if b.stage > 1:
                 ax.axvline(b.start, **{**PAPER_STYLE, "color": colors[b.run]})
         for run, g in steps[steps["metric"] == metric].groupby("run", sort=False):
             g = g.sort_values("global_step")
-            ax.plot(g["global_step"], g["value"], color=colors[run], lw=1.3,
-                    label=run if multi else None)  # fmt: skip
+            ax.plot(
+                g["global_step"],
+                g["value"],
+                color=colors[run],
+                lw=1.3,
+                label=run if multi else None,
+            )
         ax.set_xlabel("optimizer step (all stages)")
         ax.set_ylabel(metric)
         ax.set_title(metric, fontsize=9)
@@ -99,10 +111,22 @@ def easy_drop(table: pd.DataFrame, caption_text: str):
     for i, run in enumerate(runs):
         g = table[table["run"] == run].sort_values("stage")
         x = g["stage"] + (i - (len(runs) - 1) / 2) * width
-        ax.bar(x, g["kept"], width, color=colors[run], alpha=0.45,
-               label=f"{run}: kept" if len(runs) > 1 else "kept")  # fmt: skip
-        ax.bar(x, g["dropped"], width, bottom=g["kept"], color=colors[run],
-               label=f"{run}: dropped (easy)" if len(runs) > 1 else "dropped (easy)")  # fmt: skip
+        ax.bar(
+            x,
+            g["kept"],
+            width,
+            color=colors[run],
+            alpha=0.45,
+            label=f"{run}: kept" if len(runs) > 1 else "kept",
+        )
+        ax.bar(
+            x,
+            g["dropped"],
+            width,
+            bottom=g["kept"],
+            color=colors[run],
+            label=f"{run}: dropped (easy)" if len(runs) > 1 else "dropped (easy)",
+        )
     ax.set_xticks(sorted(table["stage"].unique()))
     ax.set_xlabel("end of stage")
     ax.set_ylabel("training problems")
@@ -184,8 +208,15 @@ def pass_at_k_overlay(curve: pd.DataFrame, caption_text: str):
         for (run, ck), r in g.groupby(["run", "checkpoint"], sort=False):
             alpha = 0.35 + 0.65 * (cks.index(ck) + 1) / len(cks)
             label = f"{run}: {ck}" if multi else ck
-            ax.plot(r["k"], 100 * r["pass_at_k"], marker="o", ms=3, alpha=alpha,
-                    color=colors[run] if multi else None, label=label)  # fmt: skip
+            ax.plot(
+                r["k"],
+                100 * r["pass_at_k"],
+                marker="o",
+                ms=3,
+                alpha=alpha,
+                color=colors[run] if multi else None,
+                label=label,
+            )
         ax.set_xscale("log", base=2)
         ax.set_title(bench, fontsize=9)
         ax.set_xlabel("k (samples)")
@@ -206,10 +237,16 @@ def yarn_overlay(avg: pd.DataFrame, caption_text: str, trained_length: int | Non
     styles = {"yarn": "-", "none": "--"}
     for (run, variant), g in avg.groupby(["run", "variant"], sort=False):
         g = g.sort_values("max_length")
-        ax.errorbar(g["max_length"], 100 * g["avg"],
-                    yerr=[100 * (g["avg"] - g["ci_lo"]), 100 * (g["ci_hi"] - g["avg"])],
-                    color=colors[run], ls=styles.get(variant, ":"), marker="o", capsize=3,
-                    label=f"{run}: {variant}")  # fmt: skip
+        ax.errorbar(
+            g["max_length"],
+            100 * g["avg"],
+            yerr=[100 * (g["avg"] - g["ci_lo"]), 100 * (g["ci_hi"] - g["avg"])],
+            color=colors[run],
+            ls=styles.get(variant, ":"),
+            marker="o",
+            capsize=3,
+            label=f"{run}: {variant}",
+        )
     if trained_length:
         ax.axvline(trained_length, **PAPER_STYLE, label="trained length")
     ax.set_xlabel("response budget (tokens)")

@@ -44,8 +44,11 @@ class Run:
     @property
     def n_stages(self) -> int:
         stages = {s.get("stage") for s in self.manifest.get("steps", []) if s.get("stage")}
-        found = [int(m.group(1)) for p in self.dir.glob(f"{artifacts.STAGE}_stage*")
-                 if (m := re.search(r"stage(\d+)$", p.name))]  # fmt: skip
+        found = [
+            int(m.group(1))
+            for p in self.dir.glob(f"{artifacts.STAGE}_stage*")
+            if (m := re.search(r"stage(\d+)$", p.name))
+        ]
         return max([*stages, *found, 0])
 
     def done(self, step: str) -> bool:
@@ -64,8 +67,10 @@ class Run:
 
     def caption(self) -> str:
         model = self.config().get("model", {}).get("name_or_path", "?")
-        return (f"run {self.name} · preset {self.manifest.get('preset', '?')} · model {model} "
-                f"· seed {self.manifest.get('seed', '?')}")  # fmt: skip
+        return (
+            f"run {self.name} · preset {self.manifest.get('preset', '?')} · model {model} "
+            f"· seed {self.manifest.get('seed', '?')}"
+        )
 
     def config(self) -> dict:
         for p in sorted(self.dir.glob("*/config.json")):
@@ -91,11 +96,17 @@ def temperatures(runs: list[Run]) -> pd.DataFrame:
         for k in range(1, r.n_stages + 1):
             m = r.metrics(probe_name(k))
             if "probe/chosen_temperature" in m and r.done(probe_name(k)):
-                rows.append(dict(run=r.name, stage=k, temperature=m["probe/chosen_temperature"],
-                                 method=m.get("probe/method", ""),
-                                 overridden=m.get("probe/overridden", False),
-                                 distinct4=m.get("probe/distinct4_at_chosen"),
-                                 accuracy=m.get("probe/accuracy_at_chosen")))  # fmt: skip
+                rows.append(
+                    dict(
+                        run=r.name,
+                        stage=k,
+                        temperature=m["probe/chosen_temperature"],
+                        method=m.get("probe/method", ""),
+                        overridden=m.get("probe/overridden", False),
+                        distinct4=m.get("probe/distinct4_at_chosen"),
+                        accuracy=m.get("probe/accuracy_at_chosen"),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -115,15 +126,20 @@ def difficulty(runs: list[Run]) -> pd.DataFrame:
     """Problems per pass-rate bucket before (pool) and after (curated training set) curation."""
     rows = []
     for r in runs:
-        rates, kept = r.table(artifacts.CURATE, "pass_rates.parquet"), r.table(artifacts.CURATE, "curated.parquet")
+        rates, kept = (
+            r.table(artifacts.CURATE, "pass_rates.parquet"),
+            r.table(artifacts.CURATE, "curated.parquet"),
+        )
         if rates is None or not r.done(artifacts.CURATE):
             continue
         n = int(rates["n"].max())
         after = (kept["pass_rate"] * n).round().astype(int) if kept is not None else pd.Series()
         for name, ks in (("before: pool", rates["k"].astype(int)), ("after: curated", after)):
             counts = ks.value_counts().reindex(range(n + 1), fill_value=0)
-            rows += [dict(run=r.name, set=name, k=k, bucket=f"{k}/{n}", problems=int(c))
-                     for k, c in counts.items()]  # fmt: skip
+            rows += [
+                dict(run=r.name, set=name, k=k, bucket=f"{k}/{n}", problems=int(c))
+                for k, c in counts.items()
+            ]
     return pd.DataFrame(rows)
 
 
@@ -144,8 +160,17 @@ def training(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
             for label, cands in TRAIN_METRICS.items():
                 col = next((c for c in cands if c in t.columns), None)
                 if col is not None:
-                    steps.append(pd.DataFrame(dict(run=r.name, stage=k, global_step=g,
-                                                   metric=label, value=t[col].astype(float))))  # fmt: skip
+                    steps.append(
+                        pd.DataFrame(
+                            dict(
+                                run=r.name,
+                                stage=k,
+                                global_step=g,
+                                metric=label,
+                                value=t[col].astype(float),
+                            )
+                        )
+                    )
             offset = float(g.max())
     s = pd.concat(steps, ignore_index=True).dropna(subset=["value"]) if steps else pd.DataFrame()
     return s, pd.DataFrame(bounds)
@@ -159,8 +184,11 @@ def easy_drops(runs: list[Run]) -> pd.DataFrame:
             nxt = r.table(stage_name(k), "next_stage_data.parquet")
             drop = r.table(stage_name(k), "easy_dropped.parquet")
             if nxt is not None and r.done(stage_name(k)):
-                rows.append(dict(run=r.name, stage=k, kept=len(nxt),
-                                 dropped=0 if drop is None else len(drop)))  # fmt: skip
+                rows.append(
+                    dict(
+                        run=r.name, stage=k, kept=len(nxt), dropped=0 if drop is None else len(drop)
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -171,7 +199,10 @@ def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for r in runs:
         if not r.done(artifacts.EVAL):
             continue
-        s, resp = r.table(artifacts.EVAL, "summary.parquet"), r.table(artifacts.EVAL, "responses.parquet")
+        s, resp = (
+            r.table(artifacts.EVAL, "summary.parquet"),
+            r.table(artifacts.EVAL, "responses.parquet"),
+        )
         if s is None and resp is not None:
             s = metrics.summarize(resp)
         c = r.table(artifacts.EVAL, "pass_at_k.parquet")
@@ -181,13 +212,20 @@ def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
             sums.append(s.assign(run=r.name))
         if c is not None:
             curves.append(c.assign(run=r.name))
-    cat = lambda fs: pd.concat(fs, ignore_index=True) if fs else pd.DataFrame()  # noqa: E731
-    return cat(sums), cat(curves)
+    return _concat(sums), _concat(curves)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def yarn(runs: list[Run]) -> pd.DataFrame:
-    frames = [r.table(artifacts.LENGTH, "avg_vs_length.parquet").assign(run=r.name)
-              for r in runs if r.done(artifacts.LENGTH) and r.table(artifacts.LENGTH, "avg_vs_length.parquet") is not None]  # fmt: skip
+    frames = [
+        r.table(artifacts.LENGTH, "avg_vs_length.parquet").assign(run=r.name)
+        for r in runs
+        if r.done(artifacts.LENGTH)
+        and r.table(artifacts.LENGTH, "avg_vs_length.parquet") is not None
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -55,9 +55,13 @@ def _status(run: Run, step: str) -> str:
 
 def _probe(run: Run, save: Path | None) -> str:
     temps = temperatures([run])
-    body = [H.note("The training temperature of each stage: stage 1 at the start of the "
-                   "controlled-exploration zone, later stages matching the previous stage's "
-                   "distinct-4 (RECIPE §1).")]  # fmt: skip
+    body = [
+        H.note(
+            "The training temperature of each stage: stage 1 at the start of the "
+            "controlled-exploration zone, later stages matching the previous stage's "
+            "distinct-4 (RECIPE §1)."
+        )
+    ]
     if not temps.empty:
         body.append(H.table(temps.drop(columns="run")))
         rule = run.metrics(probe_name(1)).get("probe/rule")
@@ -78,14 +82,26 @@ def _curate(run: Run, save: Path | None) -> str:
     if not run.done(artifacts.CURATE):
         return H.not_run(artifacts.CURATE, _status(run, artifacts.CURATE))
     m = run.metrics(artifacts.CURATE)
-    keys = ("curate/pool_size", "curate/kept", "curate/dropped_solved_all", "curate/solved_none",
-            "curate/mean_pass_rate", "curate/temperature")  # fmt: skip
+    keys = (
+        "curate/pool_size",
+        "curate/kept",
+        "curate/dropped_solved_all",
+        "curate/solved_none",
+        "curate/mean_pass_rate",
+        "curate/temperature",
+    )
     body = [H.kv_table({k: m[k] for k in keys if k in m})]
     hist = difficulty([run])
     if not hist.empty:
-        body.append(_fig(P.difficulty_before_after(hist, run.caption()), "difficulty", save,
-                         "pass-rate histogram of the pool before curation and of the training "
-                         "set after (problems solved n/n dropped)"))  # fmt: skip
+        body.append(
+            _fig(
+                P.difficulty_before_after(hist, run.caption()),
+                "difficulty",
+                save,
+                "pass-rate histogram of the pool before curation and of the training "
+                "set after (problems solved n/n dropped)",
+            )
+        )
     return "".join(body) + _grid(_step_figs(run, artifacts.CURATE))
 
 
@@ -95,12 +111,24 @@ def _train(run: Run, save: Path | None) -> str:
     if steps.empty:
         body.append(H.not_run("training curves", "no stage has written steps.parquet yet"))
     else:
-        body.append(_fig(P.training_timeline(steps, bounds, run.caption()), "training", save,
-                         "all stages on one step axis; shading and dashed lines mark stages"))  # fmt: skip
+        body.append(
+            _fig(
+                P.training_timeline(steps, bounds, run.caption()),
+                "training",
+                save,
+                "all stages on one step axis; shading and dashed lines mark stages",
+            )
+        )
     drops = easy_drops([run])
     if not drops.empty:
-        body.append(_fig(P.easy_drop(drops, run.caption()), "easy_drop", save,
-                         "problems dropped as easy (stage mean reward above the threshold)"))  # fmt: skip
+        body.append(
+            _fig(
+                P.easy_drop(drops, run.caption()),
+                "easy_drop",
+                save,
+                "problems dropped as easy (stage mean reward above the threshold)",
+            )
+        )
         body.append(H.table(drops.drop(columns="run")))
     for k in range(1, run.n_stages + 1):
         step = stage_name(k)
@@ -117,8 +145,12 @@ def _yarn(run: Run, save: Path | None) -> str:
     if not run.done(artifacts.LENGTH):
         return H.not_run(artifacts.LENGTH, _status(run, artifacts.LENGTH))
     m = run.metrics(artifacts.LENGTH)
-    body = [H.note("avg@k with its 95% interval per response budget, with and without YaRN "
-                   f"(trained length {m.get('yarn/trained_length', '?')} tokens).")]  # fmt: skip
+    body = [
+        H.note(
+            "avg@k with its 95% interval per response budget, with and without YaRN "
+            f"(trained length {m.get('yarn/trained_length', '?')} tokens)."
+        )
+    ]
     avg = yarn([run])
     if not avg.empty:
         cell = avg.apply(lambda r: f"{r['avg']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", axis=1)
@@ -135,22 +167,48 @@ def _eval(run: Run, save: Path | None) -> str:
     summary, curve = evaluation([run])
     body = []
     if not summary.empty:
-        cols = [c for c in ("checkpoint", "benchmark", "k", "avg", "ci_lo", "ci_hi", "pass_at_k",
-                            "truncation_rate", "mean_len") if c in summary]  # fmt: skip
-        body += [H.note(summary.attrs.get("interval", metrics.INTERVAL_METHOD)),
-                 H.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"}))]  # fmt: skip
+        cols = [
+            c
+            for c in (
+                "checkpoint",
+                "benchmark",
+                "k",
+                "avg",
+                "ci_lo",
+                "ci_hi",
+                "pass_at_k",
+                "truncation_rate",
+                "mean_len",
+            )
+            if c in summary
+        ]
+        body += [
+            H.note(summary.attrs.get("interval", metrics.INTERVAL_METHOD)),
+            H.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"})),
+        ]
         model = run.config().get("model", {}).get("name_or_path", "")
         comparison = paper.paper_comparison(summary, model)
         if comparison.empty:
             ref = pd.DataFrame(paper.PAPER_RESULTS).T.rename_axis("model").reset_index()
-            body.append(H.note(f"The paper reports no numbers for {model or 'this model'}; for "
-                               "reference, its avg@k (%, RECIPE §7):") + H.table(ref, "{:.1f}"))  # fmt: skip
+            body.append(
+                H.note(
+                    f"The paper reports no numbers for {model or 'this model'}; for "
+                    "reference, its avg@k (%, RECIPE §7):"
+                )
+                + H.table(ref, "{:.1f}")
+            )
         else:
             body.append(H.table(comparison, "{:.1f}"))
     shown: tuple[str, ...] = ()
     if not curve.empty:  # the report's own pass@k replaces the step's copy of the same curves
-        body.append(_fig(P.pass_at_k_overlay(curve, run.caption()), "pass_at_k", save,
-                         "unbiased pass@k per checkpoint"))  # fmt: skip
+        body.append(
+            _fig(
+                P.pass_at_k_overlay(curve, run.caption()),
+                "pass_at_k",
+                save,
+                "unbiased pass@k per checkpoint",
+            )
+        )
         shown = ("fig_pass_at_k.png",)
     return "".join(body) + _grid(_step_figs(run, artifacts.EVAL, skip=shown))
 
@@ -206,24 +264,52 @@ def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
     temps = temperatures(runs)
     probe_tab = H.table(temps) if not temps.empty else ""
     curves = probe_curves(runs)
-    add("probe", "1. Temperature probe", curves,
-        lambda t: P.probe_overlay(t, temps, cap), "probe_overlay")  # fmt: skip
+    add(
+        "probe",
+        "1. Temperature probe",
+        curves,
+        lambda t: P.probe_overlay(t, temps, cap),
+        "probe_overlay",
+    )
     out[-1] = (out[-1][0], out[-1][1], probe_tab + out[-1][2])
-    add("curate", "2. Difficulty curation", difficulty(runs),
-        lambda t: P.difficulty_before_after(t, cap), "difficulty")  # fmt: skip
+    add(
+        "curate",
+        "2. Difficulty curation",
+        difficulty(runs),
+        lambda t: P.difficulty_before_after(t, cap),
+        "difficulty",
+    )
     steps, bounds = training(runs)
     add("train", "3. GRPO stages", steps, lambda t: P.training_timeline(t, bounds, cap), "training")
     drops = easy_drops(runs)
     if not drops.empty:
-        out.append(("drop", "3b. Easy-drop per stage",
-                    H.figure(H.png_of(P.easy_drop(drops, cap)), "easy_drop") + H.table(drops)))  # fmt: skip
-    add("yarn", "4. Length extrapolation (YaRN)", yarn(runs),
-        lambda t: P.yarn_overlay(t, cap), "yarn")  # fmt: skip
+        out.append(
+            (
+                "drop",
+                "3b. Easy-drop per stage",
+                H.figure(H.png_of(P.easy_drop(drops, cap)), "easy_drop") + H.table(drops),
+            )
+        )
+    add(
+        "yarn",
+        "4. Length extrapolation (YaRN)",
+        yarn(runs),
+        lambda t: P.yarn_overlay(t, cap),
+        "yarn",
+    )
     summary, curve = evaluation(runs)
     add("eval", "5. Evaluation", summary, lambda t: P.eval_overlay(t, cap), "eval")
     add("passk", "5b. pass@k", curve, lambda t: P.pass_at_k_overlay(t, cap), "pass_at_k")
-    rows = [dict(run=r.name, preset=r.manifest.get("preset"), seed=r.manifest.get("seed"),
-                 status=r.manifest.get("status"), commit=(r.manifest.get("git") or {}).get("commit"),
-                 minutes=manifest_steps(r)["elapsed_s"].fillna(0).sum() / 60) for r in runs]  # fmt: skip
+    rows = [
+        dict(
+            run=r.name,
+            preset=r.manifest.get("preset"),
+            seed=r.manifest.get("seed"),
+            status=r.manifest.get("status"),
+            commit=(r.manifest.get("git") or {}).get("commit"),
+            minutes=manifest_steps(r)["elapsed_s"].fillna(0).sum() / 60,
+        )
+        for r in runs
+    ]
     out.append(("manifest", "6. The runs", H.table(pd.DataFrame(rows), "{:.1f}")))
     return out

@@ -40,10 +40,15 @@ def stage_tokens(run: RunConfig, prompt_tokens: int, fill: float) -> list[dict]:
     rows = []
     for st in run.stages:
         seq = prompt_tokens + fill * st.max_completion_length
-        rows.append({
-            "stage": st.stage, "steps": st.max_steps, "rollouts_per_step": st.rollouts_per_step,
-            "mean_tokens_per_rollout": seq, "tokens_per_step": st.rollouts_per_step * seq,
-        })  # fmt: skip
+        rows.append(
+            {
+                "stage": st.stage,
+                "steps": st.max_steps,
+                "rollouts_per_step": st.rollouts_per_step,
+                "mean_tokens_per_rollout": seq,
+                "tokens_per_step": st.rollouts_per_step * seq,
+            }
+        )
     return rows
 
 
@@ -76,18 +81,24 @@ def scale_table(
         stages = stage_tokens(run, prompt_tokens, fill)
         nodes, gpus, gpu, source = hardware(run)
         hours = _token_params(run, prompt_tokens, fill) * per_token_param
-        rows.append({
-            "preset": name, "model": run.model.name_or_path,
-            "params_b": spec_for(run).params / 1e9, "stages": len(stages),
-            "steps": sum(r["steps"] for r in stages),
-            "rollouts_per_step": stages[0]["rollouts_per_step"],
-            "tokens_per_step_m": [round(r["tokens_per_step"] / 1e6, 1) for r in stages],
-            "total_tokens_b": sum(r["steps"] * r["tokens_per_step"] for r in stages) / 1e9,
-            "gpu_hours": hours, "hardware": f"{nodes} x {gpus} {gpu}",
-            "days": hours / (nodes * gpus) / 24, "hardware_source": source,
-            "assumption": f"mean prompt {prompt_tokens} tok, mean response {fill:g} x budget; "
-            f"calibrated on {CALIBRATION[0]} = {CALIBRATION[1]:,} GPU-h",
-        })  # fmt: skip
+        rows.append(
+            {
+                "preset": name,
+                "model": run.model.name_or_path,
+                "params_b": spec_for(run).params / 1e9,
+                "stages": len(stages),
+                "steps": sum(r["steps"] for r in stages),
+                "rollouts_per_step": stages[0]["rollouts_per_step"],
+                "tokens_per_step_m": [round(r["tokens_per_step"] / 1e6, 1) for r in stages],
+                "total_tokens_b": sum(r["steps"] * r["tokens_per_step"] for r in stages) / 1e9,
+                "gpu_hours": hours,
+                "hardware": f"{nodes} x {gpus} {gpu}",
+                "days": hours / (nodes * gpus) / 24,
+                "hardware_source": source,
+                "assumption": f"mean prompt {prompt_tokens} tok, mean response {fill:g} x budget; "
+                f"calibrated on {CALIBRATION[0]} = {CALIBRATION[1]:,} GPU-h",
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -106,7 +106,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             False,
             qkv_bias=True,
             qk_norm=False,
-        ),  # fmt: skip
+        ),
     )
 }
 
@@ -167,9 +167,14 @@ class Estimate:
     @property
     def total(self) -> float:
         return (
-            self.weights + self.trainable + self.activations + self.logits
-            + self.kv_cache + self.vllm_extra + self.overhead
-        )  # fmt: skip
+            self.weights
+            + self.trainable
+            + self.activations
+            + self.logits
+            + self.kv_cache
+            + self.vllm_extra
+            + self.overhead
+        )
 
     @property
     def fits(self) -> bool:

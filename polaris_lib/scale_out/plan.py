@@ -122,14 +122,24 @@ def plan_run(run_cfg, gpu_memory_gb: float, spec: ModelSpec | None = None):
     for st in run_cfg.stages:
         s = setup_for_stage(run_cfg, st)
         est = estimate(spec, s, gpu_memory_gb)
-        rows.append({
-            "stage": st.stage, "seq_len": s.seq_len, "micro_batch": s.micro_batch_rows,
-            "weights_gb": est.weights, "trainable_gb": est.trainable,
-            "activations_gb": est.activations, "logits_gb": est.logits,
-            "kv_cache_gb": est.kv_cache, "vllm_extra_gb": est.vllm_extra,
-            "overhead_gb": est.overhead, "total_gb": est.total, "gpu_gb": gpu_memory_gb,
-            "fits": est.fits, "trainable_params": est.trainable_params,
-            "tokens_per_step": est.tokens_per_step,
-            "suggestions": [] if est.fits else suggest(spec, s, gpu_memory_gb),
-        })  # fmt: skip
+        rows.append(
+            {
+                "stage": st.stage,
+                "seq_len": s.seq_len,
+                "micro_batch": s.micro_batch_rows,
+                "weights_gb": est.weights,
+                "trainable_gb": est.trainable,
+                "activations_gb": est.activations,
+                "logits_gb": est.logits,
+                "kv_cache_gb": est.kv_cache,
+                "vllm_extra_gb": est.vllm_extra,
+                "overhead_gb": est.overhead,
+                "total_gb": est.total,
+                "gpu_gb": gpu_memory_gb,
+                "fits": est.fits,
+                "trainable_params": est.trainable_params,
+                "tokens_per_step": est.tokens_per_step,
+                "suggestions": [] if est.fits else suggest(spec, s, gpu_memory_gb),
+            }
+        )
     return pd.DataFrame(rows)

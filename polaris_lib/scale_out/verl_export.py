@@ -210,8 +210,10 @@ def _pool_unavailable(pool: str, data_dir, exc: Exception) -> Exception:
             f"{root} has no {entry.local}" if root else f"no data folder is set ({DATA_DIR_ENV})"
         )
         fixes.insert(0, f"--data-dir DIR (or {DATA_DIR_ENV}) holding {entry.local}")
-    fixes += ["--run-dir RUN with a curated set (02_curate_by_difficulty)",
-              "-p curation.pool NAME for a pool you have locally (e.g. math500)"]  # fmt: skip
+    fixes += [
+        "--run-dir RUN with a curated set (02_curate_by_difficulty)",
+        "-p curation.pool NAME for a pool you have locally (e.g. math500)",
+    ]
     return DataUnavailableError(
         f"stage-1 pool {pool!r} is missing: {where} and the hub dataset {entry.hub} cannot be "
         f"loaded ({why}). Ways out: " + "; ".join(fixes)
@@ -304,14 +306,25 @@ def export_verl(
     text = render_script(run, stages, {k: s for k, (_, s) in temps.items()}) + "\n"
     paths["script"] = _write_script(out / "run_verl.sh", text)
     nodes, gpus, gpu, hw_source = hardware(run)
-    paths["manifest"] = artifacts.write_json(out / "export.json", {
-        "preset": preset, "overrides": overrides, "verl_version": VERL_VERSION,
-        "run_dir": str(run_dir) if run_dir is not None else None,
-        "entry": ENTRY, "stage1_rows": len(train), "stage1_source": train_src,
-        "val_rows": len(val), "val_source": val_src,
-        "temperatures": {str(k): {"value": t, "source": s} for k, (t, s) in temps.items()},
-        "hardware": {"nodes": nodes, "gpus_per_node": gpus, "gpu": gpu, "source": hw_source},
-        "not_in_verl": ["in-batch substitution (verl re-samples: algorithm.filter_groups)",
-                        "rollout rescue", "skip-step when few groups are mixed"],
-    })  # fmt: skip
+    paths["manifest"] = artifacts.write_json(
+        out / "export.json",
+        {
+            "preset": preset,
+            "overrides": overrides,
+            "verl_version": VERL_VERSION,
+            "run_dir": str(run_dir) if run_dir is not None else None,
+            "entry": ENTRY,
+            "stage1_rows": len(train),
+            "stage1_source": train_src,
+            "val_rows": len(val),
+            "val_source": val_src,
+            "temperatures": {str(k): {"value": t, "source": s} for k, (t, s) in temps.items()},
+            "hardware": {"nodes": nodes, "gpus_per_node": gpus, "gpu": gpu, "source": hw_source},
+            "not_in_verl": [
+                "in-batch substitution (verl re-samples: algorithm.filter_groups)",
+                "rollout rescue",
+                "skip-step when few groups are mixed",
+            ],
+        },
+    )
     return paths

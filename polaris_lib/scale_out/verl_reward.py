@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from polaris_lib import artifacts
 from polaris_lib.grading.grader import grade
-from polaris_lib.training.easy_drop import easy_drop
+from polaris_lib.training import easy_drop
 
 
 def _log(log_dir: str, record: dict) -> None:

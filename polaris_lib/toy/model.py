@@ -20,7 +20,6 @@ CHAT_TEMPLATE = (
 )
 
 
-
 def build_tokenizer():
     """Character-level PreTrainedTokenizerFast with Qwen3's special tokens and chat template.
 

@@ -47,6 +47,7 @@ SPLITS = {"train": 0, "test": 1, "probe": 2}
 # 80% of all possible problems belong to the train pool, 10% to test, 10% to the probe set.
 _SPLIT_BUCKETS = {"train": range(0, 8), "test": range(8, 9), "probe": range(9, 10)}
 
+
 # ----------------------------------------------------------------------------- task
 def _split_of(problem: str) -> str:
     bucket = int(hashlib.sha1(problem.encode()).hexdigest(), 16) % 10

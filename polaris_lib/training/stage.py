@@ -113,7 +113,6 @@ def to_train_dataset(problems: pd.DataFrame, suffix: str):
     """TRL dataset: conversational prompt + the columns the reward and the log need."""
     from datasets import Dataset
 
-
     return Dataset.from_dict(
         {
             "prompt": [build_messages(p, suffix) for p in problems.problem],
@@ -228,7 +227,10 @@ def stage_metrics(
 ) -> dict:
     """The stage's metrics.json entries (train/... keys)."""
     size = sizes[sizes.stage == plan.stage].iloc[0]
-    col = lambda c: steps[c] if c in steps else pd.Series(dtype=float)  # noqa: E731
+
+    def col(name: str) -> pd.Series:  # a metric TRL did not log reads as empty
+        return steps[name] if name in steps else pd.Series(dtype=float)
+
     m = {
         "train/stage": plan.stage,
         "train/temperature": plan.temperature,
