@@ -1,8 +1,9 @@
-"""Shared pytest fixtures (keep generic: other modules add theirs here)."""
+"""Shared pytest fixtures: local data, the toy world, and papermill on the project's kernel."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,30 @@ def toy_world_path() -> Path:
     from polaris_lib.toy.build import build_toy_world
 
     return build_toy_world(ToyConfig(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def project_kernel() -> None:
+    """Skip unless pytest runs from the project's .venv, whose Python is the `python3` kernel."""
+    if Path(sys.prefix).resolve() != (REPO_ROOT / ".venv").resolve():
+        pytest.skip("notebook tests run from the project's .venv (its kernel)")
+
+
+@pytest.fixture(scope="session")
+def run_notebook(project_kernel):
+    """run_notebook(name, out, **parameters): papermill-execute notebooks/<name> from the repo root."""
+    import papermill as pm
+
+    def run(name: str, out: Path, **params) -> Path:
+        pm.execute_notebook(
+            str(REPO_ROOT / "notebooks" / name),
+            str(out),
+            parameters=params,
+            cwd=str(REPO_ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
+        return Path(out)
+
+    return run

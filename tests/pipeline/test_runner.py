@@ -26,7 +26,7 @@ from polaris_lib.config.presets import get_preset
 from polaris_lib.pipeline import StepFailed, plan_steps, run_pipeline
 from polaris_lib.pipeline.steps import changed_keys, fingerprints, flatten, step_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 N_STEPS = 10  # tiny: 3 probes + curate + 3 stages + 04 + 05 + 06
 
 

@@ -20,7 +20,7 @@ import pytest
 from polaris_lib.config import NOTEBOOK_ONLY_PARAMS, section_fields
 from polaris_lib.config.sections import RunConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 SECTIONS = ("probe", "curation", "stages", "yarn", "eval", "model", "toy")

@@ -22,7 +22,7 @@ import pytest
 
 from polaris_lib import artifacts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "accelerate"
 PROMPTS, STEPS = 5, 3
 OVERRIDES = {

@@ -14,10 +14,11 @@ import pytest
 from tiny_model import random_qwen3
 
 from polaris_lib import artifacts, training
-from polaris_lib.config.overrides import resolve
+from polaris_lib.config import resolve
+from polaris_lib.policy import load_policy
 from polaris_lib.training.rescue import RESCUE_FILE
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(run_dir, **over):
@@ -105,7 +106,9 @@ def test_drop_easy_writes_next_stage_data(tmp_path):
 RUNNER = """
 import os, signal, sys
 from transformers import TrainerCallback
-from polaris_lib.config.overrides import resolve
+from polaris_lib import artifacts, training
+from polaris_lib.config import resolve
+from polaris_lib.training import stage  # train_stage looks build_trainer up in its own module
 
 class CrashAfterSave(TrainerCallback):
     # SIGKILL right after a checkpoint is on disk: a crash at a known step, however fast
@@ -120,12 +123,12 @@ def main():
     run_dir, model_dir = sys.argv[1], sys.argv[2]
     crash_at = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     if crash_at:
-        build = training.build_trainer
+        build = stage.build_trainer
         def build_with_crash(*a, **k):
             trainer = build(*a, **k)
             trainer.add_callback(CrashAfterSave(crash_at))
             return trainer
-        training.build_trainer = build_with_crash
+        stage.build_trainer = build_with_crash
     over = {
         "model.name_or_path": model_dir, "stages.*.temperature": 1.0, "stages.*.max_steps": 6,
         "stages.*.prompts_per_step": 4, "stages.*.group_size": 4,
@@ -189,8 +192,6 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     assert summary["steps"] == 6 and summary["resumed_from"]
     steps = pd.read_parquet(artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "steps.parquet")
     assert steps.step.tolist() == [1, 2, 3, 4, 5, 6]
-    from polaris_lib.policy.load import load_policy
-
     cfg = _cfg(run_dir, **{"model.name_or_path": str(tiny_model_dir)})
-    model, _ = load_policy(cfg.model, checkpoint=str(final))  # the next stage can load it
+    model, _ = load_policy(cfg, str(final))  # the next stage can load it
     assert model.config.vocab_size > 0

@@ -20,7 +20,7 @@ from synthetic import make_run_folder
 
 from polaris_lib.report.build import build_compare_report, build_report
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 # report-made figures, then one per step figure file the synthetic steps write
 REPORT_FIGS = {"difficulty", "training", "easy_drop", "pass_at_k"}
@@ -144,23 +144,14 @@ def test_rendered_page_shows_every_figure(runs, tmp_path, which):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_report_notebook_builds_the_page(runs, tmp_path):
+def test_report_notebook_builds_the_page(runs, tmp_path, run_notebook):
     """06_report.ipynb under papermill (as the runner runs it) on a stored run folder."""
-    import papermill as pm
-
     from polaris_lib import artifacts
 
     run = shutil.copytree(runs[1], tmp_path / "nbrun")
     out = run / "06_report"
     out.mkdir()
-    pm.execute_notebook(
-        str(REPO / "notebooks" / "06_report.ipynb"),
-        str(out / "notebook.ipynb"),
-        parameters={"RUN_DIR": str(run)},
-        kernel_name="python3",
-        cwd=str(REPO),
-        progress_bar=False,
-    )
+    run_notebook("06_report.ipynb", out / "notebook.ipynb", RUN_DIR=str(run))
     assert artifacts.step_done(out)
     index = artifacts.read_json(out / "report_index.json")
     assert set(index["figures"]) == {"difficulty", "training", "easy_drop"}  # no eval in runB

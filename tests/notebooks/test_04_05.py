@@ -4,61 +4,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sys
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
 from polaris_lib import artifacts, evaluate, extrapolate
-from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
-from polaris_lib.config.sections import RunConfig
 
-REPO = Path(__file__).resolve().parent.parent
-NB04 = REPO / "notebooks" / "04_length_extrapolation.ipynb"
-NB05 = REPO / "notebooks" / "05_eval_aime.ipynb"
+REPO = Path(__file__).resolve().parents[2]
+NB04 = "04_length_extrapolation.ipynb"
+NB05 = "05_eval_aime.ipynb"
 # Reduced sizes: 4 problems per benchmark (toy x 4 samples, AIME x 2) for two checkpoints;
 # 8 extrapolation items x 2 samples x 2 budgets x 3 RoPE variants.
 EVAL_OVERRIDES = {"eval.max_problems": 4, "eval.samples": {"toy": 4, "aime24": 2, "aime25": 2}}
 YARN_OVERRIDES = {"yarn.n_problems": 8, "yarn.n_samples": 2, "yarn.eval_max_lengths": [64, 128]}
 
 
-@pytest.mark.parametrize(("path", "section"), [(NB04, "yarn"), (NB05, "eval")])
-def test_notebook_static_shape(path, section):
-    nb = nbformat.read(path, as_version=4)
-    assert nb.metadata.kernelspec.name == "python3"
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.execution_count is None and not c.outputs for c in code), "committed outputs"
-    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(params) == 1 and nb.cells.index(params[0]) == 2
-    names = [ln.split("=")[0].strip() for ln in params[0].source.splitlines() if "=" in ln]
-    top = set(RunConfig.__dataclass_fields__)
-    for name in names:
-        assert name.lower() in top | section_fields(section) | NOTEBOOK_ONLY_PARAMS | {"preset"}
-    assert not any(re.search(r"^\s*(def|class) |^\s*import re$", c.source, re.M) for c in code)
-
-
-def _execute(path: Path, out: Path, **params) -> None:
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(path),
-        str(out),
-        parameters=params,
-        cwd=str(REPO),
-        kernel_name="python3",
-        progress_bar=False,
-        log_output=False,
-    )
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir):
+def run_dir(tmp_path_factory, data_dir, project_kernel):
     """A tiny run folder whose last stage's checkpoint is the toy policy (saved like one)."""
-    if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
-        pytest.skip("notebook tests run from the project's .venv (its kernel)")
     from polaris_lib.config.presets import get_preset
     from polaris_lib.policy.load import load_policy
 
@@ -79,8 +43,8 @@ def run_dir(tmp_path_factory, data_dir):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_eval_notebook(run_dir):
-    _execute(
+def test_eval_notebook(run_dir, run_notebook):
+    run_notebook(
         NB05,
         run_dir / "nb05.ipynb",
         RUN_DIR=str(run_dir),
@@ -116,8 +80,8 @@ def test_eval_notebook(run_dir):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_length_extrapolation_notebook(run_dir):
-    _execute(NB04, run_dir / "nb04.ipynb", RUN_DIR=str(run_dir), OVERRIDES=YARN_OVERRIDES)
+def test_length_extrapolation_notebook(run_dir, run_notebook):
+    run_notebook(NB04, run_dir / "nb04.ipynb", RUN_DIR=str(run_dir), OVERRIDES=YARN_OVERRIDES)
     step = artifacts.step_dir(run_dir, artifacts.LENGTH, create=False)
     assert artifacts.step_done(step)
     m = extrapolate.check_artifacts(step)

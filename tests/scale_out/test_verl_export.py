@@ -462,7 +462,7 @@ def test_scale_table_is_calibrated_and_scales_with_tokens_and_params():
 
 
 def test_scaling_doc_table_is_the_generated_one():
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "scaling_out.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scaling_out.md").read_text()
     table = doc.split("<!-- scale-table -->\n")[1].split("\n<!-- /scale-table -->")[0]
     assert table == scale.scale_markdown(), (
         "regenerate with polaris_lib.scale_out.cost.scale_markdown()"

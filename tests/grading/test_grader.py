@@ -13,7 +13,7 @@ import pytest
 
 from polaris_lib.grading.grader import Grader, extract_boxed, grade, make_reward_fn, normalize_gold
 
-DATA = Path(os.environ.get("POLARIS_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("POLARIS_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
 BENCHMARKS = ["aime24", "aime25", "amc23", "minerva", "olympiad"]
 
 

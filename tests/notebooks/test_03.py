@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from polaris_lib import artifacts
 
-REPO = Path(__file__).resolve().parent.parent
-NB = REPO / "notebooks" / "03_grpo_stage.ipynb"
+NB = "03_grpo_stage.ipynb"
 
 OVERRIDES = {
     "stages.*.temperature": 1.0,  # no probe run in this test
@@ -25,29 +21,9 @@ OVERRIDES = {
 }
 
 
-def test_notebook_is_clean():
-    nb = json.loads(NB.read_text())
-    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(params) == 1
-    for c in nb["cells"]:
-        if c["cell_type"] == "code":
-            assert c["outputs"] == [] and c["execution_count"] is None
-            assert "def " not in c["source"]  # no logic defined in the notebook
-    from polaris_lib.config.overrides import NOTEBOOK_ONLY_PARAMS, section_fields
-
-    names = {
-        line.split("=")[0].strip().lower()
-        for line in "".join(params[0]["source"]).splitlines()
-        if "=" in line
-    }
-    allowed = section_fields("stages") | {"preset", "run_dir", "seed"} | NOTEBOOK_ONLY_PARAMS
-    assert names <= allowed, names - allowed
-
-
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_stage_notebook_runs_stages_1_and_2(tmp_path):
-    import papermill as pm
+def test_stage_notebook_runs_stages_1_and_2(tmp_path, run_notebook):
     from safetensors.torch import load_file
 
     from polaris_lib.config.presets import get_preset
@@ -62,15 +38,14 @@ def test_stage_notebook_runs_stages_1_and_2(tmp_path):
     )
     metrics = {}
     for k in (1, 2):
-        pm.execute_notebook(
-            str(NB),
-            str(tmp_path / f"out{k}.ipynb"),
-            parameters=dict(
-                PRESET="tiny", RUN_DIR=str(run_dir), SEED=0, STAGE=k, OVERRIDES=OVERRIDES
-            ),
-            cwd=str(REPO),
-            kernel_name="python3",
-            progress_bar=False,
+        run_notebook(
+            NB,
+            tmp_path / f"out{k}.ipynb",
+            PRESET="tiny",
+            RUN_DIR=str(run_dir),
+            SEED=0,
+            STAGE=k,
+            OVERRIDES=OVERRIDES,
         )
         out = artifacts.step_dir(run_dir, artifacts.STAGE, k, create=False)
         assert artifacts.step_done(out)
