@@ -6,7 +6,7 @@ torch thread per process. Reported per configuration: wall time of the whole com
 included), training seconds, mean seconds per step (TRL's step_time), rollouts per step (from the
 per-prompt log) and rollouts per second; then the ratios 2-proc / 1-proc. CPU gloo is not
 expected to be faster on a shared 2-core machine: the point is that it is correct (see
-tests/test_multiprocess.py). Writes benchmarks/results/multiprocess.json.
+tests/training/test_multiprocess.py). Writes benchmarks/results/multiprocess.json.
 
     .venv/bin/python benchmarks/multiprocess.py [--steps 6] [--prompts 8]
 """

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--quick",
         action="store_true",
-        help="minimum sizes for a fast end-to-end check (run_steps.QUICK_OVERRIDES; -p values win)",
+        help="minimum sizes for a fast end-to-end check (pipeline.QUICK_OVERRIDES; -p values win)",
     )
     r.add_argument("--steps", help="run only these steps (comma-separated prefixes: 01,02,03_grpo)")
     r.add_argument("--rerun-from", metavar="STEP", help="re-run STEP (prefix) and all after it")

@@ -95,7 +95,7 @@ PAIR = ["checkpoint", "benchmark"]
 
 
 FORMAT_REASONS = ("no_think_close", "no_boxed", "answer_too_long")
-"""Grader reasons that mean a finished response broke the answer format (rewards.py)."""
+"""Grader reasons that mean a finished response broke the answer format (grading/grader.py)."""
 
 
 def _samples_per_problem(g: pd.DataFrame) -> int:

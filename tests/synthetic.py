@@ -101,7 +101,7 @@ def results(run_dir: Path) -> dict[str, int]:
     }
 
 
-# --- a stored run folder for the report (the files every step writes, per NOTEBOOKS.md) --------
+# --- a stored run folder for the report (the files every step writes, per docs/architecture.md) --------
 
 
 def _fig(path: Path, title: str) -> None:

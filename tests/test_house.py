@@ -1,4 +1,4 @@
-"""The house rules of polaris_lib (ARCHITECTURE: one subpackage per step, imports flow one way).
+"""The house rules of polaris_lib (docs/architecture.md: one subpackage per step, imports flow one way).
 
 Static checks over the source (ast; nothing is imported): no import loop, no step package importing
 another step, the kit's own imports at the top of each module, package faces that define nothing,

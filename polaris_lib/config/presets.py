@@ -1,13 +1,13 @@
 """Named presets: the table of run configs, from the CPU toy to the paper's scale.
 
-Three scales, one codebase (ARCHITECTURE.md):
+Three scales, one codebase (docs/architecture.md "Backends"):
 - `tiny`: CPU, the kit's own toy model; the whole pipeline in minutes (the embedded default).
 - `qwen3-*-24gb`: one consumer GPU, Unsloth LoRA + vLLM; every length scaled from the paper by
   one stated ratio.
 - `*-paper`: the paper's values, each citing its source; meant for a multi-GPU engine.
 
 Overrides and notebook parameters on top of a preset: overrides.py; the adapter from a stage
-config to `trl.GRPOConfig`: grpo_config.py.
+config to `trl.GRPOConfig`: polaris_lib/training/grpo_config.py.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _tiny() -> RunConfig:
             n_bootstrap=1000,
             checkpoints=["base", "stage1", "stage2", "stage3"],
         ),
-        notes="CPU, 2 cores: whole pipeline in minutes on the kit's own ~1M-parameter Qwen3.",
+        notes="CPU, 2 cores: whole pipeline in minutes on the kit's own 309K-parameter Qwen3.",
     )
 
 

@@ -1,7 +1,7 @@
 """Answer extraction for the reward (RECIPE §8): gold normalisation and the boxed final answer.
 
 Pure string work, no math-verify: what text a response offers as its answer, and which forms a
-stored gold may take. ``rewards`` decides equivalence on top of this.
+stored gold may take. ``grader.py`` decides equivalence on top of this.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Gold forms: a str; an int/float (``142.0`` becomes ``"142"``); or a list/array o
 gold answer is one string, e.g. ``"(3, 5)"`` or ``"$x=1, x=2$"``. A gold no form of which parses
 scores ``None`` (counted), never 0.
 
-Math-verify runs in killable worker processes (``grading_pool``), so the time bound holds in any
+Math-verify runs in killable worker processes (``grading/pool.py``), so the time bound holds in any
 thread; model output is only ever read by math-verify's LaTeX parser, never evaluated as code.
 """
 

@@ -1,6 +1,6 @@
-"""Batch-run the notebooks with papermill: one resumable run folder per run (ARCHITECTURE "Runs").
+"""Batch-run the notebooks with papermill: one resumable run folder per run (docs/architecture.md "Runs").
 
-Order (NOTEBOOKS.md): 01 probe (stage 1) -> 02 curate -> 03 stage 1 -> 01 probe (stage 2) ->
+Order (docs/architecture.md): 01 probe (stage 1) -> 02 curate -> 03 stage 1 -> 01 probe (stage 2) ->
 03 stage 2 -> ... -> 04 length extrapolation -> 05 eval -> 06 report.
 
 Resuming: a step is skipped when its folder is complete (`artifacts.step_done`) AND the

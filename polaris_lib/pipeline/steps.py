@@ -1,6 +1,6 @@
 """The pipeline's steps and their config fingerprints (what decides whether a step is stale).
 
-Step order (NOTEBOOKS.md): 01 probe (stage 1) -> 02 curate -> 03 stage 1 -> 01 probe (stage 2)
+Step order (docs/architecture.md): 01 probe (stage 1) -> 02 curate -> 03 stage 1 -> 01 probe (stage 2)
 -> 03 stage 2 -> ... -> 04 length extrapolation -> 05 eval -> 06 report. A step's fingerprint
 hashes the config values its notebook reads directly plus the previous step's fingerprint, so a
 change invalidates that step and every step after it, and nothing before.

@@ -1,9 +1,9 @@
 """The run report (06): reports/<run_id>/report.html rebuilt from the run folder's files alone.
 
 No model and no GPU: every number comes from a step folder's metrics.json or tidy tables, every
-figure either from a step's fig_*.png or from `plots.report` applied to those tables. A step
+figure either from a step's fig_*.png or from `report.figures` applied to those tables. A step
 that has not run shows a "not run" note instead. Compare mode overlays two or more runs.
-Table and file names follow NOTEBOOKS.md ("Artifacts each step writes").
+Table and file names follow docs/architecture.md ("Artifacts each step writes").
 """
 
 from __future__ import annotations

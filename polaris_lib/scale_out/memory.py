@@ -1,7 +1,7 @@
 """GPU memory formulas of one GRPO stage on one GPU, in plain numbers (the planner's formula layer).
 
 `ModelSpec`, `TrainSetup` and `estimate` take plain numbers (no project config) and are checked
-against hand calculations and Unsloth's published GRPO breakdown in tests/test_plan.py;
+against hand calculations and Unsloth's published GRPO breakdown in tests/scale_out/test_plan.py;
 polaris_lib/scale_out/plan.py maps a RunConfig onto them.
 "GB" here means GiB (2**30 bytes), the unit nvidia-smi reports and "24 GB" cards are sold in.
 Assumptions, each a stated approximation (docs/dependencies.md explains the sources):

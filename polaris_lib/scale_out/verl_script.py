@@ -13,9 +13,7 @@ from typing import Any
 from polaris_lib.config.sections import RunConfig
 from polaris_lib.scale_out.cost import hardware
 
-VERL_VERSION = (
-    "0.9.1"  # the verl release the override keys were checked against (tests/test_export.py)
-)
+VERL_VERSION = "0.9.1"  # the verl release the override keys were checked against (tests/scale_out/test_verl_export.py)
 ENTRY = "verl.trainer.main_ppo"
 
 

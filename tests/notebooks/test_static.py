@@ -1,4 +1,4 @@
-"""Static checks of every notebook (STYLE.md habits 1-2, NOTEBOOKS.md "Notebook shape").
+"""Static checks of every notebook (STYLE.md habits 1-2, docs/architecture.md "Notebook shape").
 
 Valid nbformat, committed without outputs, a title cell, imports-only second cell, exactly one
 `parameters` cell of commented literals whose names are config fields, numbered sections, no
@@ -79,7 +79,7 @@ STEP_PACKAGE = {
     "05": "evaluate",
     "06": "report",
 }
-"""The one step package each notebook may import (ARCHITECTURE.md: a notebook is thin over it)."""
+"""The one step package each notebook may import (docs/architecture.md: a notebook is thin over it)."""
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,7 +1,7 @@
 """The report: rebuilt from a stored run folder alone, every figure present, none broken.
 
 The stored run folder is synthetic (tests/synthetic.py: the files each step writes, per
-NOTEBOOKS.md). The page is also rendered with headless Chromium (Debian's `chromium`) to
+docs/architecture.md). The page is also rendered with headless Chromium (Debian's `chromium`) to
 test-artifacts/report*.png, and the browser itself says whether every <img> decoded.
 """
 
