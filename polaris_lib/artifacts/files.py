@@ -6,6 +6,7 @@ resumed run would mistake for a finished one. Append-only logs (jsonl) flush and
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -15,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
+    """The one atomic writer: temporary file in the same folder, fsync, rename over `path`.
+
+    A crash or a full disk leaves either the old file or the new one, never half of one, and no
+    temporary file behind. `mode` sets the permissions (mkstemp makes files owner-only).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -23,10 +30,18 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
+    """Write UTF-8 text atomically (see write_bytes)."""
+    return write_bytes(path, text.encode("utf-8"), mode)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -47,7 +62,7 @@ def _jsonable(obj: Any) -> Any:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write JSON atomically (sorted keys, indented: diffs stay readable)."""
     path = Path(path)
-    _atomic_write_bytes(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True).encode())
+    write_bytes(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True).encode())
     return path
 
 
@@ -73,13 +88,20 @@ def write_config(step: str | Path, cfg: Any, **extra: Any) -> Path:
 
 def write_parquet(path: str | Path, df) -> Path:
     """Write a tidy table atomically."""
-    import io
-
     path = Path(path)
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return path
+
+
+def write_arrow(path: str | Path, table) -> Path:
+    """Write a pyarrow Table as parquet atomically (keeps arrow types a pandas round trip loses)."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return write_bytes(path, buf.getvalue())
 
 
 def read_parquet(path: str | Path):
@@ -91,12 +113,10 @@ def read_parquet(path: str | Path):
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Save a matplotlib Figure as PNG atomically (the report embeds these files)."""
-    import io
-
     path = Path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return path
 
 
@@ -133,4 +153,4 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def rewrite_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Atomically replace a jsonl log (used to trim steps after a resume point)."""
     data = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in records)
-    _atomic_write_bytes(Path(path), data.encode())
+    write_bytes(Path(path), data.encode())

@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from polaris_lib.data.prompt import INSTRUCTION_SUFFIX
+INSTRUCTION_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
+"""The POLARIS repository's instruction, appended once to every problem (RECIPE.md §7): the default
+of ModelConfig.instruction_suffix; polaris_lib/data/prompt.py builds every prompt with it."""
 
 
 class ConfigError(ValueError):

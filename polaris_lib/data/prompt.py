@@ -6,8 +6,7 @@ export) builds its prompt here, so the wording the policy is trained on is the o
 
 from __future__ import annotations
 
-INSTRUCTION_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
-"""The POLARIS repository's instruction, appended once to every problem."""
+from polaris_lib.config.sections import INSTRUCTION_SUFFIX
 
 
 def apply_suffix(problem: str, suffix: str = INSTRUCTION_SUFFIX) -> str:

@@ -9,14 +9,13 @@ so the kit stores bare problems; every prompt is rebuilt through :func:`build_me
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from polaris_lib.artifacts.files import write_arrow
 from polaris_lib.data.prompt import INSTRUCTION_SUFFIX, build_messages, strip_suffix
 
 # extra_info keys that carry identity rather than extra columns.
@@ -127,15 +126,4 @@ def to_verl(df: pd.DataFrame, path: str | os.PathLike, suffix: str = INSTRUCTION
                 "extra_info": info,
             }
         )
-    table = pa.Table.from_pylist(records)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Atomic write: a crash never leaves a half-written parquet under the final name.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_arrow(path, pa.Table.from_pylist(records))

@@ -11,7 +11,6 @@ rewards `polaris_lib.scale_out.verl_reward` logs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -261,11 +260,7 @@ def _val_data(run: RunConfig, data_dir, fallback: pd.DataFrame) -> tuple[pd.Data
 
 def _write_script(path: Path, text: str) -> Path:
     """Atomic, executable: a half-written launch script must never be there to run."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return path
+    return artifacts.write_text(path, text, mode=0o755)
 
 
 def export_verl(

@@ -89,16 +89,8 @@ def easy_drop_from_log(
     kept, dropped = easy_drop(records, pd.DataFrame({"problem_id": ids}), threshold)
     keep = set(kept.problem_id)
     out = table.filter(pa.array([i in keep for i in ids]))
-    _write_arrow(out, Path(out_path))
+    artifacts.write_arrow(Path(out_path), out)
     artifacts.write_parquet(
         Path(out_path).with_name(Path(out_path).stem + "_easy_dropped.parquet"), dropped
     )
     return {"kept": out.num_rows, "dropped": len(dropped), "log_records": len(records)}
-
-
-def _write_arrow(table: pa.Table, path: Path) -> None:
-    """Atomic parquet write of an arrow table (tmp file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
