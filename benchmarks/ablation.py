@@ -24,17 +24,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib import artifacts, training
 from polaris_lib.artifacts import write_json
 from polaris_lib.config import parse_value
+from polaris_lib.config.overrides import apply_overrides
+from polaris_lib.config.presets import get_preset
+from polaris_lib.grading.grader import make_reward_fn
+from polaris_lib.policy.load import load_policy
+from polaris_lib.toy import make_problems
+from polaris_lib.training.grpo_config import to_grpo_config
+from polaris_lib.training.stage import to_train_dataset
 
 OUT = Path(__file__).parent / "results" / "ablation.json"
 
 
 def polaris_arm(cfg, problems, temps, seed_dir: Path) -> str:
     """Three POLARIS stages through polaris_lib.training.stage; returns the final checkpoint."""
-    from polaris_lib import artifacts
-    from polaris_lib.config.overrides import apply_overrides
-    from polaris_lib.training import stage
 
     over = {f"stages.{i}.temperature": t for i, t in enumerate(temps)}
     run = apply_overrides(cfg, over | {"run_dir": str(seed_dir)})
@@ -42,23 +47,17 @@ def polaris_arm(cfg, problems, temps, seed_dir: Path) -> str:
         artifacts.step_dir(seed_dir, artifacts.CURATE) / "curated.parquet", problems
     )
     for k in range(1, len(run.stages) + 1):
-        plan = stage.plan_stage(run, k)
+        plan = training.plan_stage(run, k)
         out = artifacts.step_dir(seed_dir, artifacts.STAGE, k)
-        data = stage.load_stage_data(run, k)
-        stage.train_stage(run, plan, out, data)
-        stage.drop_easy(run, k, out, data)
+        data = training.load_stage_data(run, k)
+        training.train_stage(run, plan, out, data)
+        training.drop_easy(run, k, out, data)
     return str(artifacts.checkpoint_dir(seed_dir, len(run.stages)) / "final")
 
 
 def plain_arm(cfg, problems, temp: float, seed_dir: Path) -> str:
     """TRL's GRPOTrainer, one stage of the same total steps; returns the saved policy folder."""
     from trl import GRPOTrainer
-
-    from polaris_lib.config.overrides import apply_overrides
-    from polaris_lib.grading.grader import make_reward_fn
-    from polaris_lib.policy.load import load_policy
-    from polaris_lib.training.grpo_config import to_grpo_config
-    from polaris_lib.training.stage import to_train_dataset
 
     total = sum(s.max_steps for s in cfg.stages)
     last = cfg.stages[-1].max_completion_length
@@ -101,10 +100,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib.config.overrides import apply_overrides
-    from polaris_lib.config.presets import get_preset
-    from polaris_lib.toy import make_problems
-    from polaris_lib.training import heldout as stage_eval
 
     results, t_start = [], time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="ablation_"))
@@ -118,8 +113,8 @@ def main() -> None:
             over[f"stages.{i}.max_steps"] = max(1, round(st.max_steps * args.steps_scale))
         cfg = apply_overrides(base, over)
         problems = make_problems(cfg.toy, "train", cfg.curation.max_problems, seed=seed)
-        held = stage_eval.heldout_problems(apply_overrides(cfg, {"seed": 0}))  # same for all
-        warm = stage_eval.heldout_scores(cfg, None, held)
+        held = training.heldout_problems(apply_overrides(cfg, {"seed": 0}))  # same for all
+        warm = training.heldout_scores(cfg, None, held)
         for arm in ("polaris", "plain"):
             t0 = time.perf_counter()
             seed_dir = root / f"{arm}_seed{seed}"
@@ -127,7 +122,7 @@ def main() -> None:
                 final = polaris_arm(cfg, problems, args.temperatures, seed_dir)
             else:
                 final = plain_arm(cfg, problems, args.temperatures[0], seed_dir)
-            cmp = stage_eval.compare_heldout(cfg, warm, stage_eval.heldout_scores(cfg, final, held))
+            cmp = training.compare_heldout(cfg, warm, training.heldout_scores(cfg, final, held))
             results.append(
                 dict(arm=arm, seed=seed, seconds=round(time.perf_counter() - t0, 1))
                 | {k: cmp[k] for k in ("heldout_acc", "heldout_acc_warmstart", "heldout_gain")}

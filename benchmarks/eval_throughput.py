@@ -20,7 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib import evaluate
 from polaris_lib.artifacts import write_json
+from polaris_lib.config import apply_overrides, get_preset
+from polaris_lib.grading import Grader
+from polaris_lib.policy import load_policy, sample
 
 OUT = Path(__file__).parent / "results" / "eval_throughput.json"
 
@@ -36,12 +40,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib.artifacts import resume as eval_pairs
-    from polaris_lib.config.overrides import apply_overrides
-    from polaris_lib.config.presets import get_preset
-    from polaris_lib.evaluate import run as evaluate
-    from polaris_lib.grading.grader import Grader
-    from polaris_lib.policy.sampling import sample
 
     tmp = Path(tempfile.mkdtemp(prefix="eval_bench_"))
     cfg = apply_overrides(
@@ -56,13 +54,13 @@ def main() -> None:
     )
     grader = Grader(thinking=cfg.model.thinking)
     grader.grade_batch(["<think></think>\\boxed{1}"], ["1"])  # start the worker pool first
-    model, tok = evaluate.load_for_eval(cfg, None)
+    model, tok = load_policy(cfg)
     t0 = time.perf_counter()
     responses = evaluate.run_evaluation(
         cfg, tmp / "05", load_fn=lambda c, p: (model, tok), grader=grader, log=lambda s: None
     )
     wall = time.perf_counter() - t0
-    t = eval_pairs.timings(tmp / "05").iloc[0]
+    t = evaluate.timings(tmp / "05").iloc[0]
 
     # Alternative 1: the same settings, one prompt per generate call, on a subset.
     problems = evaluate.load_benchmark("toy", cfg).head(args.single)

@@ -23,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib import artifacts
 from polaris_lib.artifacts import write_json
+from polaris_lib.config.presets import get_preset
+from polaris_lib.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "multiprocess.json"
@@ -32,9 +35,6 @@ sys.path.insert(0, str(ROOT))
 
 def prepare(run_dir: Path, n: int) -> None:
     """A run folder whose 'curated' set is the toy train split (n problems)."""
-    from polaris_lib import artifacts
-    from polaris_lib.config.presets import get_preset
-    from polaris_lib.data import load_dataset
 
     df = load_dataset("toy", split="train", n=n, toy_cfg=get_preset("tiny").toy, seed=0)
     df.attrs = {}
@@ -44,8 +44,6 @@ def prepare(run_dir: Path, n: int) -> None:
 def run(run_dir: Path, processes: int, overrides: dict) -> dict:
     """Train stage 1 once; wall time plus what the run folder recorded."""
     import pandas as pd
-
-    from polaris_lib import artifacts
 
     args = ["scripts/train_stage.py", "--preset", "tiny", "--stage", "1", "--run-dir", str(run_dir)]
     for k, v in overrides.items():

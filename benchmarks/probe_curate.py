@@ -24,11 +24,9 @@ import torch
 
 from polaris_lib import curate, probe
 from polaris_lib.artifacts import write_json
-from polaris_lib.config.overrides import apply_overrides
-from polaris_lib.config.presets import get_preset
-from polaris_lib.grading import grader as rewards
-from polaris_lib.policy import sampling
-from polaris_lib.policy.load import load_policy
+from polaris_lib.config import apply_overrides, get_preset
+from polaris_lib.grading import default_grader
+from polaris_lib.policy import grade_samples, load_policy, sample
 
 OUT = Path(__file__).resolve().parent / "results" / "probe_curate.json"
 
@@ -38,7 +36,7 @@ def _alternative(model, tok, problems, n, temperature, max_new_tokens, grader) -
     t0 = time.perf_counter()
     for i in range(len(problems)):
         one = problems.iloc[i : i + 1]
-        s = sampling.sample(
+        s = sample(
             model,
             tok,
             one,
@@ -48,7 +46,7 @@ def _alternative(model, tok, problems, n, temperature, max_new_tokens, grader) -
             batch_size=n,
             progress=False,
         )
-        probe.grade(s, one, grader)
+        grade_samples(s, one, grader)
     return len(problems) * n / (time.perf_counter() - t0)
 
 
@@ -64,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir:
         run = apply_overrides(get_preset("tiny"), {**over, "run_dir": run_dir})
         model, tok = load_policy(run)
-        grader = rewards.default_grader(thinking=run.model.thinking)
+        grader = default_grader(thinking=run.model.thinking)
         grader.grade("<think>.</think>\\boxed{1}", "1")  # start the grading workers off the clock
 
         problems = probe.probe_problems(run)

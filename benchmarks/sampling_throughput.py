@@ -14,7 +14,11 @@ import json
 import time
 from pathlib import Path
 
+from polaris_lib import toy
 from polaris_lib.artifacts import write_json
+from polaris_lib.config.sections import ToyConfig
+from polaris_lib.policy.sampling import sample
+from polaris_lib.toy import build as toy_build
 
 OUT = Path(__file__).parent / "results" / "sampling_throughput.json"
 
@@ -30,10 +34,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import toy
-    from polaris_lib.config.sections import ToyConfig
-    from polaris_lib.policy.sampling import sample
-    from polaris_lib.toy import build as toy_build
 
     cfg = ToyConfig()
     model, tok = toy_build.load_toy_world(cfg)

@@ -1,7 +1,7 @@
 """The toy result of the stage schedule: three POLARIS stages on the tiny preset, timed, with the
 held-out accuracy after each stage against the warm start (95% bootstrap intervals, paired gain).
 
-Runs the same library calls as notebook 03 (polaris_lib.training.stage / stage_eval), stage after stage, in
+Runs the same library calls as notebook 03 (polaris_lib.training), stage after stage, in
 a throwaway run folder. Without notebooks 01/02 in front of it: the stage temperatures are given
 (--temperature, default 1.0 = the eval temperature) and stage 1 trains on the preset's curation
 pool with no pass-rate filter (the toy warm start solves few problems 8/8, so 02 drops little).
@@ -20,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from polaris_lib import artifacts, training
 from polaris_lib.artifacts import write_json
 from polaris_lib.config import parse_value
+from polaris_lib.config.overrides import resolve
+from polaris_lib.toy import make_problems
 
 OUT = Path(__file__).parent / "results" / "toy_stages.json"
 
@@ -47,11 +50,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib import artifacts
-    from polaris_lib.config.overrides import resolve
-    from polaris_lib.toy import make_problems
-    from polaris_lib.training import heldout as stage_eval
-    from polaris_lib.training import stage
 
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="toy_stages_")
     over = {"stages.*.temperature": args.temperature}
@@ -66,26 +64,26 @@ def main() -> None:
     pool = make_problems(cfg.toy, "train", cfg.curation.max_problems, seed=cfg.seed)
     cur = artifacts.step_dir(run_dir, artifacts.CURATE)
     artifacts.write_parquet(cur / "curated.parquet", pool.assign(pass_rate=float("nan")))
-    held = stage_eval.heldout_problems(cfg)
+    held = training.heldout_problems(cfg)
     t0 = time.perf_counter()
-    warm = stage_eval.warmstart_scores(cfg, held)
+    warm = training.warmstart_scores(cfg, held)
     timings = {"heldout_eval_warmstart": round(time.perf_counter() - t0, 1)}
     stages = []
     for k in range(1, (args.stages or len(cfg.stages)) + 1):
         out = artifacts.step_dir(run_dir, artifacts.STAGE, k)
-        plan = stage.plan_stage(cfg, k)
-        data = stage.load_stage_data(cfg, k)
+        plan = training.plan_stage(cfg, k)
+        data = training.load_stage_data(cfg, k)
         t0 = time.perf_counter()
-        summary = stage.train_stage(cfg, plan, out, data)
+        summary = training.train_stage(cfg, plan, out, data)
         t_train = time.perf_counter() - t0
         steps = artifacts.read_parquet(out / "steps.parquet")
-        kept, dropped = stage.drop_easy(cfg, k, out, data)
+        kept, dropped = training.drop_easy(cfg, k, out, data)
         t0 = time.perf_counter()
-        after = stage_eval.heldout_scores(cfg, str(plan.final_dir), held)
+        after = training.heldout_scores(cfg, str(plan.final_dir), held)
         t_eval = time.perf_counter() - t0
-        cmp = stage_eval.compare_heldout(cfg, warm, after)
-        sizes = stage.dataset_sizes(cfg, k)
-        m = stage.stage_metrics(plan, summary, steps, sizes, cmp)
+        cmp = training.compare_heldout(cfg, warm, after)
+        sizes = training.dataset_sizes(cfg, k)
+        m = training.stage_metrics(plan, summary, steps, sizes, cmp)
         stages.append(
             {key.removeprefix("train/"): v for key, v in m.items()}
             | dict(

@@ -27,6 +27,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from polaris_lib.artifacts import write_json
+from polaris_lib.config.presets import get_preset
+from polaris_lib.grading.grader import make_reward_fn
+from polaris_lib.toy import make_problems
+from polaris_lib.toy.build import build_toy_world
+from polaris_lib.training.grpo_config import to_grpo_config
+from polaris_lib.training.stage import to_train_dataset
+from polaris_lib.training.trainer import PolarisGRPOTrainer, PolarisOptions
 
 OUT = Path(__file__).parent / "results" / "trainer_overhead.json"
 
@@ -50,12 +57,6 @@ class TimedMixin:
 def build(kind: str, cfg, model_dir: str, out_dir: str, steps: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
-
-    from polaris_lib.grading.grader import make_reward_fn
-    from polaris_lib.toy import make_problems
-    from polaris_lib.training.grpo_config import to_grpo_config
-    from polaris_lib.training.stage import to_train_dataset
-    from polaris_lib.training.trainer import PolarisGRPOTrainer, PolarisOptions
 
     base = PolarisGRPOTrainer if kind == "polaris" else GRPOTrainer
     cls = type(f"Timed{base.__name__}", (TimedMixin, base), {})
@@ -132,8 +133,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from polaris_lib.config.presets import get_preset
-    from polaris_lib.toy.build import build_toy_world
 
     cfg = get_preset("tiny")
     model_dir = str(build_toy_world(cfg.toy))
