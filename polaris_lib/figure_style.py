@@ -18,6 +18,15 @@ def new_figure(width: float = 6.4, height: float = 4.0, **kwargs):
     return fig, ax
 
 
+def run_caption(run, *details: str) -> str:
+    """The caption text every figure carries: preset · model · seed, then the step's own details.
+
+    `run` is a RunConfig (anything with preset, model.name_or_path and seed).
+    """
+    parts = [f"preset {run.preset}", f"model {run.model.name_or_path}", f"seed {run.seed}"]
+    return " · ".join([*parts, *details])
+
+
 def caption(fig, text: str) -> None:
     """Small caption under the figure: preset, model, seeds — so a PNG on its own says what it is."""
     fig.text(0.01, -0.02, text, fontsize=7, color="0.3", ha="left", va="top")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from polaris_lib import artifacts, data
 from polaris_lib.artifacts.resume import PartStore
+from polaris_lib.figure_style import run_caption
 from polaris_lib.policy.load import weights_key, world_key
 from polaris_lib.policy.rollouts import rollout
 
@@ -220,10 +221,13 @@ def check_artifacts(step: str | Path) -> dict:
     return m
 
 
-def describe(run, temperature: float) -> str:
-    """Figure caption: preset, model, pool, seed, temperature, samples per problem."""
+def figure_caption(run, temperature: float) -> str:
+    """Figure caption: preset, model, seed, pool, temperature, samples per problem."""
     c = run.curation
-    return (
-        f"preset {run.preset} · model {run.model.name_or_path} · pool {c.pool} · seed {run.seed} · "
-        f"T={temperature:g} · {c.samples_per_problem} samples/problem · max {c.max_new_tokens} tokens"
+    return run_caption(
+        run,
+        f"pool {c.pool}",
+        f"T={temperature:g}",
+        f"{c.samples_per_problem} samples/problem",
+        f"max {c.max_new_tokens} tokens",
     )

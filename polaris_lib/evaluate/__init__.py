@@ -15,8 +15,8 @@ from polaris_lib.evaluate.run import (
 from polaris_lib.evaluate.tables import (
     ARTIFACTS,
     check_artifacts,
-    describe,
     eval_metrics,
+    figure_caption,
     headline,
 )
 from polaris_lib.metrics import (

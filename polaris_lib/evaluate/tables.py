@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib import artifacts
+from polaris_lib.figure_style import run_caption
 from polaris_lib.metrics import INTERVAL_METHOD, summarize
 from polaris_lib.policy.rollouts import RESPONSE_COLUMNS
 
@@ -65,13 +66,14 @@ ARTIFACTS = [
 """Artifacts of a finished 05 step."""
 
 
-def describe(cfg) -> str:
+def figure_caption(cfg) -> str:
     """Figure caption: preset, model, seed and the sampling settings."""
     e = cfg.eval
-    return (
-        f"preset {cfg.preset} · model {cfg.model.name_or_path} · seed {cfg.seed} · "
+    return run_caption(
+        cfg,
         f"T {e.temperature}, top_p {e.top_p}, top_k {e.top_k or 'off'}, "
-        f"≤ {e.max_new_tokens} new tokens · interval: {INTERVAL_METHOD}"
+        f"≤ {e.max_new_tokens} new tokens",
+        f"interval: {INTERVAL_METHOD}",
     )
 
 

@@ -19,6 +19,7 @@ from polaris_lib import artifacts
 from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import RunConfig
 from polaris_lib.data import catalog_entry, load_dataset
+from polaris_lib.figure_style import run_caption
 from polaris_lib.metrics import length_bucket_accuracy, summarize
 from polaris_lib.policy.load import load_policy, weights_key
 from polaris_lib.policy.rollouts import rollout
@@ -44,14 +45,16 @@ def trained_length(cfg: RunConfig) -> int:
     return cfg.stages[-1].max_completion_length
 
 
-def describe(cfg: RunConfig, checkpoint: str | None, n_problems: int) -> str:
-    """Figure caption: preset, model, checkpoint, seed, sizes and the YaRN settings."""
+def figure_caption(cfg: RunConfig, checkpoint: str | None, n_problems: int) -> str:
+    """Figure caption: preset, model, seed, checkpoint, sizes and the YaRN settings."""
     y, e = cfg.yarn, cfg.eval
-    return (
-        f"preset {cfg.preset} · model {cfg.model.name_or_path} · {checkpoint or 'base'} · "
-        f"seed {cfg.seed} · {n_problems} problems × {y.n_samples} samples · T {e.temperature} · "
+    return run_caption(
+        cfg,
+        checkpoint or "base",
+        f"{n_problems} problems × {y.n_samples} samples",
+        f"T {e.temperature}",
         f"YaRN factor {y.factor:g} over {y.original_max_position_embeddings} positions, "
-        f"attention factor {y.attention_factor:g}"
+        f"attention factor {y.attention_factor:g}",
     )
 
 

@@ -5,7 +5,7 @@ from polaris_lib.probe.run import (
     ARTIFACTS,
     SAMPLE_COLUMNS,
     check_artifacts,
-    describe,
+    figure_caption,
     per_temperature,
     probe_problems,
     run_grid,

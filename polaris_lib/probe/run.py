@@ -19,6 +19,7 @@ import pandas as pd
 from polaris_lib import artifacts, data, metrics
 from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import ProbeConfig
+from polaris_lib.figure_style import run_caption
 from polaris_lib.policy.load import weights_key, world_key
 from polaris_lib.policy.rollouts import rollout
 from polaris_lib.probe.zones import ZONES
@@ -166,12 +167,14 @@ def save(out: str | Path, samples: pd.DataFrame, table: pd.DataFrame, decision: 
     return artifacts.update_metrics(out, decision)
 
 
-def describe(run, stage: int, n_problems: int) -> str:
-    """Figure caption: preset, model, stage, seed and probe size."""
+def figure_caption(run, stage: int, n_problems: int) -> str:
+    """Figure caption: preset, model, seed, stage and probe size."""
     p = run.probe
-    return (
-        f"preset {run.preset} · model {run.model.name_or_path} · stage {stage} · seed {run.seed} · "
-        f"{p.dataset}: {n_problems} problems × {p.n_samples} samples · max {p.max_new_tokens} tokens"
+    return run_caption(
+        run,
+        f"stage {stage}",
+        f"{p.dataset}: {n_problems} problems × {p.n_samples} samples",
+        f"max {p.max_new_tokens} tokens",
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import now
-from polaris_lib.report import html as H
+from polaris_lib.report import html
 from polaris_lib.report.runs import Run
 from polaris_lib.report.sections import compare_sections, single_run_sections
 
@@ -42,12 +42,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     status = m.get("status", "unknown")
     if status == "running":  # built by step 06 of a run in progress
         status = "built during the run (step 06)"
-    sub = H.esc(
+    sub = html.esc(
         f"preset {m.get('preset', '?')} · seed {m.get('seed', '?')} · "
         f"status {status} · built {now()} from {run.dir}"
     )
     out = Path(out_dir or run.dir) / "report.html"
-    H.write_page(out, H.page(f"POLARIS run {run.name}", sub, sections))
+    html.write_page(out, html.page(f"POLARIS run {run.name}", sub, sections))
     if save_dir is not None:
         artifacts.write_json(
             save_dir / INDEX,
@@ -78,4 +78,6 @@ def build_compare_report(run_dirs: list[str | Path], out_dir: str | Path) -> Pat
     sections = compare_sections(runs)
     names = ", ".join(r.name for r in runs)
     out = Path(out_dir) / "report.html"
-    return H.write_page(out, H.page(f"POLARIS runs compared: {names}", H.esc(names), sections))
+    return html.write_page(
+        out, html.page(f"POLARIS runs compared: {names}", html.esc(names), sections)
+    )

@@ -11,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from polaris_lib import artifacts, metrics, paper
-from polaris_lib.report import figures as P
-from polaris_lib.report import html as H
+from polaris_lib.report import figures, html
 from polaris_lib.report.runs import (
     Run,
     difficulty,
@@ -30,15 +29,15 @@ from polaris_lib.report.runs import (
 
 def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
     """Embed a report figure, and keep a copy in the 06_report folder when building a run."""
-    png = H.png_of(fig)
+    png = html.png_of(fig)
     if save_dir is not None:
         (save_dir / f"fig_{fig_id}.png").write_bytes(png)
-    return H.figure(png, fig_id, caption)
+    return html.figure(png, fig_id, caption)
 
 
 def _step_figs(run: Run, step: str, skip: tuple[str, ...] = ()) -> str:
     figs = [p for p in run.figures(step) if p.name not in skip]
-    return "".join(H.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in figs)
+    return "".join(html.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in figs)
 
 
 def _grid(figs: str) -> str:
@@ -56,31 +55,31 @@ def _status(run: Run, step: str) -> str:
 def _probe(run: Run, save: Path | None) -> str:
     temps = temperatures([run])
     body = [
-        H.note(
+        html.note(
             "The training temperature of each stage: stage 1 at the start of the "
             "controlled-exploration zone, later stages matching the previous stage's "
             "distinct-4 (RECIPE §1)."
         )
     ]
     if not temps.empty:
-        body.append(H.table(temps.drop(columns="run")))
+        body.append(html.table(temps.drop(columns="run")))
         rule = run.metrics(probe_name(1)).get("probe/rule")
         if rule:
-            body.append(H.details("the rule, as recorded", f"<pre>{H.esc(rule)}</pre>"))
+            body.append(html.details("the rule, as recorded", f"<pre>{html.esc(rule)}</pre>"))
     figs, missing = [], []
     for k in range(1, run.n_stages + 1):
         step = probe_name(k)
         if run.done(step):
             figs.append(_step_figs(run, step))
         else:
-            missing.append(H.not_run(step, _status(run, step)))
+            missing.append(html.not_run(step, _status(run, step)))
     body += [*missing, _grid("".join(figs))]
     return "".join(body)
 
 
 def _curate(run: Run, save: Path | None) -> str:
     if not run.done(artifacts.CURATE):
-        return H.not_run(artifacts.CURATE, _status(run, artifacts.CURATE))
+        return html.not_run(artifacts.CURATE, _status(run, artifacts.CURATE))
     m = run.metrics(artifacts.CURATE)
     keys = (
         "curate/pool_size",
@@ -90,12 +89,12 @@ def _curate(run: Run, save: Path | None) -> str:
         "curate/mean_pass_rate",
         "curate/temperature",
     )
-    body = [H.kv_table({k: m[k] for k in keys if k in m})]
+    body = [html.kv_table({k: m[k] for k in keys if k in m})]
     hist = difficulty([run])
     if not hist.empty:
         body.append(
             _fig(
-                P.difficulty_before_after(hist, run.caption()),
+                figures.difficulty_before_after(hist, run.caption()),
                 "difficulty",
                 save,
                 "pass-rate histogram of the pool before curation and of the training "
@@ -109,11 +108,11 @@ def _train(run: Run, save: Path | None) -> str:
     steps, bounds = training([run])
     body = []
     if steps.empty:
-        body.append(H.not_run("training curves", "no stage has written steps.parquet yet"))
+        body.append(html.not_run("training curves", "no stage has written steps.parquet yet"))
     else:
         body.append(
             _fig(
-                P.training_timeline(steps, bounds, run.caption()),
+                figures.training_timeline(steps, bounds, run.caption()),
                 "training",
                 save,
                 "all stages on one step axis; shading and dashed lines mark stages",
@@ -123,30 +122,30 @@ def _train(run: Run, save: Path | None) -> str:
     if not drops.empty:
         body.append(
             _fig(
-                P.easy_drop(drops, run.caption()),
+                figures.easy_drop(drops, run.caption()),
                 "easy_drop",
                 save,
                 "problems dropped as easy (stage mean reward above the threshold)",
             )
         )
-        body.append(H.table(drops.drop(columns="run")))
+        body.append(html.table(drops.drop(columns="run")))
     for k in range(1, run.n_stages + 1):
         step = stage_name(k)
         if not run.done(step):
-            body.append(H.not_run(step, _status(run, step)))
+            body.append(html.not_run(step, _status(run, step)))
             continue
         m = {k2: v for k2, v in run.metrics(step).items() if k2.startswith("train/")}
-        body.append(f"<h3>Stage {k}</h3>" + H.details("metrics", H.kv_table(m)))
+        body.append(f"<h3>Stage {k}</h3>" + html.details("metrics", html.kv_table(m)))
         body.append(_grid(_step_figs(run, step)))
     return "".join(body)
 
 
 def _yarn(run: Run, save: Path | None) -> str:
     if not run.done(artifacts.LENGTH):
-        return H.not_run(artifacts.LENGTH, _status(run, artifacts.LENGTH))
+        return html.not_run(artifacts.LENGTH, _status(run, artifacts.LENGTH))
     m = run.metrics(artifacts.LENGTH)
     body = [
-        H.note(
+        html.note(
             "avg@k with its 95% interval per response budget, with and without YaRN "
             f"(trained length {m.get('yarn/trained_length', '?')} tokens)."
         )
@@ -155,14 +154,14 @@ def _yarn(run: Run, save: Path | None) -> str:
     if not avg.empty:
         cell = avg.apply(lambda r: f"{r['avg']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", axis=1)
         wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
-        body.append(H.table(wide.reset_index().rename(columns=str)))
-    body.append(H.details("all yarn/ metrics", H.kv_table(m)))
+        body.append(html.table(wide.reset_index().rename(columns=str)))
+    body.append(html.details("all yarn/ metrics", html.kv_table(m)))
     return "".join(body) + _grid(_step_figs(run, artifacts.LENGTH))
 
 
 def _eval(run: Run, save: Path | None) -> str:
     if not run.done(artifacts.EVAL):
-        return H.not_run(artifacts.EVAL, _status(run, artifacts.EVAL))
+        return html.not_run(artifacts.EVAL, _status(run, artifacts.EVAL))
 
     summary, curve = evaluation([run])
     body = []
@@ -183,27 +182,27 @@ def _eval(run: Run, save: Path | None) -> str:
             if c in summary
         ]
         body += [
-            H.note(summary.attrs.get("interval", metrics.INTERVAL_METHOD)),
-            H.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"})),
+            html.note(summary.attrs.get("interval", metrics.INTERVAL_METHOD)),
+            html.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"})),
         ]
         model = run.config().get("model", {}).get("name_or_path", "")
         comparison = paper.paper_comparison(summary, model)
         if comparison.empty:
             ref = pd.DataFrame(paper.PAPER_RESULTS).T.rename_axis("model").reset_index()
             body.append(
-                H.note(
+                html.note(
                     f"The paper reports no numbers for {model or 'this model'}; for "
                     "reference, its avg@k (%, RECIPE §7):"
                 )
-                + H.table(ref, "{:.1f}")
+                + html.table(ref, "{:.1f}")
             )
         else:
-            body.append(H.table(comparison, "{:.1f}"))
+            body.append(html.table(comparison, "{:.1f}"))
     shown: tuple[str, ...] = ()
     if not curve.empty:  # the report's own pass@k replaces the step's copy of the same curves
         body.append(
             _fig(
-                P.pass_at_k_overlay(curve, run.caption()),
+                figures.pass_at_k_overlay(curve, run.caption()),
                 "pass_at_k",
                 save,
                 "unbiased pass@k per checkpoint",
@@ -216,7 +215,9 @@ def _eval(run: Run, save: Path | None) -> str:
 def _manifest(run: Run, save: Path | None) -> str:
     m = run.manifest
     if not m:
-        return H.not_run("manifest.json", "this folder has no manifest (not made by polaris run)")
+        return html.not_run(
+            "manifest.json", "this folder has no manifest (not made by polaris run)"
+        )
     steps = manifest_steps(run)
     dev = m.get("device", {})
     env = {
@@ -231,7 +232,7 @@ def _manifest(run: Run, save: Path | None) -> str:
         "peak kernel RSS": f"{steps['peak_rss_gb'].fillna(0).max():.2f} GB",
     }
     pk = ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items())
-    return H.kv_table(env) + H.table(steps, "{:.2f}") + H.note(f"packages: {pk}")
+    return html.kv_table(env) + html.table(steps, "{:.2f}") + html.note(f"packages: {pk}")
 
 
 SINGLE = [
@@ -255,20 +256,20 @@ def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
 
     def add(anchor, heading, table, make, fig_id, note=""):
         body = (
-            H.not_run(heading, "no run has this step")
+            html.not_run(heading, "no run has this step")
             if table.empty
-            else H.figure(H.png_of(make(table)), fig_id, note)
+            else html.figure(html.png_of(make(table)), fig_id, note)
         )
         out.append((anchor, heading, body))
 
     temps = temperatures(runs)
-    probe_tab = H.table(temps) if not temps.empty else ""
+    probe_tab = html.table(temps) if not temps.empty else ""
     curves = probe_curves(runs)
     add(
         "probe",
         "1. Temperature probe",
         curves,
-        lambda t: P.probe_overlay(t, temps, cap),
+        lambda t: figures.probe_overlay(t, temps, cap),
         "probe_overlay",
     )
     out[-1] = (out[-1][0], out[-1][1], probe_tab + out[-1][2])
@@ -276,30 +277,37 @@ def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
         "curate",
         "2. Difficulty curation",
         difficulty(runs),
-        lambda t: P.difficulty_before_after(t, cap),
+        lambda t: figures.difficulty_before_after(t, cap),
         "difficulty",
     )
     steps, bounds = training(runs)
-    add("train", "3. GRPO stages", steps, lambda t: P.training_timeline(t, bounds, cap), "training")
+    add(
+        "train",
+        "3. GRPO stages",
+        steps,
+        lambda t: figures.training_timeline(t, bounds, cap),
+        "training",
+    )
     drops = easy_drops(runs)
     if not drops.empty:
         out.append(
             (
                 "drop",
                 "3b. Easy-drop per stage",
-                H.figure(H.png_of(P.easy_drop(drops, cap)), "easy_drop") + H.table(drops),
+                html.figure(html.png_of(figures.easy_drop(drops, cap)), "easy_drop")
+                + html.table(drops),
             )
         )
     add(
         "yarn",
         "4. Length extrapolation (YaRN)",
         yarn(runs),
-        lambda t: P.yarn_overlay(t, cap),
+        lambda t: figures.yarn_overlay(t, cap),
         "yarn",
     )
     summary, curve = evaluation(runs)
-    add("eval", "5. Evaluation", summary, lambda t: P.eval_overlay(t, cap), "eval")
-    add("passk", "5b. pass@k", curve, lambda t: P.pass_at_k_overlay(t, cap), "pass_at_k")
+    add("eval", "5. Evaluation", summary, lambda t: figures.eval_overlay(t, cap), "eval")
+    add("passk", "5b. pass@k", curve, lambda t: figures.pass_at_k_overlay(t, cap), "pass_at_k")
     rows = [
         dict(
             run=r.name,
@@ -311,5 +319,5 @@ def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
         )
         for r in runs
     ]
-    out.append(("manifest", "6. The runs", H.table(pd.DataFrame(rows), "{:.1f}")))
+    out.append(("manifest", "6. The runs", html.table(pd.DataFrame(rows), "{:.1f}")))
     return out

@@ -19,7 +19,7 @@ from polaris_lib.training.stage import (
     build_trainer,
     dataset_sizes,
     drop_easy,
-    figure_note,
+    figure_caption,
     final_complete,
     last_complete_checkpoint,
     load_stage_data,

@@ -27,6 +27,7 @@ from polaris_lib import artifacts
 from polaris_lib.artifacts import STAGE, step_dir
 from polaris_lib.config.sections import RunConfig
 from polaris_lib.data import build_messages
+from polaris_lib.figure_style import run_caption
 from polaris_lib.grading.grader import make_reward_fn
 from polaris_lib.policy.load import load_policy
 from polaris_lib.training.easy_drop import easy_drop
@@ -255,9 +256,6 @@ def stage_metrics(
     return m | {f"train/{k}": v for k, v in heldout.items()}
 
 
-def figure_note(run: RunConfig, plan: StagePlan) -> str:
-    """Caption text: preset, model, stage, temperature, seed."""
-    return (
-        f"preset {run.preset} · model {run.model.name_or_path} · stage {plan.stage} · "
-        f"T={plan.temperature:g} · seed {run.seed}"
-    )
+def figure_caption(run: RunConfig, plan: StagePlan) -> str:
+    """Figure caption: preset, model, seed, stage, temperature."""
+    return run_caption(run, f"stage {plan.stage}", f"T={plan.temperature:g}")
