@@ -48,7 +48,7 @@ def polaris_arm(cfg, problems, temps, seed_dir: Path) -> str:
     )
     for k in range(1, len(run.stages) + 1):
         plan = training.plan_stage(run, k)
-        out = artifacts.step_dir(seed_dir, artifacts.STAGE, k)
+        out = artifacts.step_dir(seed_dir, artifacts.GRPO_STAGE, k)
         data = training.load_stage_data(run, k)
         training.train_stage(run, plan, out, data)
         training.drop_easy(run, k, out, data)

@@ -60,7 +60,7 @@ def run(run_dir: Path, processes: int, overrides: dict) -> dict:
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"{processes} process(es) failed:\n{res.stderr[-4000:]}")
-    step = artifacts.step_dir(run_dir, artifacts.STAGE, 1, create=False)
+    step = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, 1, create=False)
     steps = pd.read_parquet(step / "steps.parquet")
     log = artifacts.read_jsonl(step / "reward_log.jsonl")
     metrics = artifacts.read_json(step / "metrics.json")

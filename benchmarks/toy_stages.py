@@ -70,7 +70,7 @@ def main() -> None:
     timings = {"heldout_eval_warmstart": round(time.perf_counter() - t0, 1)}
     stages = []
     for k in range(1, (args.stages or len(cfg.stages)) + 1):
-        out = artifacts.step_dir(run_dir, artifacts.STAGE, k)
+        out = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, k)
         plan = training.plan_stage(cfg, k)
         data = training.load_stage_data(cfg, k)
         t0 = time.perf_counter()

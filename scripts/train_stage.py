@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from polaris_lib import artifacts, training  # noqa: E402
-from polaris_lib.artifacts import STAGE, step_dir  # noqa: E402
+from polaris_lib.artifacts import GRPO_STAGE, step_dir  # noqa: E402
 from polaris_lib.config import PRESETS, parse_value, resolve  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         with state.main_process_first():  # build (or find) the cached toy model once
             build_toy_world(cfg.toy, progress=False)
-    out = step_dir(cfg.run_dir, STAGE, a.stage)
+    out = step_dir(cfg.run_dir, GRPO_STAGE, a.stage)
     plan = training.plan_stage(cfg, a.stage)
     problems = training.load_stage_data(cfg, a.stage)
     if state.is_main_process:

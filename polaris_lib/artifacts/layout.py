@@ -27,17 +27,17 @@ from polaris_lib.config.sections import RunConfig
 # Step folder names, in pipeline order. Staged notebooks get a `_stage{k}` suffix.
 PROBE = "01_temperature_probe"
 CURATE = "02_curate_by_difficulty"
-STAGE = "03_grpo_stage"
-LENGTH = "04_length_extrapolation"
-EVAL = "05_eval_aime"
+GRPO_STAGE = "03_grpo_stage"
+EXTRAPOLATION = "04_length_extrapolation"
+EVALUATION = "05_eval_aime"
 REPORT = "06_report"
-STAGED_STEPS = (PROBE, STAGE)
+STAGED_STEPS = (PROBE, GRPO_STAGE)
 
 
 def step_dir(
     run_dir: str | Path, step: str, stage: int | None = None, *, create: bool = True
 ) -> Path:
-    """Folder of one notebook step, e.g. step_dir(run, STAGE, 2) -> run/03_grpo_stage_stage2."""
+    """Folder of one notebook step, e.g. step_dir(run, GRPO_STAGE, 2) -> run/03_grpo_stage_stage2."""
     if step in STAGED_STEPS and stage is None:
         raise ValueError(f"step {step} runs once per stage: pass stage=k")
     name = f"{step}_stage{stage}" if step in STAGED_STEPS else step
@@ -121,7 +121,7 @@ def stage_data_path(run_dir: str | Path, stage: int) -> Path:
     """Training data of stage k: curated set (k = 1) or the previous stage's easy-drop survivors."""
     if stage == 1:
         return step_dir(run_dir, CURATE, create=False) / "curated.parquet"
-    return step_dir(run_dir, STAGE, stage - 1, create=False) / "next_stage_data.parquet"
+    return step_dir(run_dir, GRPO_STAGE, stage - 1, create=False) / "next_stage_data.parquet"
 
 
 DONE_FILE = "_done.json"

@@ -142,7 +142,7 @@ class RunContext:
 def _wipe(run_dir: Path, step: Step) -> None:
     """Delete a step's folder (and a stage's checkpoints) so stale artifacts cannot be mixed in."""
     shutil.rmtree(run_dir / step.name, ignore_errors=True)
-    if step.notebook == artifacts.STAGE:
+    if step.notebook == artifacts.GRPO_STAGE:
         shutil.rmtree(artifacts.checkpoint_dir(run_dir, step.stage), ignore_errors=True)
     if step.notebook == artifacts.REPORT:
         (run_dir / "report.html").unlink(missing_ok=True)

@@ -20,11 +20,11 @@ _COMMON = ("seed", "model", "toy")
 _SECTIONS = {
     artifacts.PROBE: ("probe",),
     artifacts.CURATE: ("curation",),
-    artifacts.STAGE: (
+    artifacts.GRPO_STAGE: (
         "curation",
     ),  # + stages[k-1], added in step_config (easy-drop threshold lives here)
-    artifacts.LENGTH: ("yarn",),
-    artifacts.EVAL: ("eval", "yarn"),  # eval may apply YaRN
+    artifacts.EXTRAPOLATION: ("yarn",),
+    artifacts.EVALUATION: ("eval", "yarn"),  # eval may apply YaRN
 }
 
 
@@ -44,10 +44,10 @@ def plan_steps(n_stages: int) -> list[Step]:
         steps.append(Step(f"{artifacts.PROBE}_stage{k}", artifacts.PROBE, k))
         if k == 1:
             steps.append(Step(artifacts.CURATE, artifacts.CURATE))
-        steps.append(Step(f"{artifacts.STAGE}_stage{k}", artifacts.STAGE, k))
+        steps.append(Step(f"{artifacts.GRPO_STAGE}_stage{k}", artifacts.GRPO_STAGE, k))
     return steps + [
-        Step(artifacts.LENGTH, artifacts.LENGTH),
-        Step(artifacts.EVAL, artifacts.EVAL),
+        Step(artifacts.EXTRAPOLATION, artifacts.EXTRAPOLATION),
+        Step(artifacts.EVALUATION, artifacts.EVALUATION),
         Step(artifacts.REPORT, artifacts.REPORT),
     ]
 
@@ -72,7 +72,7 @@ def step_config(cfg: dict[str, Any], step: Step) -> dict[str, Any]:
         return {k: v for k, v in flatten(cfg).items() if not k.startswith("run_dir")}
     keys = _COMMON + _SECTIONS[step.notebook]
     sub = {k: cfg.get(k) for k in keys}
-    if step.notebook == artifacts.STAGE:
+    if step.notebook == artifacts.GRPO_STAGE:
         sub[f"stages.{step.stage - 1}"] = cfg["stages"][step.stage - 1]
     return flatten(sub)
 

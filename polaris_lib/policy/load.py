@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from polaris_lib.artifacts.layout import weights_stamp
+from polaris_lib.artifacts import weights_stamp
 from polaris_lib.config.sections import ConfigError, ModelConfig, RunConfig
 from polaris_lib.policy.rope import check_variant, scaled_config, vllm_rope_kwargs
 from polaris_lib.toy import build as toy_build  # module: toy/build.py samples with policy.sampling

@@ -46,7 +46,7 @@ class Run:
         stages = {s.get("stage") for s in self.manifest.get("steps", []) if s.get("stage")}
         found = [
             int(m.group(1))
-            for p in self.dir.glob(f"{artifacts.STAGE}_stage*")
+            for p in self.dir.glob(f"{artifacts.GRPO_STAGE}_stage*")
             if (m := re.search(r"stage(\d+)$", p.name))
         ]
         return max([*stages, *found, 0])
@@ -83,7 +83,7 @@ def probe_name(k: int) -> str:
 
 
 def stage_name(k: int) -> str:
-    return f"{artifacts.STAGE}_stage{k}"
+    return f"{artifacts.GRPO_STAGE}_stage{k}"
 
 
 # --- tidy tables assembled across steps (and runs) -------------------------------------------
@@ -197,15 +197,15 @@ def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     sums, curves = [], []
     for r in runs:
-        if not r.done(artifacts.EVAL):
+        if not r.done(artifacts.EVALUATION):
             continue
         s, resp = (
-            r.table(artifacts.EVAL, "summary.parquet"),
-            r.table(artifacts.EVAL, "responses.parquet"),
+            r.table(artifacts.EVALUATION, "summary.parquet"),
+            r.table(artifacts.EVALUATION, "responses.parquet"),
         )
         if s is None and resp is not None:
             s = metrics.summarize(resp)
-        c = r.table(artifacts.EVAL, "pass_at_k.parquet")
+        c = r.table(artifacts.EVALUATION, "pass_at_k.parquet")
         if c is None and resp is not None:
             c = metrics.pass_at_k_curve(resp)
         if s is not None:
@@ -221,10 +221,10 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def yarn(runs: list[Run]) -> pd.DataFrame:
     frames = [
-        r.table(artifacts.LENGTH, "avg_vs_length.parquet").assign(run=r.name)
+        r.table(artifacts.EXTRAPOLATION, "avg_vs_length.parquet").assign(run=r.name)
         for r in runs
-        if r.done(artifacts.LENGTH)
-        and r.table(artifacts.LENGTH, "avg_vs_length.parquet") is not None
+        if r.done(artifacts.EXTRAPOLATION)
+        and r.table(artifacts.EXTRAPOLATION, "avg_vs_length.parquet") is not None
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -141,9 +141,9 @@ def _train(run: Run, save: Path | None) -> str:
 
 
 def _yarn(run: Run, save: Path | None) -> str:
-    if not run.done(artifacts.LENGTH):
-        return html.not_run(artifacts.LENGTH, _status(run, artifacts.LENGTH))
-    m = run.metrics(artifacts.LENGTH)
+    if not run.done(artifacts.EXTRAPOLATION):
+        return html.not_run(artifacts.EXTRAPOLATION, _status(run, artifacts.EXTRAPOLATION))
+    m = run.metrics(artifacts.EXTRAPOLATION)
     body = [
         html.note(
             "avg@k with its 95% interval per response budget, with and without YaRN "
@@ -156,12 +156,12 @@ def _yarn(run: Run, save: Path | None) -> str:
         wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
         body.append(html.table(wide.reset_index().rename(columns=str)))
     body.append(html.details("all yarn/ metrics", html.kv_table(m)))
-    return "".join(body) + _grid(_step_figs(run, artifacts.LENGTH))
+    return "".join(body) + _grid(_step_figs(run, artifacts.EXTRAPOLATION))
 
 
 def _eval(run: Run, save: Path | None) -> str:
-    if not run.done(artifacts.EVAL):
-        return html.not_run(artifacts.EVAL, _status(run, artifacts.EVAL))
+    if not run.done(artifacts.EVALUATION):
+        return html.not_run(artifacts.EVALUATION, _status(run, artifacts.EVALUATION))
 
     summary, curve = evaluation([run])
     body = []
@@ -209,7 +209,7 @@ def _eval(run: Run, save: Path | None) -> str:
             )
         )
         shown = ("fig_pass_at_k.png",)
-    return "".join(body) + _grid(_step_figs(run, artifacts.EVAL, skip=shown))
+    return "".join(body) + _grid(_step_figs(run, artifacts.EVALUATION, skip=shown))
 
 
 def _manifest(run: Run, save: Path | None) -> str:

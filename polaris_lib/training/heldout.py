@@ -13,7 +13,7 @@ import json
 import pandas as pd
 
 from polaris_lib import artifacts
-from polaris_lib.artifacts import STAGE, step_dir
+from polaris_lib.artifacts import GRPO_STAGE, step_dir
 from polaris_lib.config.sections import RunConfig
 from polaris_lib.data import load_dataset
 from polaris_lib.metrics import bootstrap_ci
@@ -87,7 +87,7 @@ def compare_heldout(run: RunConfig, before: pd.DataFrame, after: pd.DataFrame) -
 
 def warmstart_scores(run: RunConfig, problems: pd.DataFrame) -> pd.DataFrame:
     """Base-model held-out scores, computed once per run and cached in stage 1's folder."""
-    path = step_dir(run.run_dir, STAGE, 1) / "heldout_warmstart.parquet"
+    path = step_dir(run.run_dir, GRPO_STAGE, 1) / "heldout_warmstart.parquet"
     key = json.dumps([sorted(problems.problem_id), run.eval.temperature, run.eval.max_new_tokens])
     if path.exists():
         cached = pd.read_parquet(path)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from polaris_lib import artifacts
-from polaris_lib.artifacts import STAGE, step_dir
+from polaris_lib.artifacts import GRPO_STAGE, step_dir
 from polaris_lib.config.sections import RunConfig
 from polaris_lib.data import build_messages
 from polaris_lib.figure_style import run_caption
@@ -214,7 +214,7 @@ def dataset_sizes(run: RunConfig, upto: int) -> pd.DataFrame:
     """Per stage 1..upto: problems trained on, kept and easy-dropped (from the run folder)."""
     rows = []
     for k in range(1, upto + 1):
-        folder = step_dir(run.run_dir, STAGE, k, create=False)
+        folder = step_dir(run.run_dir, GRPO_STAGE, k, create=False)
         path = artifacts.stage_data_path(run.run_dir, k)
         trained = len(pd.read_parquet(path)) if path.exists() else 0
         nxt = folder / "next_stage_data.parquet"

@@ -47,7 +47,7 @@ def test_stage_notebook_runs_stages_1_and_2(tmp_path, run_notebook):
             STAGE=k,
             OVERRIDES=OVERRIDES,
         )
-        out = artifacts.step_dir(run_dir, artifacts.STAGE, k, create=False)
+        out = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, k, create=False)
         assert artifacts.step_done(out)
         log = artifacts.read_jsonl(out / "reward_log.jsonl")
         assert sorted({r["step"] for r in log}) == [1, 2] and len(log) == 2 * 8

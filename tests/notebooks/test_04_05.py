@@ -51,7 +51,7 @@ def test_eval_notebook(run_dir, run_notebook):
         OVERRIDES=EVAL_OVERRIDES,
         CHECKPOINTS=["base", "final"],
     )
-    step = artifacts.step_dir(run_dir, artifacts.EVAL, create=False)
+    step = artifacts.step_dir(run_dir, artifacts.EVALUATION, create=False)
     assert artifacts.step_done(step)
     m = evaluate.check_artifacts(step)
     responses = pd.read_parquet(step / "responses.parquet")
@@ -82,7 +82,7 @@ def test_eval_notebook(run_dir, run_notebook):
 @pytest.mark.notebook
 def test_length_extrapolation_notebook(run_dir, run_notebook):
     run_notebook(NB04, run_dir / "nb04.ipynb", RUN_DIR=str(run_dir), OVERRIDES=YARN_OVERRIDES)
-    step = artifacts.step_dir(run_dir, artifacts.LENGTH, create=False)
+    step = artifacts.step_dir(run_dir, artifacts.EXTRAPOLATION, create=False)
     assert artifacts.step_done(step)
     m = extrapolate.check_artifacts(step)
     assert m["yarn/applied"] and m["yarn/rope_theta_kept"] and m["yarn/factor"] == 1.5

@@ -107,7 +107,7 @@ def runs(tmp_path_factory):
         assert res.returncode == 0, (
             f"{procs} process(es):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
         )
-        step = artifacts.step_dir(run_dir, artifacts.STAGE, 1, create=False)
+        step = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, 1, create=False)
         out[procs] = {
             "dir": run_dir,
             "log": artifacts.read_jsonl(step / "reward_log.jsonl"),

@@ -88,7 +88,7 @@ def test_drop_easy_writes_next_stage_data(tmp_path):
     if not hasattr(pytest.importorskip("polaris_lib.training.easy_drop"), "easy_drop"):
         pytest.skip("easy_drop.easy_drop not written yet")
     cfg = _cfg(tmp_path)
-    out = artifacts.step_dir(tmp_path, artifacts.STAGE, 1)
+    out = artifacts.step_dir(tmp_path, artifacts.GRPO_STAGE, 1)
     probs = _problems(3)
     log = [
         {"step": s, "problem_id": probs.problem_id[i], "pass_rate_pre_rescue": r}
@@ -138,7 +138,7 @@ def main():
     }
     cfg = resolve("tiny", over, section="stages", RUN_DIR=run_dir)
     plan = training.plan_stage(cfg, 1)
-    out = artifacts.step_dir(run_dir, artifacts.STAGE, 1)
+    out = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, 1)
     print("RESUME_FROM", plan.resume_from, flush=True)
     print("SUMMARY", training.train_stage(cfg, plan, out, training.load_stage_data(cfg, 1)), flush=True)
 
@@ -174,7 +174,7 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     assert crashed.returncode == -signal.SIGKILL, crashed.stdout[-3000:] + crashed.stderr[-3000:]
     assert training.last_complete_checkpoint(trl_dir).endswith("checkpoint-2")
     assert not (artifacts.checkpoint_dir(run_dir, 1) / "final").exists()
-    log_path = artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "reward_log.jsonl"
+    log_path = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, 1) / "reward_log.jsonl"
     steps_before = {r["step"] for r in artifacts.read_jsonl(log_path)}
     assert steps_before and max(steps_before) < 6
 
@@ -190,7 +190,7 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     assert training.final_complete(final) and (final / RESCUE_FILE).exists()
     summary = json.loads((final / "stage_done.json").read_text())
     assert summary["steps"] == 6 and summary["resumed_from"]
-    steps = pd.read_parquet(artifacts.step_dir(run_dir, artifacts.STAGE, 1) / "steps.parquet")
+    steps = pd.read_parquet(artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, 1) / "steps.parquet")
     assert steps.step.tolist() == [1, 2, 3, 4, 5, 6]
     cfg = _cfg(run_dir, **{"model.name_or_path": str(tiny_model_dir)})
     model, _ = load_policy(cfg, str(final))  # the next stage can load it
