@@ -18,9 +18,15 @@ def new_figure(width: float = 6.4, height: float = 4.0, **kwargs):
     return fig, ax
 
 
+def literal(text) -> str:
+    """User text (a run id, a path) for a matplotlib label or title: every `$` escaped, so
+    `a$b$c` is drawn as written instead of being parsed as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def caption(fig, text: str) -> None:
     """Small caption under the figure: preset, model, seeds — so a PNG on its own says what it is."""
-    fig.text(0.01, -0.02, text, fontsize=7, color="0.3", ha="left", va="top")
+    fig.text(0.01, -0.02, literal(text), fontsize=7, color="0.3", ha="left", va="top")
 
 
 def paper_reference(ax, y: float, label: str) -> None:

@@ -8,9 +8,11 @@ from polaris_lib.artifacts.files import (
     rewrite_jsonl,
     save_figure,
     update_metrics,
+    write_bytes,
     write_config,
     write_json,
     write_parquet,
+    write_text,
 )
 from polaris_lib.artifacts.layout import (
     CURATE,

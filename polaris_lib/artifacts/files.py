@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Temporary file in the same folder, fsync, rename; on any failure (a full disk, a
+    read-only folder, Ctrl-C) the temporary file is removed and the old file, if any, is kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -23,10 +25,25 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
+    """Write bytes atomically (the one writer every artifact goes through); `mode`: permission
+    bits (default: owner-only, as mkstemp makes them)."""
+    path = Path(path)
+    _atomic_write_bytes(path, data, mode)
+    return path
+
+
+def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
+    """Write UTF-8 text atomically (see write_bytes)."""
+    return write_bytes(path, text.encode("utf-8"), mode)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -11,7 +11,6 @@ rewards `polaris_lib.scale_out.verl_reward` logs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from polaris_lib.data import (
     DATA_DIR_ENV,
     DataUnavailableError,
     catalog_entry,
+    check_names,
     load_dataset,
     resolve_data_dir,
     to_verl,
@@ -261,11 +261,7 @@ def _val_data(run: RunConfig, data_dir, fallback: pd.DataFrame) -> tuple[pd.Data
 
 def _write_script(path: Path, text: str) -> Path:
     """Atomic, executable: a half-written launch script must never be there to run."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
-    return path
+    return artifacts.write_text(path, text, mode=0o755)
 
 
 def export_verl(
@@ -287,6 +283,10 @@ def export_verl(
     run = get_preset(preset)
     if overrides:
         run = apply_overrides(run, overrides)
+    try:  # every dataset name, before anything is written
+        check_names(run)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     out = Path(out_dir)
     temps = {st.stage: stage_temperature(run, st.stage, run_dir) for st in run.stages}
     stages = {

@@ -97,8 +97,7 @@ def easy_drop_from_log(
 
 
 def _write_arrow(table: pa.Table, path: Path) -> None:
-    """Atomic parquet write of an arrow table (tmp file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    """Atomic parquet write of an arrow table (artifacts' one writer: no partial file, no .tmp)."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    artifacts.write_bytes(path, buf.getvalue().to_pybytes())

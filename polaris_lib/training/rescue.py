@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from polaris_lib import artifacts
 
 RESCUE_FILE = "polaris_rescue.json"
 """File name of the buffer inside a checkpoint folder."""
@@ -53,15 +53,7 @@ class RescueBuffer:
 
     def save(self, path: str | Path) -> Path:
         """Write the buffer atomically (a crash never leaves half a file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.entries, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return artifacts.write_text(path, json.dumps(self.entries))
 
     @classmethod
     def load(cls, path: str | Path) -> RescueBuffer:
