@@ -10,14 +10,35 @@ polaris kernel [--name polaris-kit] [--user]
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 from pathlib import Path
 
 from polaris_lib.config import PRESETS, ConfigError, apply_overrides, get_preset, parse_value
 from polaris_lib.data import DataUnavailableError
-from polaris_lib.pipeline import QUICK_OVERRIDES, StepFailed, register_lab_kernel, run_pipeline
+from polaris_lib.pipeline import (
+    QUICK_OVERRIDES,
+    RunInUse,
+    StepFailed,
+    register_lab_kernel,
+    run_pipeline,
+)
 from polaris_lib.report import build_compare_report, build_report
 from polaris_lib.scale_out import export_verl, plan_run
+
+
+def gib(text: str) -> float:
+    """--gpu-memory: a positive, finite number of GiB."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a GPU memory size: give a positive number of GiB, e.g. 24 or 80"
+        )
+    return value
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict | None:
@@ -69,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="estimate GPU memory per stage of a preset")
     p.add_argument("--preset", required=True, choices=PRESETS)
-    p.add_argument("--gpu-memory", type=float, default=24.0, help="GPU memory in GiB (default 24)")
+    p.add_argument("--gpu-memory", type=gib, default=24.0, help="GPU memory in GiB (default 24)")
     _add_override_arg(p)
 
     rep = sub.add_parser("report", help="rebuild report.html from a run folder's files")
@@ -230,12 +251,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[a.command](a)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"polaris {a.command}: {exc}", file=sys.stderr)
+    except (ConfigError, ValueError, FileNotFoundError, RunInUse) as exc:
+        print(f"polaris {a.command}: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only or full disk, a folder without permission
+        print(f"polaris {a.command}: {_one_line(_os_error(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\n[polaris] interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as what happened and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    fix = {
+        errno.ENOSPC: "free disk space (a run's superseded/ folders can go), then rerun",
+        errno.EDQUOT: "free disk space or raise the quota, then rerun",
+        errno.EROFS: "the file system is read-only: use a writable --reports-dir / --out",
+        errno.EACCES: "no permission: use a folder you can write (--reports-dir / --out)",
+        errno.EPERM: "no permission: use a folder you can write (--reports-dir / --out)",
+    }.get(exc.errno, "fix the cause and rerun the same command: finished work is kept")
+    return f"cannot write{where}: {exc.strerror or exc}; {fix}"
 
 
 if __name__ == "__main__":

@@ -27,9 +27,15 @@ def run_caption(run, *details: str) -> str:
     return " · ".join([*parts, *details])
 
 
+def literal(text) -> str:
+    """User text (a run id, a path) for a matplotlib label or title: every `$` escaped, so
+    `a$b$c` is drawn as written instead of being parsed as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def caption(fig, text: str) -> None:
     """Small caption under the figure: preset, model, seeds — so a PNG on its own says what it is."""
-    fig.text(0.01, -0.02, text, fontsize=7, color="0.3", ha="left", va="top")
+    fig.text(0.01, -0.02, literal(text), fontsize=7, color="0.3", ha="left", va="top")
 
 
 def paper_reference(ax, y: float, label: str) -> None:

@@ -268,3 +268,94 @@ def test_cli_run_failure_exit_code_and_message(tmp_path, monkeypatch, capsys):
     assert (
         "synthetic failure" in err and "notebook.ipynb" in err and "rerun the same command" in err
     )
+
+
+# --- issue 13 items 8 and 13: one line on stderr, exit code 2, nothing written ---------------
+def _one_error_line(capsys, prefix: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(prefix) and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-p", "stages.0.learning_rate", "1e-4x"], "learning_rate must be a finite number"),
+        (["-p", "stages.*.max_steps", "2.5"], "max_steps must be a whole number"),
+        (["-p", "seed", "NaN"], "seed must be a whole number"),
+        (["-p", "probe.n_problems", "1e999"], "n_problems must be a whole number"),
+        (["-p", "stages", "3"], "stages is a list of stage sections"),
+        (["-p", "eval.benchmarks", '["aime24", "nope"]'], "unknown dataset 'nope'"),
+        (["--run-id", "../x"], "is not a name"),
+    ],
+)
+def test_run_with_a_bad_value_is_one_line_and_writes_nothing(capsys, tmp_path, argv, message):
+    reports = tmp_path / "reports"
+    rc = cli.main(
+        ["run", "--preset", "tiny", "--reports-dir", str(reports), "--notebooks-dir", "nbs", *argv]
+    )
+    assert rc == 2 and message in _one_error_line(capsys, "polaris run: ")
+    assert not reports.exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-p", "stages", "3"], "stages is a list of stage sections"),
+        (["-p", "stages.0.max_completion_length", "-5"], "max_completion_length must be >= 1"),
+    ],
+)
+def test_plan_with_a_bad_value_is_one_line(capsys, argv, message):
+    rc = cli.main(["plan", "--preset", "qwen3-1.7b-24gb", *argv])
+    assert rc == 2 and message in _one_error_line(capsys, "polaris plan: ")
+
+
+@pytest.mark.parametrize("gib", ["0", "nan", "inf", "-5", "x"])
+def test_plan_gpu_memory_must_be_a_positive_number(capsys, gib):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["plan", "--preset", "qwen3-1.7b-24gb", "--gpu-memory", gib])
+    assert exc.value.code == 2
+    assert "give a positive number of GiB" in capsys.readouterr().err
+
+
+def test_export_with_an_unknown_benchmark_is_one_line(capsys, tmp_path):
+    out = tmp_path / "out"
+    argv = ["export", "verl", "--preset", "tiny", "--out", str(out)]
+    argv += ["-p", "stages.*.temperature", "1.0", "-p", "eval.benchmarks", '["aime2O"]']
+    rc = cli.main(argv)
+    assert rc == 2 and "unknown dataset 'aime2O'" in _one_error_line(capsys, "polaris export: ")
+    assert not out.exists()
+
+
+def test_second_runner_on_the_same_id_is_one_line(capsys, tmp_path):
+    run = tmp_path / "reports" / "busy"
+    run.mkdir(parents=True)
+    hold = "import sys, time; from pathlib import Path; from polaris_lib.pipeline.lock import RunLock\n"
+    hold += "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(run)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])},
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        rc = cli.main(
+            ["run", "--run-id", "busy", "--reports-dir", str(tmp_path / "reports"), "--steps", "01"]
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rc == 2 and "is in use by process" in _one_error_line(capsys, "polaris run: ")
+
+
+def test_full_disk_is_one_line(capsys, tmp_path, monkeypatch):
+    import errno
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("polaris_lib.artifacts.files.os.replace", full)
+    rc = cli.main(["run", "--run-id", "full", "--reports-dir", str(tmp_path), "--steps", "01"])
+    err = _one_error_line(capsys, "polaris run: ")
+    assert rc == 2 and "No space left on device" in err and "free disk space" in err

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from polaris_lib.config import sections
-from polaris_lib.config.presets import get_preset
+from polaris_lib.config.presets import PRESETS, get_preset
 from polaris_lib.config.sections import ConfigError, RunConfig
 
 
@@ -28,6 +28,11 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     d = copy.deepcopy(cfg.to_dict())
     for key, value in overrides.items():
         _set_dotted(d, key.split("."), value, key)
+    if d.get("preset") not in PRESETS:
+        raise ConfigError(
+            f"override 'preset': unknown preset {d.get('preset')!r}; choose one of: "
+            f"{', '.join(PRESETS)}"
+        )
     return RunConfig.from_dict(d)
 
 

@@ -8,6 +8,10 @@ Presets (`presets.py`) fill these in; notebooks override single fields from thei
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +27,92 @@ class ConfigError(ValueError):
 def _require(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a finite number", str: "a string"}
+
+
+def _type_problem(value: Any, tp: Any) -> str | None:
+    """None when `value` fits the annotation `tp`, else what was expected (for a message)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        if any(p is None for p in problems):
+            return None
+        return " or ".join(p for p in problems if p)
+    if tp is type(None):
+        return None if value is None else "null"
+    if origin is Literal:
+        return None if value in args else "one of " + ", ".join(repr(a) for a in args)
+    if dataclasses.is_dataclass(tp):
+        return None if isinstance(value, tp) else f"a {tp.__name__} section"
+    if origin is list:
+        if not isinstance(value, list):
+            return f"a list of {_describe(args[0])}"
+        bad = [v for v in value if _type_problem(v, args[0]) is not None]
+        return f"a list of {_describe(args[0])} (bad item {bad[0]!r})" if bad else None
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"a mapping of {_describe(args[0])} to {_describe(args[1])}"
+        for k, v in value.items():
+            if _type_problem(k, args[0]) or _type_problem(v, args[1]):
+                return (
+                    f"a mapping of {_describe(args[0])} to {_describe(args[1])} (bad {k!r}: {v!r})"
+                )
+        return None
+    if tp is bool:
+        return None if isinstance(value, bool) else _KINDS[bool]
+    if tp is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else _KINDS[int]
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        try:
+            ok = ok and math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            ok = False
+        return None if ok else _KINDS[float]
+    if tp is str:
+        return None if isinstance(value, str) else _KINDS[str]
+    return None
+
+
+def _describe(tp: Any) -> str:
+    return _KINDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _check_types(obj: Any, where: str) -> None:
+    """Every field of a config dataclass holds a value of its annotated type (ConfigError if not).
+
+    Runs first in each __post_init__, so a mistyped override (`-p stages.0.learning_rate 1e-4x`,
+    `-p seed NaN`, `-p stages.0.max_steps 2.5`) fails while the config is resolved, before a run
+    touches any file.
+    """
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        problem = _type_problem(value, hints[f.name])
+        if problem is not None:
+            raise ConfigError(f"{where}: {f.name} must be {problem}, got {value!r}")
+
+
+def _section(cls: type, value: Any, name: str) -> Any:
+    """Build one config section from its dict form (ConfigError for a non-dict or unknown key)."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"config: {name} is a section of fields, not {value!r}; set one of its fields "
+            f"instead (e.g. -p {name}.<field> VALUE)"
+        )
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"config: {name} has no field {unknown[0]!r}; known: {sorted(known)}")
+    return cls(**value)
+
+
+CHECKPOINT_NAME = re.compile(r"base|final|stage[1-9][0-9]*")
+"""The names eval.checkpoints may hold."""
 
 
 @dataclass
@@ -76,6 +166,14 @@ class ToyConfig:
     a wrong guess is off by 1 to 3."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "toy")
+        _require(self.seed >= 0, "toy: seed must be >= 0")
+        for name in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"):
+            _require(getattr(self, name) >= 1, f"toy: {name} must be >= 1")
+        _require(self.max_position_embeddings >= 1, "toy: max_position_embeddings must be >= 1")
+        _require(self.rope_theta > 0, "toy: rope_theta must be > 0")
+        _require(self.warmstart_lr > 0, "toy: warmstart_lr must be > 0")
+        _require(self.warmstart_batch_size >= 1, "toy: warmstart_batch_size must be >= 1")
         _require(2 <= self.min_terms <= self.max_terms, "toy: need 2 <= min_terms <= max_terms")
         _require(
             self.min_terms <= self.warmstart_max_terms,
@@ -131,6 +229,14 @@ class ModelConfig:
     it on, so it is always passed explicitly)."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "model")
+        _require(self.name_or_path.strip() != "", "model: name_or_path must not be empty")
+        _require(
+            not any(ord(c) < 32 or ord(c) == 127 for c in self.name_or_path),
+            "model: name_or_path must not contain control characters (newlines, tabs)",
+        )
+        _require(self.max_context >= 1, "model: max_context must be >= 1")
+        _require(self.lora_alpha >= 0, "model: lora_alpha must be >= 0 (0 = 2 x rank)")
         _require(self.lora_rank >= 0, "model: lora_rank must be >= 0 (0 = full fine-tuning)")
         _require(
             0.05 <= self.gpu_memory_utilization <= 0.95,
@@ -179,6 +285,15 @@ class ProbeConfig:
     """Use this temperature instead of the automatic choice (recorded as an override)."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "probe")
+        _require(self.n_problems >= 0, "probe: n_problems must be >= 0 (0 = all)")
+        _require(0 < self.top_p <= 1, "probe: top_p must be in (0, 1]")
+        _require(self.top_k >= 0, "probe: top_k must be >= 0 (0 = disabled)")
+        _require(self.max_new_tokens >= 1, "probe: max_new_tokens must be >= 1")
+        _require(
+            self.override_temperature is None or self.override_temperature > 0,
+            "probe: override_temperature must be > 0 (or null for the automatic choice)",
+        )
         _require(len(self.temperatures) >= 2, "probe: need at least two temperatures in the grid")
         _require(
             list(self.temperatures) == sorted(self.temperatures),
@@ -212,6 +327,10 @@ class CurationConfig:
     """Problems between partial-progress checkpoints (a crash resumes from the last one)."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "curation")
+        _require(self.max_problems >= 0, "curation: max_problems must be >= 0 (0 = whole pool)")
+        _require(self.max_new_tokens >= 1, "curation: max_new_tokens must be >= 1")
+        _require(self.checkpoint_every >= 1, "curation: checkpoint_every must be >= 1")
         _require(self.samples_per_problem >= 1, "curation: samples_per_problem must be >= 1")
         _require(
             0.0 < self.easy_drop_threshold <= 1.0,
@@ -283,8 +402,22 @@ class StageConfig:
     """Seed for this stage's data order and sampling."""
 
     def __post_init__(self) -> None:
+        _check_types(self, f"stage {self.stage}")
         _require(self.stage >= 1, "stage: stage numbers start at 1")
-        _require(self.max_steps >= 1, "stage: max_steps must be >= 1")
+        k = self.stage
+        _require(self.max_steps >= 1, f"stage {k}: max_steps must be >= 1")
+        for name in ("max_prompt_length", "max_completion_length", "prompts_per_step"):
+            _require(getattr(self, name) >= 1, f"stage {k}: {name} must be >= 1")
+        _require(self.per_device_batch_size >= 1, f"stage {k}: per_device_batch_size must be >= 1")
+        _require(self.learning_rate > 0, f"stage {k}: learning_rate must be > 0")
+        _require(self.warmup_steps >= 0, f"stage {k}: warmup_steps must be >= 0")
+        _require(self.weight_decay >= 0, f"stage {k}: weight_decay must be >= 0")
+        _require(self.max_grad_norm > 0, f"stage {k}: max_grad_norm must be > 0")
+        _require(0 < self.top_p <= 1, f"stage {k}: top_p must be in (0, 1]")
+        _require(self.top_k >= 0, f"stage {k}: top_k must be >= 0 (0 = disabled)")
+        _require(self.kl_beta >= 0, f"stage {k}: kl_beta must be >= 0")
+        _require(self.save_steps >= 1, f"stage {k}: save_steps must be >= 1")
+        _require(self.seed >= 0, f"stage {k}: seed must be >= 0")
         _require(self.group_size >= 2, "stage: group_size must be >= 2 (GRPO needs a group)")
         rows = self.prompts_per_step * self.group_size
         _require(
@@ -326,6 +459,12 @@ class YarnConfig:
     """Samples per problem in the extrapolation experiment."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "yarn")
+        _require(
+            all(n >= 1 for n in self.eval_max_lengths), "yarn: eval_max_lengths must all be >= 1"
+        )
+        _require(self.n_problems >= 0, "yarn: n_problems must be >= 0 (0 = all)")
+        _require(self.n_samples >= 1, "yarn: n_samples must be >= 1")
         _require(self.factor >= 1.0, "yarn: factor must be >= 1 (it extends the context)")
         _require(self.original_max_position_embeddings > 0, "yarn: original positions must be > 0")
         _require(self.attention_factor > 0, "yarn: attention_factor must be > 0")
@@ -365,7 +504,21 @@ class EvalConfig:
     """Which checkpoints to evaluate: base, stage1..stageN, final."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "eval")
         _require(len(self.benchmarks) >= 1, "eval: list at least one benchmark")
+        bad = {b: k for b, k in self.samples.items() if k < 1}
+        _require(not bad, f"eval: samples per benchmark must be >= 1, got {bad}")
+        _require(self.max_problems >= 0, "eval: max_problems must be >= 0 (0 = all)")
+        _require(0 < self.top_p <= 1, "eval: top_p must be in (0, 1]")
+        _require(self.top_k >= 0, "eval: top_k must be >= 0 (0 = disabled)")
+        _require(self.max_new_tokens >= 1, "eval: max_new_tokens must be >= 1")
+        _require(self.n_bootstrap >= 1, "eval: n_bootstrap must be >= 1")
+        bad_ck = [c for c in self.checkpoints if not CHECKPOINT_NAME.fullmatch(c)]
+        _require(
+            not bad_ck,
+            f"eval: unknown checkpoint name {bad_ck[0] if bad_ck else ''!r}; use base, final or "
+            "stage1..stageN",
+        )
         _require(self.temperature > 0, "eval: temperature must be > 0")
         _require(self.default_samples >= 1, "eval: default_samples must be >= 1")
 
@@ -402,6 +555,8 @@ class RunConfig:
     """Free text: where the preset's numbers come from, what it costs on which hardware."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "run")
+        _require(self.seed >= 0, "run: seed must be >= 0")
         _require(len(self.stages) >= 1, "run: need at least one stage")
         for i, st in enumerate(self.stages, start=1):
             _require(
@@ -414,6 +569,11 @@ class RunConfig:
                     f"stage {i}: prompt + response = {total} tokens exceeds the model context "
                     f"{ctx}; shorten max_completion_length or enable YaRN (yarn.enabled=True)"
                 )
+        for ck in self.eval.checkpoints:
+            _require(
+                not ck.startswith("stage") or int(ck[5:]) <= len(self.stages),
+                f"eval: checkpoint {ck!r} does not exist; this run has {len(self.stages)} stage(s)",
+            )
         if self.model.name_or_path == "toy":
             _require(
                 self.toy is not None, "run: model 'toy' needs a toy config (use preset 'tiny')"
@@ -434,11 +594,16 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         """Inverse of to_dict."""
         d = dict(d)
-        d["model"] = ModelConfig(**d["model"])
-        d["toy"] = ToyConfig(**d["toy"]) if d.get("toy") else None
-        d["probe"] = ProbeConfig(**d["probe"])
-        d["curation"] = CurationConfig(**d["curation"])
-        d["stages"] = [StageConfig(**s) for s in d["stages"]]
-        d["yarn"] = YarnConfig(**d["yarn"])
-        d["eval"] = EvalConfig(**d["eval"])
+        d["model"] = _section(ModelConfig, d["model"], "model")
+        d["toy"] = _section(ToyConfig, d["toy"], "toy") if d.get("toy") else None
+        d["probe"] = _section(ProbeConfig, d["probe"], "probe")
+        d["curation"] = _section(CurationConfig, d["curation"], "curation")
+        if not isinstance(d["stages"], list):
+            raise ConfigError(
+                f"config: stages is a list of stage sections, not {d['stages']!r}; set a field "
+                "of one stage (-p stages.0.max_steps 5) or of every stage (-p 'stages.*.max_steps' 5)"
+            )
+        d["stages"] = [_section(StageConfig, s, f"stages.{i}") for i, s in enumerate(d["stages"])]
+        d["yarn"] = _section(YarnConfig, d["yarn"], "yarn")
+        d["eval"] = _section(EvalConfig, d["eval"], "eval")
         return cls(**d)

@@ -98,6 +98,34 @@ def catalog_entry(name: str) -> CatalogEntry:
     )
 
 
+class UnknownDatasetError(ValueError):
+    """A config names a dataset the catalog does not have."""
+
+
+def check_names(run) -> None:
+    """Every dataset a RunConfig names is in the catalog (UnknownDatasetError naming the field).
+
+    The runner and the verl export call this while resolving the config, so `-p eval.benchmarks`
+    with a typo fails before anything is written, not at step 05 after earlier results were
+    set aside.
+    """
+    named = [("probe.dataset", run.probe.dataset), ("curation.pool", run.curation.pool)]
+    named += [("eval.benchmarks", b) for b in run.eval.benchmarks]
+    named += [("eval.samples", b) for b in run.eval.samples]
+    for where, name in named:
+        try:
+            entry = catalog_entry(name)
+        except KeyError:
+            raise UnknownDatasetError(
+                f"{where}: unknown dataset {name!r}; the catalog has {', '.join(list_datasets())} "
+                "(data/catalog.toml)"
+            ) from None
+        if entry.generator and run.toy is None:
+            raise UnknownDatasetError(
+                f"{where}: {name!r} is generated from the toy world, which only preset 'tiny' has"
+            )
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     """The local data directory: the argument, else $POLARIS_DATA_DIR, else None."""
     chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
@@ -119,6 +147,41 @@ def _check(df: pd.DataFrame, name: str, on_invalid: str) -> pd.DataFrame:
     return df
 
 
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """A jsonl file as a frame; a file that is not UTF-8 or has a malformed line fails naming the
+    file and the line (pandas' own errors name neither)."""
+    try:
+        return pd.read_json(path, lines=True, dtype=False)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(_jsonl_problem(path) or f"{path}: cannot read as jsonl ({exc})") from None
+
+
+def _jsonl_problem(path: Path) -> str | None:
+    """'<file>:<line>: what is wrong' for the first bad line of a jsonl file, else None."""
+    import json
+
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); re-encode the file as UTF-8"
+                )
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as exc:
+                return f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
+            if not isinstance(rec, dict):
+                return (
+                    f"{path}:{lineno}: a jsonl row must be a JSON object, got {type(rec).__name__}"
+                )
+    return None
+
+
 def _read_file(
     path: Path, fmt: str | None, column_map, source, id_column, answer_parser
 ) -> pd.DataFrame:
@@ -126,7 +189,7 @@ def _read_file(
     fmt = fmt or {".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix)
     if fmt not in FORMATS:
         raise ValueError(f"{path}: cannot tell the format; pass format= one of {FORMATS}")
-    raw = pd.read_json(path, lines=True, dtype=False) if fmt == "jsonl" else pd.read_parquet(path)
+    raw = _read_jsonl(path) if fmt == "jsonl" else pd.read_parquet(path)
     if fmt == "parquet" and {"prompt", "reward_model", "extra_info"} <= set(raw.columns):
         fmt = "verl"
     if fmt == "verl":

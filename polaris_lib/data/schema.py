@@ -212,6 +212,16 @@ def _text_issues(value, col: str) -> list[tuple[str, str]]:
     return []
 
 
+NON_FINITE = {"inf", "+inf", "-inf", "nan", "+nan", "-nan", "infinity", "+infinity", "-infinity"}
+"""Answer texts that are float artifacts (`float('inf')` printed), never a math gold."""
+
+
+def _not_finite(value) -> bool:
+    if isinstance(value, float):
+        return math.isinf(value)  # NaN counts as missing
+    return isinstance(value, str) and value.strip().lower() in NON_FINITE
+
+
 def _row_issues(rec: dict) -> list[tuple[str, str]]:
     """Every (kind, detail) for one row, apart from duplicate ids."""
     found = []
@@ -221,6 +231,17 @@ def _row_issues(rec: dict) -> list[tuple[str, str]]:
     elif not isinstance(pid, str):
         found.append(("wrong_type", f"problem_id is {type(pid).__name__}, not str"))
     found += _text_issues(rec["problem"], "problem") + _text_issues(rec["answer"], "answer")
+    answers = rec.get("answers", [])
+    answers = answers.tolist() if isinstance(answers, np.ndarray) else answers
+    bad = [a for a in (answers if isinstance(answers, list | tuple) else []) if _not_finite(a)]
+    if _not_finite(rec["answer"]) or bad:
+        found.append(
+            (
+                "not_finite_answer",
+                f"answer {rec['answer'] if _not_finite(rec['answer']) else bad[0]!r} is not a "
+                "finite value (an overflowed number or a conversion artifact), not a gold answer",
+            )
+        )
     if not isinstance(rec["source"], str):
         found.append(("wrong_type", f"source is {type(rec['source']).__name__}, not str"))
     answers = rec.get("answers", [])

@@ -5,26 +5,31 @@ Order (docs/architecture.md): 01 probe (stage 1) -> 02 curate -> 03 stage 1 -> 0
 
 Resuming: a step is skipped when its folder is complete (`artifacts.step_done`) AND the
 fingerprint of the config it depends on (its own sections plus every earlier step's fingerprint)
-matches the one recorded in the manifest when it finished. The first step that must run again
-invalidates every step after it: their folders (and checkpoints) are deleted before anything runs,
-so artifacts of two configs never mix. A step that failed or was interrupted with an unchanged
+matches the one recorded in the manifest when it finished. The whole config (types, ranges,
+dataset names) is resolved and checked before any file is touched. The first step that must run
+again invalidates every step after it: their folders (and checkpoints, report.html) are moved
+aside into `<run>/superseded/<timestamp>/` before anything runs, so artifacts of two configs never
+mix and nothing finished is lost. A step that failed or was interrupted with an unchanged
 config keeps its folder: the notebooks resume their own partial work (probe grid, curation
 chunks, trainer checkpoints) deterministically.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from polaris_lib import artifacts
-from polaris_lib.artifacts.manifest import Manifest, environment, now
-from polaris_lib.config import resolve
+from polaris_lib.artifacts.manifest import MANIFEST, Manifest, environment, now
+from polaris_lib.config import ConfigError, resolve
+from polaris_lib.data import check_names
 from polaris_lib.pipeline.jupyter_kernel import ensure_kernel
 from polaris_lib.pipeline.lock import RunLock
 from polaris_lib.pipeline.notebook import (
@@ -45,6 +50,9 @@ from polaris_lib.pipeline.steps import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RUN_ID = re.compile(r"[A-Za-z0-9._-]+")
+SUPERSEDED = "superseded"
+"""Folder of a run where steps invalidated by a config change are moved, one timestamp each."""
 
 
 @dataclass
@@ -139,13 +147,70 @@ class RunContext:
         self.log(f"[polaris] ({i + 1}/{n}) {step.name}: done in {fmt_seconds(time.time() - t0)}")
 
 
-def _wipe(run_dir: Path, step: Step) -> None:
-    """Delete a step's folder (and a stage's checkpoints) so stale artifacts cannot be mixed in."""
-    shutil.rmtree(run_dir / step.name, ignore_errors=True)
+def check_run_id(run_id: str) -> str:
+    """A run id is a folder name: letters, digits, '.', '_', '-'; never a path or '..'."""
+    if not RUN_ID.fullmatch(run_id or "") or ".." in run_id or run_id == ".":
+        raise ConfigError(
+            f"run id {run_id!r} is not a name: use letters, digits, '.', '_' and '-' only "
+            "(no '/', no '..'); the run folder is <reports-dir>/<run id>"
+        )
+    return run_id
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse a folder that exists, holds files and is not a kit run folder (no manifest.json)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is not a folder: choose another --run-id")
+    if (run_dir / MANIFEST).is_file():
+        try:
+            data = artifacts.read_json(run_dir / MANIFEST)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{run_dir / MANIFEST} is not readable JSON ({exc}): not a polaris run folder "
+                "the runner will write into; restore the file or choose another --run-id"
+            ) from None
+        if isinstance(data, dict) and {"steps", "invocations", "run_id"} <= set(data):
+            return
+        raise ConfigError(
+            f"{run_dir / MANIFEST} is not a polaris run manifest: refusing to write into or "
+            "clean that folder; choose another --run-id or --reports-dir"
+        )
+    if any(p.name != ".lock" for p in run_dir.iterdir()):
+        raise ConfigError(
+            f"{run_dir} exists but is not a polaris run folder (no {MANIFEST}): refusing to "
+            "write into or clean it; choose another --run-id or --reports-dir"
+        )
+
+
+def _aside_dir(run_dir: Path) -> Path:
+    """A fresh `<run>/superseded/<UTC timestamp>/` for this invalidation."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    dest, n = run_dir / SUPERSEDED / stamp, 1
+    while dest.exists():
+        n += 1
+        dest = run_dir / SUPERSEDED / f"{stamp}-{n}"
+    return dest
+
+
+def _set_aside(run_dir: Path, step: Step, dest: Path) -> list[str]:
+    """Move a step's folder (and a stage's checkpoints, the report page) into `dest`, so stale
+    artifacts cannot be mixed in and nothing finished is lost; returns what moved (relative)."""
+    paths = [run_dir / step.name]
     if step.notebook == artifacts.GRPO_STAGE:
-        shutil.rmtree(artifacts.checkpoint_dir(run_dir, step.stage), ignore_errors=True)
+        paths.append(artifacts.checkpoint_dir(run_dir, step.stage))
     if step.notebook == artifacts.REPORT:
-        (run_dir / "report.html").unlink(missing_ok=True)
+        paths.append(run_dir / "report.html")
+    moved = []
+    for path in paths:
+        if not (path.exists() or path.is_symlink()):
+            continue
+        rel = path.relative_to(run_dir)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(dest / rel))
+        moved.append(str(rel))
+    return moved
 
 
 def first_step_to_run(ctx: RunContext, rerun_from: str | None) -> tuple[int | None, str]:
@@ -241,10 +306,14 @@ def _context(
     given, the config (ConfigError on bad input), the step plan and its fingerprints."""
     repo_root = Path(repo_root)
     reports_dir = _under(repo_root, reports_dir)
+    if run_id is not None:
+        check_run_id(run_id)
+        check_run_folder(reports_dir / run_id)
     stored = Manifest.load(reports_dir / run_id) if run_id else None
     preset = preset or (stored.data["preset"] if stored else "tiny")
     run_id = run_id or preset
     run_dir = reports_dir / run_id
+    check_run_folder(run_dir)
     stored = stored or Manifest.load(run_dir)
     if stored:
         seed = stored.data.get("seed", 0) if seed is None else seed
@@ -253,7 +322,13 @@ def _context(
             log(f"[polaris] run {run_id}: preset {stored.data.get('preset')} -> {preset}")
     seed, overrides = seed or 0, dict(overrides or {})
     rel_run = rel_path(run_dir, repo_root)
-    cfg = resolve(preset, overrides, SEED=seed, RUN_DIR=rel_run).to_dict()
+    resolve(preset, overrides)  # the overrides alone are valid too (-p seed X is then replaced)
+    run_cfg = resolve(preset, overrides, SEED=seed, RUN_DIR=rel_run)
+    try:
+        check_names(run_cfg)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    cfg = run_cfg.to_dict()
     plan = plan_steps(len(cfg["stages"]))
     return RunContext(
         run_id=run_id,
@@ -327,15 +402,21 @@ def _run_steps(ctx: RunContext, chosen: set[str], rerun_from: str | None, result
         log(f"[polaris] step {step.name}: {why} -> re-running {step.name} and everything after")
     elif first > 0:
         log(f"[polaris] resuming at {step.name} ({why}); {first} step(s) already complete")
+    aside, moved = _aside_dir(run_dir), []
     for i, s in enumerate(plan[first:], start=first):
         rec = man.step(s.name)
         if not (i == first and resume_in_place):
-            _wipe(run_dir, s)
+            moved += _set_aside(run_dir, s, aside)
             # earlier attempts belonged to other inputs: kept as history, not counted as retries
             for att in rec.get("attempts", []):
                 att.setdefault("superseded", why if i == first else f"{step.name} re-ran")
         if rec.get("status") == "done" or not (i == first and resume_in_place):
             rec.update(status="pending", fingerprint=None)
+    if moved:
+        log(
+            f"[polaris] moved aside into {rel_path(aside, ctx.repo_root)}/ (delete it to free the "
+            f"space): {', '.join(moved)}"
+        )
     man.save()
     result.skipped = [s.name for s in plan[:first]]
     stopped = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from polaris_lib.figure_style import PAPER_STYLE, caption
+from polaris_lib.figure_style import PAPER_STYLE, caption, literal
 
 _STAGE_SHADE = ("#f2f2f2", "#ffffff")
 
@@ -62,7 +62,7 @@ def training_timeline(steps: pd.DataFrame, boundaries: pd.DataFrame, caption_tex
                 g["value"],
                 color=colors[run],
                 lw=1.3,
-                label=run if multi else None,
+                label=literal(run) if multi else None,
             )
         ax.set_xlabel("optimizer step (all stages)")
         ax.set_ylabel(metric)
@@ -92,7 +92,9 @@ def difficulty_before_after(hist: pd.DataFrame, caption_text: str):
         ax.set_xticks(ticks["k"], ticks["bucket"], fontsize=7)
         ax.set_xlabel("pass rate of the policy (k correct of n samples)")
         ax.set_ylabel("problems")
-        ax.set_title(run if len(runs) > 1 else "difficulty before and after curation", fontsize=9)
+        ax.set_title(
+            literal(run) if len(runs) > 1 else "difficulty before and after curation", fontsize=9
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     caption(fig, caption_text)
@@ -117,7 +119,7 @@ def easy_drop(table: pd.DataFrame, caption_text: str):
             width,
             color=colors[run],
             alpha=0.45,
-            label=f"{run}: kept" if len(runs) > 1 else "kept",
+            label=f"{literal(run)}: kept" if len(runs) > 1 else "kept",
         )
         ax.bar(
             x,
@@ -125,7 +127,7 @@ def easy_drop(table: pd.DataFrame, caption_text: str):
             width,
             bottom=g["kept"],
             color=colors[run],
-            label=f"{run}: dropped (easy)" if len(runs) > 1 else "dropped (easy)",
+            label=f"{literal(run)}: dropped (easy)" if len(runs) > 1 else "dropped (easy)",
         )
     ax.set_xticks(sorted(table["stage"].unique()))
     ax.set_xlabel("end of stage")
@@ -147,7 +149,7 @@ def probe_overlay(table: pd.DataFrame, chosen: pd.DataFrame, caption_text: str):
     for (run, stage), g in table.groupby(["run", "stage"], sort=False):
         g = g.sort_values("temperature")
         kw = dict(color=colors[run], ls=styles[(int(stage) - 1) % 4], marker="o", ms=3)
-        ax_acc.plot(g["temperature"], g["accuracy"], label=f"{run} stage {stage}", **kw)
+        ax_acc.plot(g["temperature"], g["accuracy"], label=f"{literal(run)} stage {stage}", **kw)
         ax_div.plot(g["temperature"], g["distinct4"], **kw)
     for c in chosen.itertuples():
         for ax in (ax_acc, ax_div):
@@ -178,7 +180,9 @@ def eval_overlay(summary: pd.DataFrame, caption_text: str, paper: pd.DataFrame |
             x = [order.index(c) + 0.08 * j for c in r["checkpoint"]]
             y = 100 * r["avg"]
             err = [100 * (r["avg"] - r["ci_lo"]), 100 * (r["ci_hi"] - r["avg"])]
-            ax.errorbar(x, y, yerr=err, color=colors[run], marker="o", capsize=3, label=run)
+            ax.errorbar(
+                x, y, yerr=err, color=colors[run], marker="o", capsize=3, label=literal(run)
+            )
         if paper is not None:
             for p in paper[paper["benchmark"] == bench].drop_duplicates("paper_model").itertuples():
                 ax.axhline(p.paper, **PAPER_STYLE)
@@ -207,7 +211,7 @@ def pass_at_k_overlay(curve: pd.DataFrame, caption_text: str):
         cks = list(dict.fromkeys(g["checkpoint"]))
         for (run, ck), r in g.groupby(["run", "checkpoint"], sort=False):
             alpha = 0.35 + 0.65 * (cks.index(ck) + 1) / len(cks)
-            label = f"{run}: {ck}" if multi else ck
+            label = f"{literal(run)}: {ck}" if multi else ck
             ax.plot(
                 r["k"],
                 100 * r["pass_at_k"],
@@ -245,7 +249,7 @@ def yarn_overlay(avg: pd.DataFrame, caption_text: str, trained_length: int | Non
             ls=styles.get(variant, ":"),
             marker="o",
             capsize=3,
-            label=f"{run}: {variant}",
+            label=f"{literal(run)}: {variant}",
         )
     if trained_length:
         ax.axvline(trained_length, **PAPER_STYLE, label="trained length")

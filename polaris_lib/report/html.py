@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from polaris_lib import artifacts
+
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -61,17 +63,10 @@ window.addEventListener("load", function () {{
 
 
 def write_page(path: Path, text: str) -> Path:
-    """Write the page atomically (temporary file + os.replace): a reader never sees half of it."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-    os.replace(tmp, path)
-    return path
+    """Write the page atomically (artifacts' one writer): a reader never sees half of it, and a
+    failed write (a full disk) leaves neither half a page nor a temporary file behind."""
+    # mode 0o644: a report is meant to be shared (mkstemp alone makes it owner-only)
+    return artifacts.write_text(path, text, mode=0o644)
 
 
 def esc(text) -> str:

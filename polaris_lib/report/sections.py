@@ -31,7 +31,7 @@ def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
     """Embed a report figure, and keep a copy in the 06_report folder when building a run."""
     png = html.png_of(fig)
     if save_dir is not None:
-        (save_dir / f"fig_{fig_id}.png").write_bytes(png)
+        artifacts.write_bytes(save_dir / f"fig_{fig_id}.png", png)
     return html.figure(png, fig_id, caption)
 
 

@@ -8,6 +8,7 @@ in polaris_lib/scale_out/memory.py with its assumptions. This adapter (`plan_run
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from polaris_lib.scale_out.memory import (
     HEADROOM,
@@ -117,6 +118,12 @@ def plan_run(run_cfg, gpu_memory_gb: float, spec: ModelSpec | None = None):
     """One row per stage: memory by component (GB), total, fits, tokens per step, suggestions."""
     import pandas as pd  # deferred: the formula layer needs no pandas
 
+    if not (isinstance(gpu_memory_gb, int | float) and math.isfinite(gpu_memory_gb)) or (
+        gpu_memory_gb <= 0
+    ):
+        raise ValueError(
+            f"GPU memory must be a positive number of GiB (e.g. 24), got {gpu_memory_gb!r}"
+        )
     spec = spec or spec_for(run_cfg)
     rows = []
     for st in run_cfg.stages:

@@ -24,6 +24,7 @@ from polaris_lib.data import (
     DATA_DIR_ENV,
     DataUnavailableError,
     catalog_entry,
+    check_names,
     load_dataset,
     resolve_data_dir,
     to_verl,
@@ -282,6 +283,10 @@ def export_verl(
     run = get_preset(preset)
     if overrides:
         run = apply_overrides(run, overrides)
+    try:  # every dataset name, before anything is written
+        check_names(run)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     out = Path(out_dir)
     temps = {st.stage: stage_temperature(run, st.stage, run_dir) for st in run.stages}
     stages = {

@@ -1,10 +1,12 @@
 """Config validation: every bad combination fails fast with a message a user can act on."""
 
 import dataclasses
+import re
 
 import pytest
 
-from polaris_lib.config.presets import get_preset
+from polaris_lib.config import apply_overrides
+from polaris_lib.config.presets import PRESETS, get_preset
 from polaris_lib.config.sections import (
     ConfigError,
     EvalConfig,
@@ -89,5 +91,39 @@ def test_every_field_has_a_docstring():
 
 def test_round_trip_to_dict():
     for name in ("tiny", "qwen3-4b-24gb", "qwen3-4b-paper"):
+        cfg = get_preset(name)
+        assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# --- issue 13: types and ranges are checked while the config resolves -----------------------
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"stages.0.learning_rate": "1e-4x"}, "learning_rate must be a finite number, got '1e-4x'"),
+        ({"stages.*.max_steps": 2.5}, "max_steps must be a whole number, got 2.5"),
+        ({"seed": float("nan")}, "seed must be a whole number, got nan"),
+        ({"stages.0.prompts_per_step": 0}, "prompts_per_step must be >= 1"),
+        ({"probe.n_problems": float("inf")}, "n_problems must be a whole number, got inf"),
+        ({"stages.1.max_completion_length": -5}, "max_completion_length must be >= 1"),
+        ({"stages.0.learning_rate": float("inf")}, "learning_rate must be a finite number"),
+        ({"eval.benchmarks": "aime24"}, "benchmarks must be a list of a string"),
+        ({"model.thinking": "yes"}, "thinking must be true or false"),
+        ({"model.backend": "vllm"}, "backend must be one of 'transformers', 'unsloth'"),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"eval.checkpoints": ["base", "stage7"]}, "checkpoint 'stage7' does not exist"),
+        ({"stages": 3}, "stages is a list of stage sections, not 3"),
+        ({"model": 3}, "model is a section of fields"),
+        ({"preset": "nope"}, "unknown preset 'nope'"),
+        ({"model.name_or_path": "a\nb"}, "must not contain control characters"),
+    ],
+)
+def test_mistyped_or_out_of_range_override_is_a_config_error(override, message):
+    """Issue 13 items 1 and 8: each of these was accepted (or raised a raw TypeError) before."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        apply_overrides(get_preset("tiny"), override)
+
+
+def test_every_preset_passes_the_type_checks():
+    for name in PRESETS:
         cfg = get_preset(name)
         assert RunConfig.from_dict(cfg.to_dict()) == cfg

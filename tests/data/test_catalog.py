@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -330,3 +332,30 @@ def test_toy_entry_generates_valid_schema():
     assert (c["difficulty"] == 3).all()
     with pytest.raises(TypeError, match="needs n="):
         load_dataset("toy")
+
+
+# --- issue 13 item 14 ------------------------------------------------------------------------
+def test_malformed_or_non_utf8_jsonl_names_file_and_line(tmp_path):
+    good = '{"problem": "1+1", "answer": "2"}\n'
+    path = tmp_path / "pool.jsonl"
+    path.write_text(good + '{"problem": "2+2", "answer": "4"\n' + good)
+    with pytest.raises(ValueError, match=re.escape(f"{path}:2: malformed JSON")):
+        load_file(path)
+    path.write_bytes(good.encode() + b'{"problem": "caf\xe9", "answer": "4"}\n')
+    with pytest.raises(ValueError, match=re.escape(f"{path}:2: not UTF-8 text")):
+        load_file(path)
+    path.write_text(good + "[1, 2]\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}:2: a jsonl row must be a JSON object")):
+        load_file(path)
+
+
+@pytest.mark.parametrize("answer", ["Infinity", "-Infinity", '"inf"', "1e999"])
+def test_an_infinite_answer_is_not_a_gold(tmp_path, answer):
+    path = tmp_path / "pool.jsonl"
+    rows = '{"id": "ok", "problem": "1+1", "answer": "2"}\n'
+    rows += '{"id": "bad7", "problem": "big", "answer": ' + answer + "}\n"
+    path.write_text(rows)
+    with pytest.raises(ValueError, match=r"pool/bad7: answer .* is not a finite value"):
+        load_file(path, id_column="id")
+    df = load_file(path, id_column="id", on_invalid="drop")
+    assert list(df["problem_id"]) == ["pool/ok"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,10 +21,10 @@ from synthetic import results, write_notebooks
 
 from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import Manifest
-from polaris_lib.config import parse_value
+from polaris_lib.config import ConfigError, parse_value
 from polaris_lib.config.overrides import apply_overrides
 from polaris_lib.config.presets import get_preset
-from polaris_lib.pipeline import StepFailed, plan_steps, run_pipeline
+from polaris_lib.pipeline import RunInUse, RunLock, StepFailed, plan_steps, run_pipeline
 from polaris_lib.pipeline.steps import changed_keys, fingerprints, flatten, step_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,6 +186,16 @@ def test_parameter_change_invalidates_step_and_after(base_run, capsys):
     run = tmp / "reports" / "inval"
     assert (run / "03_grpo_stage_stage1" / "executions.txt").read_text().count("run") == 1
     assert (run / "06_report" / "executions.txt").read_text().count("run") == 1  # folder was wiped
+    # issue 13 item 1: the invalidated steps were moved aside, not deleted, and the log says where
+    (aside,) = (run / "superseded").iterdir()
+    assert sorted(p.name for p in aside.iterdir()) == [
+        "03_grpo_stage_stage3",
+        "04_length_extrapolation",
+        "05_eval_aime",
+        "06_report",
+    ]
+    assert (aside / "06_report" / "result.json").exists()
+    assert any("moved aside into" in ln and "superseded" in ln for ln in lines)
     rec = Manifest.load(run).step("03_grpo_stage_stage3")
     assert rec["retries"] == 0 and len(rec["attempts"]) == 2  # a re-run for new inputs is no retry
     assert rec["attempts"][0]["superseded"].startswith("config changed (stages.2.max_steps)")
@@ -261,13 +272,155 @@ def test_killed_runner_resumes(base_run, tmp_path):
     assert results(run) == results(tmp / "reports" / "ref")
 
 
-def test_run_folder_lock_refuses_a_second_runner(tmp_path):
-    from polaris_lib.pipeline.lock import RunLock
+HOLD = """
+import sys, time
+from pathlib import Path
+from polaris_lib.pipeline.lock import RunLock
+with RunLock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
 
-    (tmp_path / ".lock").write_text(str(os.getppid()))  # a live process that is not us
-    with pytest.raises(RuntimeError, match="in use by process"):
-        RunLock(tmp_path).__enter__()
-    (tmp_path / ".lock").write_text("999999999")  # a dead one: a stale lock from a killed run
+
+def _holder(run_dir: Path, seconds: float = 30) -> subprocess.Popen:
+    """Another process holding the run lock (until killed or `seconds` pass)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run_dir), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_run_folder_lock_refuses_a_second_runner(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        with pytest.raises(RunInUse, match=f"in use by process {proc.pid}"):
+            RunLock(tmp_path).__enter__()
+    finally:
+        proc.kill()
+        proc.wait()
+    # killed while holding it: the file stays, the kernel released the lock
+    assert (tmp_path / ".lock").read_text() == str(proc.pid)
     with RunLock(tmp_path):
         assert (tmp_path / ".lock").read_text() == str(os.getpid())
     assert not (tmp_path / ".lock").exists()
+
+
+def test_stale_lock_of_a_reused_pid_does_not_block(tmp_path):
+    """Issue 13 item 7: a lock file naming a live process that does not hold the lock (its PID
+    was reused after the runner died) used to block the run for good."""
+    (tmp_path / ".lock").write_text(str(os.getppid()))  # alive, but not a runner
+    with RunLock(tmp_path):
+        assert (tmp_path / ".lock").read_text() == str(os.getpid())
+    (tmp_path / ".lock").write_text("999999999")  # a dead one
+    with RunLock(tmp_path):
+        pass
+
+
+def _race(run_dir: Path, barrier, results, i: int) -> None:
+    barrier.wait()
+    try:
+        with RunLock(run_dir):
+            results[i] = True
+            time.sleep(0.05)
+    except RunInUse:
+        results[i] = False
+
+
+def test_two_runners_released_together_never_both_get_the_lock(tmp_path):
+    """Issue 13 item 7: the old check-then-write lock let two runners in together. Threads of
+    one process and separate processes, 30 trials each."""
+    import multiprocessing
+    import threading
+
+    for trial in range(30):
+        run_dir = tmp_path / f"t{trial}"
+        run_dir.mkdir()
+        barrier, results = threading.Barrier(2), [None, None]
+        threads = [
+            threading.Thread(target=_race, args=(run_dir, barrier, results, i)) for i in (0, 1)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results.count(True) == 1, f"trial {trial}: {results}"
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(30):
+        run_dir = tmp_path / f"p{trial}"
+        run_dir.mkdir()
+        barrier, results = ctx.Barrier(2), ctx.Array("i", [-1, -1])
+        procs = [
+            ctx.Process(target=_race_proc, args=(run_dir, barrier, results, i)) for i in (0, 1)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        assert sorted(results[:]) == [0, 1], f"trial {trial}: {results[:]}"
+
+
+def _race_proc(run_dir: Path, barrier, results, i: int) -> None:
+    out = [None]
+    _race(run_dir, barrier, out, 0)
+    results[i] = int(out[0])
+
+
+# --- issue 13: nothing is touched before the config is valid; run ids are names ---------------
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("run_id", ["../x", "/tmp/abs", "a/b", "..", ".", "a b", "x$(id)", ""])
+def test_run_id_is_a_name(tmp_path, run_id):
+    """Issue 13 item 2: `--run-id ../x` or an absolute path used to be accepted as a path."""
+    nbs = write_notebooks(tmp_path / "nbs")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    with pytest.raises(ConfigError, match="is not a name"):
+        run_pipeline("tiny", run_id, reports_dir=reports, notebooks_dir=nbs)
+    assert list(reports.iterdir()) == [] and not (tmp_path / "x").exists()
+
+
+def test_a_folder_that_is_not_a_run_folder_is_never_written_or_cleaned(tmp_path):
+    """Issue 13 item 2: pointed at a foreign folder, the runner deleted its checkpoints/stage1,
+    06_report/ and report.html, then wrote its manifest and lock there."""
+    nbs = write_notebooks(tmp_path / "nbs")
+    foreign = tmp_path / "reports" / "mine"
+    (foreign / "checkpoints" / "stage1").mkdir(parents=True)
+    (foreign / "checkpoints" / "stage1" / "weights.bin").write_bytes(b"precious")
+    (foreign / "report.html").write_text("my page")
+    (foreign / "06_report").mkdir()
+    before = _tree(foreign)
+    for manifest in (None, "{not json", '{"some": "other tool"}'):
+        if manifest is not None:
+            (foreign / "manifest.json").write_text(manifest)
+            before = _tree(foreign)
+        with pytest.raises(ConfigError, match="not (a polaris run|readable JSON)"):
+            _run(tmp_path, "mine", notebooks_dir=nbs, rerun_from="06")
+        assert _tree(foreign) == before and not (foreign / ".lock").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"stages.0.learning_rate": "1e-4x"}, "learning_rate must be a finite number"),
+        ({"eval.benchmarks": ["aime24", "aime2O"]}, "unknown dataset 'aime2O'"),
+        ({"stages": 3}, "stages is a list of stage sections"),
+    ],
+)
+def test_bad_override_on_a_finished_run_touches_nothing(base_run, override, message):
+    """Issue 13 item 1: a mistyped override used to invalidate and delete every later step and
+    checkpoint before anything checked it."""
+    tmp, _ = base_run
+    run = tmp / "reports" / "typo"
+    if not run.exists():
+        shutil.copytree(tmp / "reports" / "ref", run)
+    before = _tree(run)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _run(tmp, "typo", overrides={"probe.n_samples": 4, **override})
+    assert _tree(run) == before

@@ -159,3 +159,29 @@ def test_report_notebook_builds_the_page(runs, tmp_path, run_notebook):
     assert (
         len(images((run / "report.html").read_text())) == 3 + 3 + 1 + 3
     )  # + probe/curate/stage figs
+
+
+def test_dollar_signs_in_run_names_are_drawn_literally(runs, tmp_path, monkeypatch):
+    """Issue 13 item 10: a `$...$` in a run id was parsed as mathtext in the figures (`a$b$c`
+    garbled, `r$\\x$` failed the whole report)."""
+    from matplotlib.text import Text
+
+    from polaris_lib.report import html
+
+    drawn: list[Text] = []
+    real_png_of = html.png_of
+
+    def spy(fig, *a, **k):
+        png = real_png_of(fig, *a, **k)
+        drawn.extend(t for t in fig.findobj(Text) if "$" in t.get_text())
+        return png
+
+    monkeypatch.setattr(html, "png_of", spy)
+    odd = [make_run_folder(tmp_path / name) for name in ("a$b$c", "r$\\x$")]
+    for run in odd:
+        assert run.name in build_report(run).read_text()
+    html = build_compare_report(odd, tmp_path / "compare").read_text()
+    assert set(images(html)) == COMPARE_FIGS
+    named = [t for t in drawn if "a\\$b\\$c" in t.get_text() or "r\\$\\x\\$" in t.get_text()]
+    assert len(named) >= 4  # legends, titles, captions
+    assert all(t._preprocess_math(t.get_text())[1] is False for t in named)  # not mathtext

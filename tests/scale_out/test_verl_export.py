@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from polaris_lib import artifacts
+from polaris_lib.config import apply_overrides
 from polaris_lib.config.presets import get_preset
 from polaris_lib.config.sections import ConfigError
 from polaris_lib.data.verl import INSTRUCTION_SUFFIX, read_verl
@@ -467,3 +468,46 @@ def test_scaling_doc_table_is_the_generated_one():
     assert table == scale.scale_markdown(), (
         "regenerate with polaris_lib.scale_out.cost.scale_markdown()"
     )
+
+
+# ----------------------------------------------------------------------------- hostile values
+def test_hostile_values_never_run_in_the_launch_script(tmp_path):
+    """Issue 13 item 6: model.name_or_path (and a probe source) pasted unescaped into
+    run_verl.sh ran `$(...)` on `bash run_verl.sh`. Every value is now one quoted shell word."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    names = [
+        f"Q$(touch {trap}/p1)",
+        f"Q`touch {trap}/p2`",
+        f'Q"; touch {trap}/p3; echo "',
+        f"Q'; touch {trap}/p4; echo '",
+        f"Q${{X:-$(touch {trap}/p5)}}",
+    ]
+    for i, name in enumerate(names):
+        run = apply_overrides(get_preset(PAPER), {"model.name_or_path": name})
+        stages = {
+            st.stage: export.verl_overrides(
+                run, st.stage, temperature=1.0, paths=export.SHELL_PATHS
+            )
+            for st in run.stages
+        }
+        temps = {k: f"probe of run x$(touch {trap}/c{i})" for k in stages}
+        script = tmp_path / f"run{i}" / "run_verl.sh"
+        script.parent.mkdir()
+        script.write_text(export.render_script(run, stages, temps) + "\n")
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+        # the over-context guard echoes the name; then stage 1 alone runs to the end (fake verl)
+        proc, _ = _run_script(script, tmp_path / f"a{i}", {"MODEL_PATH": ""})
+        assert proc.returncode == 3 and name in proc.stderr, proc.stderr
+        proc, argvs = _run_script(script, tmp_path / f"b{i}", {"MODEL_PATH": "", "STAGES": "1"})
+        assert proc.returncode == 0, proc.stderr
+        got = _verl_args(argvs[0])
+        assert got["actor_rollout_ref.model.path"] == name  # verl gets the name, verbatim
+        assert list(trap.iterdir()) == [], f"{name!r} ran a command"
+    with pytest.raises(ConfigError, match="control characters"):
+        apply_overrides(get_preset(PAPER), {"model.name_or_path": "a\ntouch x"})
+
+
+def test_render_value_escapes_all_but_the_scripts_own_variables():
+    assert export.render_value("${DATA_DIR}/stage1.parquet") == '"${DATA_DIR}/stage1.parquet"'
+    assert export.render_value('${CKPT_DIR}/a$(b)`c`"') == '"${CKPT_DIR}/a\\$(b)\\`c\\`\\""'
