@@ -54,3 +54,33 @@ def run_notebook(project_kernel):
         return Path(out)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def assert_figures_shown():
+    """assert_figures_shown(executed_notebook): every `show(fig, ...)` cell displays a PNG, and no
+    cell prints a figure as `<Figure size ...>` text (what a user stepping through would see)."""
+    import re
+
+    import nbformat
+
+    def check(path: Path) -> int:
+        nb = nbformat.read(str(path), as_version=4)
+        shown = 0
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            texts = [
+                o.get("text", "")
+                if o.output_type == "stream"
+                else o.get("data", {}).get("text/plain", "")
+                for o in cell.outputs
+            ]
+            assert not any("<Figure size" in t for t in texts), f"{path.name} cell {i}: {texts}"
+            if re.search(r"\bshow\(fig\b", cell.source):
+                pngs = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+                assert pngs, f"{path.name} cell {i} saves a figure but shows none"
+                shown += len(pngs)
+        return shown
+
+    return check

@@ -7,6 +7,7 @@ from polaris_lib.artifacts.files import (
     read_parquet,
     rewrite_jsonl,
     save_figure,
+    show,
     update_metrics,
     write_arrow,
     write_bytes,

@@ -120,6 +120,26 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
+def show(fig, path: str | Path, dpi: int = 120) -> None:
+    """Save a figure into the run folder (save_figure), then show that PNG in the notebook.
+
+    The one way notebooks display figures: it works whatever matplotlib backend the kernel has
+    (JupyterLab's inline one, or Agg under the batch runner), shows each figure exactly once, and
+    closes it so pyplot holds no open figures across cells. Outside IPython it only saves.
+    """
+    path = save_figure(fig, path, dpi)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(data=path.read_bytes(), format="png"))
+
+
 def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Append records to a jsonl log, one line each, flushed and fsynced (crash-safe)."""
     path = Path(path)

@@ -34,9 +34,10 @@ def tiny_run(tmp_path_factory, run_notebook):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_probe_notebook_artifacts(tiny_run):
+def test_probe_notebook_artifacts(tiny_run, assert_figures_shown):
     step = artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False)
     assert artifacts.step_done(step)
+    assert assert_figures_shown(tiny_run / "nb01.ipynb") == 2  # accuracy/diversity, truncation
     m = probe.check_artifacts(step)
     samples = pd.read_parquet(step / "samples.parquet")
     assert len(samples) == 3 * 8 * 4 and samples.correct.notna().all()
@@ -52,9 +53,10 @@ def test_probe_notebook_artifacts(tiny_run):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_curate_notebook_artifacts(tiny_run):
+def test_curate_notebook_artifacts(tiny_run, assert_figures_shown):
     step = artifacts.step_dir(tiny_run, artifacts.CURATE, create=False)
     assert artifacts.step_done(step)
+    assert assert_figures_shown(tiny_run / "nb02.ipynb") >= 2  # histogram + a sanity view
     m = curate.check_artifacts(step)
     chosen = artifacts.read_json(
         artifacts.step_dir(tiny_run, artifacts.PROBE, 1, create=False) / "metrics.json"

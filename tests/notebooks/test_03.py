@@ -23,7 +23,7 @@ OVERRIDES = {
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_stage_notebook_runs_stages_1_and_2(tmp_path, run_notebook):
+def test_stage_notebook_runs_stages_1_and_2(tmp_path, run_notebook, assert_figures_shown):
     from safetensors.torch import load_file
 
     from polaris_lib.config.presets import get_preset
@@ -49,6 +49,7 @@ def test_stage_notebook_runs_stages_1_and_2(tmp_path, run_notebook):
         )
         out = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, k, create=False)
         assert artifacts.step_done(out)
+        assert assert_figures_shown(tmp_path / f"out{k}.ipynb") == 6
         log = artifacts.read_jsonl(out / "reward_log.jsonl")
         assert sorted({r["step"] for r in log}) == [1, 2] and len(log) == 2 * 8
         steps = pd.read_parquet(out / "steps.parquet")

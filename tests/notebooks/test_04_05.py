@@ -43,7 +43,7 @@ def run_dir(tmp_path_factory, data_dir, project_kernel):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_eval_notebook(run_dir, run_notebook):
+def test_eval_notebook(run_dir, run_notebook, assert_figures_shown):
     run_notebook(
         NB05,
         run_dir / "nb05.ipynb",
@@ -51,6 +51,7 @@ def test_eval_notebook(run_dir, run_notebook):
         OVERRIDES=EVAL_OVERRIDES,
         CHECKPOINTS=["base", "final"],
     )
+    assert assert_figures_shown(run_dir / "nb05.ipynb") == 4
     step = artifacts.step_dir(run_dir, artifacts.EVALUATION, create=False)
     assert artifacts.step_done(step)
     m = evaluate.check_artifacts(step)
@@ -80,8 +81,9 @@ def test_eval_notebook(run_dir, run_notebook):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_length_extrapolation_notebook(run_dir, run_notebook):
+def test_length_extrapolation_notebook(run_dir, run_notebook, assert_figures_shown):
     run_notebook(NB04, run_dir / "nb04.ipynb", RUN_DIR=str(run_dir), OVERRIDES=YARN_OVERRIDES)
+    assert assert_figures_shown(run_dir / "nb04.ipynb") == 3
     step = artifacts.step_dir(run_dir, artifacts.EXTRAPOLATION, create=False)
     assert artifacts.step_done(step)
     m = extrapolate.check_artifacts(step)
