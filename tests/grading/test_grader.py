@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from polaris_lib.grading.grader import Grader, extract_boxed, grade, make_reward_fn, normalize_gold
+from polaris_lib.grading.pool import WALL_BACKSTOP
 
 DATA = Path(os.environ.get("POLARIS_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
 BENCHMARKS = ["aime24", "aime25", "amc23", "minerva", "olympiad"]
@@ -214,7 +216,8 @@ def test_killed_worker_is_replaced():
         g.close()
     assert [(r.score, r.reason) for r in res] == [(0, "timeout"), (1, "correct")]
     assert g.pool.kills == 1
-    assert res[0].seconds < 0.5 + 1.0 and elapsed < 10
+    # The bound is CPU time (issue 13.5): ~1 s on an idle machine, at most the wall backstop.
+    assert res[0].seconds < WALL_BACKSTOP * (0.5 + g.pool.grace_s) and elapsed < 30
 
 
 @pytest.mark.parametrize(
@@ -232,7 +235,8 @@ def test_adversarial_returns_quickly(junk, grader):
     t0 = time.monotonic()
     score = grader.grade(f"<think>{junk}</think> \\boxed{{{junk}}} {junk}", "5")
     assert score == 0
-    assert time.monotonic() - t0 < grader.timeout_s + 1.5
+    # CPU-time bound (issue 13.5): timeout_s + 1.5 s idle; on a loaded machine up to the backstop
+    assert time.monotonic() - t0 < WALL_BACKSTOP * (grader.timeout_s + grader.pool.grace_s)
 
 
 def test_bytes_and_non_text_responses(grader):
@@ -480,7 +484,8 @@ def test_starved_worker_keeps_its_verdict():
         t = threading.Thread(target=lambda: out.append(g.grade_batch_results([wrap("6/2")], ["3"])))
         t.start()
         time.sleep(2.5)  # > timeout_s + grace_s of wall time, no CPU time
-        os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # before the fix it was killed
+            os.kill(pid, signal.SIGCONT)
         t.join(timeout=30)
     finally:
         g.close()
