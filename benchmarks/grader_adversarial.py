@@ -193,7 +193,7 @@ def in_script_without_main_guard(cases: list, timeout: float, limit_s: float) ->
         "returncode": out.returncode,
         "graded": len(reasons),
         "reasons": dict(Counter(reasons)),
-        "clear_error": next((x[:300] for x in err if "WorkerStartupError" in x), None),
+        "clear_error": next((x[:400] for x in reversed(err) if "WorkerStartupError:" in x), None),
     }
 
 
