@@ -4,9 +4,13 @@ Categories: huge powers/factorials, deep nesting, 100 KB outputs, unbalanced bra
 surrogate junk, random LaTeX token soup, heavy sympy constructs, adversarial golds. Every sample is
 graded in one batch (per-sample time measured around its math-verify work, plus the parent's
 extraction), and a stratified subset again one call at a time from a non-main thread (end-to-end
-wall per call, the number a training loop sees). Writes benchmarks/results/grader_adversarial.json.
+wall per call, the number a training loop sees). Then the same hostile inputs (a stratified
+subset) are graded again in a child forked after the parent has graded (os.fork: the child must
+start its own pool) and in a script with no ``if __name__ == "__main__":`` guard that ends in
+``sys.exit`` (it must finish within a bound: graded, or one clear WorkerStartupError). Writes
+benchmarks/results/grader_adversarial.json.
 
-    .venv/bin/python benchmarks/grader_adversarial.py [--timeout 1.0]
+    .venv/bin/python benchmarks/grader_adversarial.py [--timeout 1.0] [--n 1050] [--elsewhere 70]
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import random
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -116,11 +124,87 @@ def build(n: int, seed: int = 0) -> list[tuple[str, str, object]]:
     return out
 
 
+def in_forked_child(grader: Grader, cases: list, limit_s: float) -> dict:
+    """Grade cases in a child forked from this (grading) process; its verdicts come back by pipe."""
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh pool of its own, then report and leave
+        code = 0
+        try:
+            os.close(r)
+            res = grader.grade_batch_results([c[1] + "  " for c in cases], [c[2] for c in cases])
+            with os.fdopen(w, "wb") as f:
+                pickle.dump([(x.score, x.reason) for x in res], f)
+        except BaseException:  # noqa: BLE001 - whatever happens, the child must exit
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        deadline = time.monotonic() + limit_s
+        while os.waitpid(pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return {"finished": False, "seconds": round(time.perf_counter() - t0, 1)}
+            time.sleep(0.05)
+        data = f.read()
+    verdicts = pickle.loads(data) if data else []
+    return {
+        "finished": True,
+        "graded": len(verdicts),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "reasons": dict(Counter(v[1] for v in verdicts)),
+    }
+
+
+NO_GUARD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from polaris_lib.grading.grader import Grader
+cases = json.load(open({cases!r}))
+res = Grader(timeout_s={timeout!r}).grade_batch_results([c[0] for c in cases], [c[1] for c in cases])
+print("REASONS", json.dumps([r.reason for r in res]), flush=True)
+sys.exit(0)
+"""
+
+
+def in_script_without_main_guard(cases: list, timeout: float, limit_s: float) -> dict:
+    """Grade cases from a script with no main guard: it must end within limit_s, graded or clear."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data, script = Path(tmp) / "cases.json", Path(tmp) / "no_guard.py"
+        data.write_text(json.dumps([[c[1], c[2]] for c in cases]))
+        root = str(Path(__file__).resolve().parents[1])
+        script.write_text(NO_GUARD.format(root=root, cases=str(data), timeout=timeout))
+        t0 = time.perf_counter()
+        try:
+            out = subprocess.run(
+                [sys.executable, str(script)], capture_output=True, text=True, timeout=limit_s
+            )
+        except subprocess.TimeoutExpired:
+            return {"finished": False, "seconds": round(time.perf_counter() - t0, 1)}
+    lines = [x for x in out.stdout.splitlines() if x.startswith("REASONS ")]
+    reasons = json.loads(lines[-1][8:]) if lines else []
+    err = out.stderr.strip().splitlines()
+    return {
+        "finished": True,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "returncode": out.returncode,
+        "graded": len(reasons),
+        "reasons": dict(Counter(reasons)),
+        "clear_error": next((x[:400] for x in reversed(err) if "WorkerStartupError:" in x), None),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1050)
     ap.add_argument("--timeout", type=float, default=1.0, help="the grader's bound, seconds")
     ap.add_argument("--single", type=int, default=100, help="samples re-graded one call at a time")
+    ap.add_argument(
+        "--elsewhere", type=int, default=70, help="samples graded in a fork and a guardless script"
+    )
     args = ap.parse_args()
     cases = build(args.n)
     grader = Grader(timeout_s=args.timeout).warm_up()
@@ -149,6 +233,11 @@ def main() -> None:
     th.start()
     th.join()
 
+    elsewhere = cases[:: max(1, len(cases) // args.elsewhere)][: args.elsewhere]
+    limit_s = 180.0
+    forked = in_forked_child(grader, elsewhere, limit_s)
+    guardless = in_script_without_main_guard(elsewhere, args.timeout, limit_s)
+
     by_cat: dict[str, list[float]] = defaultdict(list)
     for (cat, _, _), s in zip(cases, per_sample, strict=True):
         by_cat[cat].append(s)
@@ -176,6 +265,9 @@ def main() -> None:
             if r.score
         ][:8],
         "process_survived": True,  # this line runs only if the grading process is still alive
+        "limit_elsewhere_s": limit_s,
+        "forked_child": forked,
+        "script_without_main_guard": guardless,
     }
     grader.close()
     write_json(OUT, result)

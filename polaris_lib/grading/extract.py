@@ -16,8 +16,16 @@ MAX_ANSWER_CHARS = 1000  # a boxed answer longer than this is not a final answer
 MAX_GOLD_CHARS = 2000
 _MAX_BOXES = 6  # math-verify joins a first box and up to 5 more
 _BOX_OPEN = re.compile(r"\\boxed\s*\{")
-# Text allowed between two boxes of one multi-part answer: math delimiters, ",", ";", "and", "or".
-_BOX_JOINER = re.compile(r"^[\s$,;]*(?:\\[)\]][\s$,;]*)*(?:and|or)?[\s$,;]*(?:\\[(\[][\s$]*)*$")
+# Two boxes are parts of one answer when only this lies between them (at most _MAX_GAP characters,
+# math-verify's own reach): math delimiters, spacing, \text{...} wrappers, ",", ";", "and", "or",
+# and a label such as "x =" or "x_2 =" before the next box. Anything else (prose, a full stop)
+# makes the earlier box an earlier attempt: only the last box counts.
+_MAX_GAP = 70
+_GAP_NOISE = re.compile(
+    r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}|\\q?quad\b|\\[,;:! ]|~|\$|\\[()\[\]]"
+)
+_GAP_LABEL = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*$")
+_GAP_JOIN = re.compile(r"[\s,;]*(?:(?:and|or)[\s,;]*)?")
 _BRACE = re.compile(r"[{}]")
 _NORM_DROP = re.compile(r"\s+|\$|\\left|\\right|\\!|\\,|\\;|\\ ")
 
@@ -25,21 +33,26 @@ _NORM_DROP = re.compile(r"\s+|\$|\\left|\\right|\\!|\\,|\\;|\\ ")
 def normalize_gold(gold) -> tuple[str, ...]:
     """Gold of any stored type -> tuple of acceptable forms (stripped, outer $ removed).
 
+    A str (bytes are decoded as UTF-8), an int/float, or a list/tuple/array of those (alternative
+    forms). None, a bool, NaN/inf, an integer of more than MAX_GOLD_CHARS digits or undecodable
+    bytes give () (unparseable: scored None); any other type (a dict, a set, an object) raises
+    TypeError.
+
     >>> normalize_gold(142.0), normalize_gold(["9.6\\n", "$x$"])
     (('142',), ('9.6', 'x'))
     """
-    if isinstance(gold, np.generic):
-        gold = gold.item()
-    if isinstance(gold, bool) or gold is None:
-        return ()
-    if isinstance(gold, int | float):
-        if isinstance(gold, float) and not np.isfinite(gold):
-            return ()
-        return (str(int(gold)) if float(gold).is_integer() else repr(gold),)
-    if isinstance(gold, str):
-        forms = [gold]
+    if isinstance(gold, np.ndarray):
+        gold = gold.tolist()
+    if isinstance(gold, str | bytes | bytearray | int | float | np.generic) or gold is None:
+        forms = [_gold_form(gold)]
+    elif isinstance(gold, list | tuple):
+        forms = [_gold_form(g) for g in gold]
     else:
-        forms = [str(g) for g in gold]
+        raise TypeError(
+            f"a gold answer must be a str, a number, or a list of alternative forms; got "
+            f"{type(gold).__name__}: {gold!r:.80}"
+        )
+    forms = [g for g in forms if g is not None]
     out = []
     for g in forms:
         g = g.strip()
@@ -50,6 +63,30 @@ def normalize_gold(gold) -> tuple[str, ...]:
         if g and len(g) <= MAX_GOLD_CHARS and _balanced(g) and g not in out:
             out.append(g)
     return tuple(out)
+
+
+def _gold_form(gold) -> str | None:
+    """One scalar gold as text, None where it can be no gold (see normalize_gold)."""
+    if isinstance(gold, np.generic):
+        gold = gold.item()
+    if isinstance(gold, bytes | bytearray):
+        try:
+            return bytes(gold).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(gold, str):
+        return gold
+    if isinstance(gold, bool) or gold is None:
+        return None
+    if isinstance(gold, int):  # exact: never through float (10**400 overflows, 10**5000 > str())
+        return str(gold) if gold.bit_length() <= MAX_GOLD_CHARS * 3.3 else None
+    if isinstance(gold, float):
+        if not np.isfinite(gold):
+            return None
+        return str(int(gold)) if gold.is_integer() else repr(gold)
+    raise TypeError(
+        f"a gold form must be a str or a number; got {type(gold).__name__}: {gold!r:.80}"
+    )
 
 
 def _balanced(s: str) -> bool:
@@ -79,6 +116,14 @@ def _box_spans(text: str) -> list[tuple[int, int]]:
     return sorted((start, spans.get(start, -1)) for start in opens.values())
 
 
+def _joins(gap: str) -> bool:
+    """Whether the text between two boxes makes them parts of one answer (see _GAP_NOISE)."""
+    if len(gap) >= _MAX_GAP:
+        return False
+    gap = _GAP_LABEL.sub("", _GAP_NOISE.sub(lambda m: f" {m.group(1) or ''} ", gap))
+    return _GAP_JOIN.fullmatch(gap) is not None
+
+
 def extract_boxed(response: str, thinking: bool = True) -> tuple[list[str] | None, str | None]:
     """Boxed parts of the final answer, or (None, reason) when the response has no gradable answer.
 
@@ -99,7 +144,7 @@ def extract_boxed(response: str, thinking: bool = True) -> tuple[list[str] | Non
     for start, end in reversed(spans[:-1]):
         if len(chosen) == _MAX_BOXES or end < 0 or end > chosen[0][0]:
             break
-        if not _BOX_JOINER.match(response[end : chosen[0][0]]):
+        if not _joins(response[end : chosen[0][0]]):
             break
         chosen.insert(0, (start, end))
     parts = [response[response.index("{", s) + 1 : e - 1].strip() for s, e in chosen]

@@ -59,8 +59,10 @@ def _as_text(response) -> str | None:
 class Grader:
     """Batch grader: golds parsed once per worker, exact matches short-circuited, work in processes.
 
-    Short-circuits (no math-verify): the same normalised string as a gold form scores 1; an integer
-    answer against integer golds is compared as integers (math-verify's own verdict there).
+    Short-circuits (no math-verify call per answer, same verdict as math-verify): an answer that is
+    exactly a gold form scores 1 when that form, boxed, verifies against the gold (checked once per
+    gold in the worker, with its parse); an integer answer against integer golds is compared as
+    integers (math-verify's own verdict there). ``short_circuit=False`` turns both off.
     Repeated (gold, answer) pairs are verified once and their verdicts cached.
 
     Thread-safe; the worker pool starts on first use, is reused, and is shut down at exit.
@@ -87,6 +89,7 @@ class Grader:
         self.pool = gp.WorkerPool(processes or gp.default_processes(), timeout_s, 0.5, start_method)
         self.counts: Counter[str] = Counter()
         self._gold_ok: dict[tuple[str, ...], bool] = {}
+        self._gold_exact: dict[tuple[str, ...], frozenset] = {}  # forms math-verify self-credits
         self._verdicts: dict[tuple[tuple[str, ...], str], int] = {}
         self._lock = threading.Lock()
 
@@ -131,15 +134,29 @@ class Grader:
                 score = int(any(int(parts[0]) == int(g) for g in key))
                 results[i] = GradeResult(score, CORRECT if score else WRONG)
                 continue
-            exact = self.short_circuit and normalize_answer(",".join(parts)) in {
-                normalize_answer(g) for g in key
-            }
             answer = ", ".join("\\boxed{" + p + "}" for p in parts)
             if (verdict := self._verdicts.get((key, answer))) is not None:
                 results[i] = GradeResult(verdict, CORRECT if verdict else WRONG)
                 continue
+            # Exact match: the one boxed part is a gold form that math-verify credits when boxed
+            # as an answer (learned with the gold's parse), i.e. math-verify's own verdict.
+            exact = self.short_circuit and len(parts) == 1 and parts[0] in key
+            if exact and key in self._gold_exact:  # else tentative: checked once the gold parses
+                exact = parts[0] in self._gold_exact[key]
             pending.setdefault(key, []).append((i, answer, exact))
         self._run_jobs(groups, pending, results)
+        recheck: dict[tuple[str, ...], list[tuple[int, str, bool]]] = {}
+        for key, items in pending.items():  # exact candidates whose gold form did not self-verify
+            for i, a, exact in items:
+                if (
+                    exact
+                    and self._gold_ok.get(key)
+                    and a[7:-1] not in self._gold_exact.get(key, ())
+                ):
+                    recheck.setdefault(key, []).append((i, a, False))
+                    results[i] = None
+        if recheck:
+            self._run_jobs({k: [i for i, _, _ in v] for k, v in recheck.items()}, recheck, results)
         with self._lock:
             self.counts.update(r.reason for r in results)
         return results
@@ -166,11 +183,20 @@ class Grader:
         jobs.sort(key=_job_cost, reverse=True)
         for job in jobs:
             self.pool.submit(job)
+        # Bounded wait: start-up, then per answer the CPU bound's wall backstop (gp._recv); a
+        # driver always signals, so this bound only guards against a bug, never a slow answer.
+        per_answer = gp.WALL_BACKSTOP * (self.timeout_s + self.pool.grace_s)
+        limit = gp.STARTUP_TIMEOUT_S + per_answer * (len(jobs) + sum(len(j.answers) for j in jobs))
         for _ in jobs:
-            done.acquire()
+            if not done.acquire(timeout=limit):
+                raise gp.WorkerStartupError(f"grading did not finish within {limit:.0f} s")
+        for job in jobs:
+            if job.error is not None:
+                raise job.error
         for job in jobs:
             if job.gold_ok is not None:  # None: the worker failed before judging the gold
                 self._gold_ok[job.golds] = job.gold_ok
+                self._gold_exact[job.golds] = job.gold_exact
             for ix, a, (score, reason, secs) in zip(
                 job.index, job.answers, job.results, strict=True
             ):
