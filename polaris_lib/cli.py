@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[a.command](a)
-    except (ConfigError, ValueError, FileNotFoundError, RunInUse) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, RunInUse, DataUnavailableError) as exc:
         print(f"polaris {a.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a read-only or full disk, a folder without permission

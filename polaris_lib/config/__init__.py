@@ -2,8 +2,10 @@
 
 from polaris_lib.config.overrides import (
     NOTEBOOK_ONLY_PARAMS,
+    PROJECT_ROOT,
     apply_overrides,
     parse_value,
+    project_path,
     resolve,
     section_fields,
 )

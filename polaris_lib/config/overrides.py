@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from polaris_lib.config import sections
@@ -96,7 +97,27 @@ def resolve(
             raise ConfigError(
                 f"parameter {name!r} is not a config field of the run or of {section!r}"
             )
-    return apply_overrides(cfg, merged) if merged else cfg
+    cfg = apply_overrides(cfg, merged) if merged else cfg
+    return dataclasses.replace(cfg, run_dir=str(project_path(cfg.run_dir)))
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout the kit runs from (it holds notebooks/ and reports/)."""
+
+
+def project_path(path: str | Path) -> Path:
+    """An absolute path for a run folder: a relative one is taken from the project root.
+
+    JupyterLab starts a notebook's kernel in notebooks/, papermill (the runner) in the project
+    root; resolving against the root makes RUN_DIR="reports/x" the same folder in both, so a
+    user can step through the run `make demo` made. Outside a checkout (the kit installed as a
+    package) the current directory is the root.
+    """
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    root = PROJECT_ROOT if (PROJECT_ROOT / "notebooks").is_dir() else Path.cwd()
+    return root / path
 
 
 def section_fields(section: str) -> set[str]:

@@ -3,15 +3,20 @@
 from polaris_lib.data.catalog import (
     CATALOG_PATH,
     DATA_DIR_ENV,
+    LOCAL_DATA_DIR,
     CatalogEntry,
     DataUnavailableError,
     UnknownDatasetError,
     catalog_entry,
+    check_available,
     check_names,
+    harness_only,
+    hub_reachable,
     list_datasets,
     load_dataset,
     load_file,
     resolve_data_dir,
+    unavailable_reason,
 )
 from polaris_lib.data.prompt import (
     INSTRUCTION_SUFFIX,

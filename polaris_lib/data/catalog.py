@@ -4,14 +4,18 @@ Every loader returns one schema: ``problem_id`` (str, "<source>/<original id or 
 ``problem`` (str, no instruction suffix), ``answer`` (str, the first accepted form),
 ``answers`` (list[str], every accepted form; ``[answer]`` when single), ``source`` (str), plus
 every source column not mapped into the schema. Catalog: ``data/catalog.toml``; conventions:
-``data/README.md``. Local files under ``$POLARIS_DATA_DIR`` take precedence over the hub.
+``data/README.md``. Local files take precedence over the hub: under ``$POLARIS_DATA_DIR`` when it
+is set, else under the repository's git-ignored ``data/local/``. The hub is tried only when it
+answers (a 3-second check, once per process); offline, a run says what it lacks before step 01.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,8 @@ from polaris_lib.data.verl import read_verl
 log = logging.getLogger(__name__)
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "data" / "catalog.toml"
+LOCAL_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "local"
+"""The repository's own place for local dataset files (git-ignored; see data/README.md)."""
 DATA_DIR_ENV = "POLARIS_DATA_DIR"
 FORMATS = ("parquet", "jsonl", "verl")
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -127,9 +133,78 @@ def check_names(run) -> None:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The local data directory: the argument, else $POLARIS_DATA_DIR, else None."""
+    """The local data directory: the argument, else $POLARIS_DATA_DIR, else the repository's
+    data/local/ when it exists, else None."""
     chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if chosen is None and LOCAL_DATA_DIR.is_dir():
+        return LOCAL_DATA_DIR
     return Path(chosen).expanduser() if chosen is not None else None
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in _OFFLINE_ENV)
+
+
+@functools.cache
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers (a TCP connect to its endpoint; cached per process).
+
+    False at once under HF_HUB_OFFLINE / HF_DATASETS_OFFLINE. Without this check an unreachable
+    hub costs `datasets` ~25 s of retries per dataset before it fails.
+    """
+    if _offline_env():
+        return False
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1]
+    host, _, port = host.split("/")[0].partition(":")
+    try:
+        socket.create_connection((host, int(port or 443)), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def harness_only(run, benchmark: str) -> bool:
+    """True when a score cannot mean anything: the toy model on a real (language) benchmark.
+
+    Such a benchmark only proves the evaluation harness, so a run without its data skips it
+    (with a note) instead of failing.
+    """
+    return run.model.name_or_path == "toy" and not catalog_entry(benchmark).generator
+
+
+def unavailable_reason(name: str, data_dir: str | os.PathLike | None = None) -> str | None:
+    """None when `load_dataset(name)` can load it here (generated, a local file, or the hub
+    answers), else one line saying what is missing and how to provide it."""
+    entry = catalog_entry(name)
+    root = resolve_data_dir(data_dir)
+    if entry.generator or (root is not None and entry.local and (root / entry.local).is_file()):
+        return None
+    if entry.hub and hub_reachable():
+        return None
+    where = f"{root / entry.local} does not exist" if root and entry.local else "no local copy"
+    hub = "the hub is offline" if _offline_env() else "the hub does not answer"
+    fix = (
+        f"put {entry.local} under data/local/ or set {DATA_DIR_ENV}"
+        if entry.local
+        else "run once online so the Hugging Face cache holds it"
+    )
+    return f"{entry.name}: {where} and {hub if entry.hub else 'it has no hub id'}; {fix}"
+
+
+def check_available(run, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Check, before step 01, that every dataset the run needs can be loaded here.
+
+    Raises DataUnavailableError listing what is missing (the probe set, the curation pool, the
+    benchmarks whose scores mean something). Benchmarks that are harness checks on the toy model
+    are optional: returns {name: reason} for those that will be skipped.
+    """
+    needed = [("probe.dataset", run.probe.dataset), ("curation.pool", run.curation.pool)]
+    needed += [("eval.benchmarks", b) for b in run.eval.benchmarks if not harness_only(run, b)]
+    missing = [f"{where} {why}" for where, n in needed if (why := unavailable_reason(n, data_dir))]
+    if missing:
+        raise DataUnavailableError("the run needs data it cannot load here: " + "; ".join(missing))
+    optional = [b for b in run.eval.benchmarks if harness_only(run, b)]
+    return {b: why for b in optional if (why := unavailable_reason(b, data_dir))}
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -227,7 +302,7 @@ def load_file(
 
 def _hub_unavailable(entry: CatalogEntry, why: str) -> DataUnavailableError:
     if entry.local:
-        fix = f"set {DATA_DIR_ENV} (or pass data_dir=) to a directory containing {entry.local}"
+        fix = f"set {DATA_DIR_ENV} (or pass data_dir=) to a directory containing {entry.local}, or put it under data/local/"
     else:
         fix = f"this dataset has no local copy in the catalog: load it once online, or load a file you have with load_file(path); {DATA_DIR_ENV} cannot stand in for it"
     return DataUnavailableError(
@@ -239,11 +314,12 @@ def _load_hub(entry: CatalogEntry, split: str | None) -> pd.DataFrame:
     """The real datasets.load_dataset path (needs the network or a warm HF cache)."""
     import datasets  # lazy: importing datasets costs seconds
 
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in _OFFLINE_ENV)
     # datasets reads HF_HUB_OFFLINE at import; if it was set later, calling it would retry the
     # network for ~25 s before failing, so fail now with the same message.
-    if offline and not datasets.config.HF_HUB_OFFLINE:
+    if _offline_env() and not datasets.config.HF_HUB_OFFLINE:
         raise _hub_unavailable(entry, "offline mode is set (HF_HUB_OFFLINE)")
+    if not _offline_env() and not hub_reachable():
+        raise _hub_unavailable(entry, "the hub does not answer (no network?)")
     try:
         ds = datasets.load_dataset(entry.hub, entry.hub_config, split=split or entry.hub_split)
     except Exception as e:  # the hub fails in many types (ConnectionError, HfHubHTTPError, ...)

@@ -4,6 +4,7 @@ from polaris_lib.evaluate import figures
 from polaris_lib.evaluate.run import (
     PAIRS,
     TOY_EVAL_PROBLEMS,
+    benchmarks_to_run,
     harness_only,
     load_benchmark,
     pair_settings,

@@ -18,7 +18,7 @@ import pandas as pd
 from polaris_lib import artifacts
 from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.data import catalog_entry, load_dataset
+from polaris_lib.data import catalog_entry, check_available, harness_only, load_dataset
 from polaris_lib.policy.load import load_policy, lora_request_for, weights_key
 from polaris_lib.policy.rollouts import RESPONSE_COLUMNS, rollout
 from polaris_lib.policy.sampling import loaded_model
@@ -39,9 +39,16 @@ def load_benchmark(name: str, cfg: RunConfig, data_dir: str | Path | None = None
     return load_dataset(name, data_dir=data_dir, limit=limit)
 
 
-def harness_only(cfg: RunConfig, benchmark: str) -> bool:
-    """True when a score cannot mean anything: the toy model on a real (language) benchmark."""
-    return cfg.model.name_or_path == "toy" and benchmark != "toy"
+def benchmarks_to_run(cfg: RunConfig, data_dir=None, log=print) -> list[str]:
+    """cfg.eval.benchmarks less the harness checks whose data is not here (each one said once).
+
+    A benchmark whose score means something must load (the runner checks that before step 01);
+    a harness check on the toy model (AIME for a 309K-parameter model) is skipped with a note.
+    """
+    skipped = check_available(cfg, data_dir)
+    for name, why in skipped.items():
+        log(f"{name}: skipped (a harness check on the toy model; its data is not here: {why})")
+    return [b for b in cfg.eval.benchmarks if b not in skipped]
 
 
 def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dict:
@@ -65,7 +72,7 @@ def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dic
 
 def plan(cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:
     """The (checkpoint, benchmark) pairs this config evaluates, with k and problem counts."""
-    sizes = {b: len(load_benchmark(b, cfg, data_dir)) for b in cfg.eval.benchmarks}
+    sizes = {b: len(load_benchmark(b, cfg, data_dir)) for b in benchmarks_to_run(cfg, data_dir)}
     rows = []
     for ck in cfg.eval.checkpoints:
         path = artifacts.named_checkpoint(cfg.run_dir, ck, len(cfg.stages))
@@ -111,7 +118,8 @@ def run_evaluation(
     """
     out = Path(out)
     store = PartStore(out / PAIRS)
-    benches = {b: load_benchmark(b, cfg, data_dir) for b in cfg.eval.benchmarks}  # fail fast
+    names = benchmarks_to_run(cfg, data_dir, log)
+    benches = {b: load_benchmark(b, cfg, data_dir) for b in names}  # fail fast
     frames = []
     for ck in cfg.eval.checkpoints:
         path = artifacts.named_checkpoint(cfg.run_dir, ck, len(cfg.stages))

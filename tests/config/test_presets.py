@@ -120,3 +120,16 @@ def test_consumer_presets_fit_24gb_by_the_planner():
     for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
         table = plan_run(get_preset(name), 24)
         assert table["fits"].all(), (name, table[["stage", "total_gb"]].to_dict("records"))
+
+
+def test_run_dir_is_the_same_folder_from_jupyterlab_and_papermill(monkeypatch):
+    """JupyterLab's kernel starts in notebooks/, papermill in the project root: RUN_DIR means
+    one folder in both, so a user can step through the run `make demo` made."""
+    from polaris_lib.config import PROJECT_ROOT, resolve
+
+    monkeypatch.chdir(PROJECT_ROOT / "notebooks")
+    from_lab = resolve("tiny", {}, RUN_DIR="reports/demo").run_dir
+    monkeypatch.chdir(PROJECT_ROOT)
+    from_runner = resolve("tiny", {}, RUN_DIR="reports/demo").run_dir
+    assert from_lab == from_runner == str(PROJECT_ROOT / "reports" / "demo")
+    assert resolve("tiny", {}, RUN_DIR="/tmp/elsewhere").run_dir == "/tmp/elsewhere"

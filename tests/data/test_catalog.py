@@ -15,6 +15,7 @@ from polaris_lib.data import (
     INSTRUCTION_SUFFIX,
     DataUnavailableError,
     build_messages,
+    catalog,
     catalog_entry,
     gold_answers,
     list_datasets,
@@ -44,8 +45,9 @@ def frames(data_dir):
 
 
 @pytest.fixture
-def no_data_env(monkeypatch):
+def no_data_env(monkeypatch, tmp_path):
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(catalog, "LOCAL_DATA_DIR", tmp_path / "no-local-data")
 
 
 def _good_frame(n=3):
@@ -286,6 +288,7 @@ def _fake_hub(monkeypatch, table: dict, calls: list):
         return datasets.Dataset.from_dict(table)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(catalog, "hub_reachable", lambda: True)  # the stand-in hub answers
 
 
 def test_hub_path_maps_columns(monkeypatch, no_data_env):
@@ -359,3 +362,41 @@ def test_an_infinite_answer_is_not_a_gold(tmp_path, answer):
         load_file(path, id_column="id")
     df = load_file(path, id_column="id", on_invalid="drop")
     assert list(df["problem_id"]) == ["pool/ok"]
+
+
+# ----------------------------------------------------------------------------- availability
+def test_hub_check_is_immediate_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    catalog.hub_reachable.cache_clear()
+    assert catalog.hub_reachable() is False
+    catalog.hub_reachable.cache_clear()
+
+
+def test_local_data_folder_inside_the_repository(monkeypatch, tmp_path, data_dir):
+    """Without POLARIS_DATA_DIR the repository's data/local/ is the local data folder."""
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    local = tmp_path / "local"
+    (local / "benchmarks").mkdir(parents=True)
+    (local / "benchmarks" / "aime24.parquet").write_bytes(
+        (data_dir / "benchmarks" / "aime24.parquet").read_bytes()
+    )
+    monkeypatch.setattr(catalog, "LOCAL_DATA_DIR", local)
+    assert data.resolve_data_dir() == local
+    assert (
+        load_dataset("aime24").attrs["origin"] == f"file:{local / 'benchmarks' / 'aime24.parquet'}"
+    )
+
+
+def test_what_a_run_needs_is_checked_before_it_starts(monkeypatch, no_data_env, data_dir):
+    """Offline without local files: the tiny preset's AIME harness checks are skipped with a
+    reason; a preset whose benchmarks mean something fails at once, naming what is missing."""
+    from polaris_lib.config import apply_overrides, get_preset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    skipped = data.check_available(get_preset("tiny"))
+    assert set(skipped) == {"aime24", "aime25"} and "data/local/" in skipped["aime24"]
+    with pytest.raises(DataUnavailableError, match=r"curation\.pool .*eval\.benchmarks aime24"):
+        data.check_available(get_preset("qwen3-0.6b-24gb"))
+    assert data.check_available(get_preset("tiny"), data_dir=data_dir) == {}
+    toy_only = apply_overrides(get_preset("tiny"), {"eval.benchmarks": ["toy"]})
+    assert data.check_available(toy_only) == {}

@@ -309,3 +309,33 @@ def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path,
     per_checkpoint = ["load {}", "sample", "shutdown {}", "destroy_model_parallel"]
     assert events == [e.format(ck) for ck in ("base", "stage1") for e in per_checkpoint]
     assert sorted(set(out.checkpoint)) == ["base", "stage1"]
+
+
+def test_a_harness_benchmark_without_data_is_skipped_with_a_note(tmp_path, monkeypatch):
+    """The tiny preset's AIME pairs only prove the harness: without their files (offline, no
+    data folder) the evaluation skips them, says so, and still evaluates the toy benchmark."""
+    from polaris_lib.data import catalog
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("POLARIS_DATA_DIR", raising=False)
+    monkeypatch.setattr(catalog, "LOCAL_DATA_DIR", tmp_path / "no-local-data")
+    cfg = apply_overrides(_tiny_toy_cfg(tmp_path), {"eval.benchmarks": ["toy", "aime24"]})
+
+    def fake_sample(model, tok, probs, n, **kw):
+        rows = [
+            dict(problem_id=p, sample_idx=j, text="x", n_tokens=1, finished=True, truncated=False)
+            for p in probs.problem_id
+            for j in range(n)
+        ]
+        return pd.DataFrame(rows)
+
+    notes = []
+    out = evaluate.run_evaluation(
+        cfg,
+        tmp_path / "05",
+        load_fn=lambda c, p: (object(), None),
+        sample_fn=fake_sample,
+        log=notes.append,
+    )
+    assert set(out["benchmark"]) == {"toy"}
+    assert any(n.startswith("aime24: skipped") and "data/local/" in n for n in notes), notes
