@@ -24,6 +24,7 @@ from polaris_lib.pipeline import (
     register_lab_kernel,
     run_pipeline,
 )
+from polaris_lib.release import ExportError, export_model
 from polaris_lib.report import build_compare_report, build_report
 from polaris_lib.scale_out import export_verl, plan_run
 
@@ -99,8 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reports-dir", default="reports")
     rep.add_argument("--out", help="output folder (compare default: reports/compare-<a>-<b>)")
 
-    e = sub.add_parser("export", help="export a preset (or a run) to another engine")
-    e.add_argument("target", choices=["verl"])
+    e = sub.add_parser(
+        "export",
+        help="export a run's trained policy (model) or a preset/run to verl (verl)",
+        description="polaris export model --run-dir reports/demo --out exports/demo-model\n"
+        "polaris export verl --preset qwen3-4b-paper",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("target", choices=["model", "verl"])
+    e.add_argument("--stage", type=int, help="model: the stage to export (default: the last)")
+    e.add_argument(
+        "--push-to-hub", metavar="REPO", help="model: upload the folder (needs the hub online)"
+    )
     e.add_argument("--preset", choices=PRESETS, help="preset (default: the --run-dir run's)")
     e.add_argument(
         "--run-dir",
@@ -212,6 +223,8 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    if a.target == "model":
+        return _export_model(a)
     if a.preset is None and a.run_dir is None:
         print("polaris export: give --preset NAME or --run-dir RUN", file=sys.stderr)
         return 2
@@ -230,6 +243,19 @@ def cmd_export(a: argparse.Namespace) -> int:
     print(f"[polaris] exported {info['preset']} for verl {info['verl_version']}: {out}")
     print(f"[polaris] stage 1: {info['stage1_rows']} problems, {info['stage1_source']}")
     print(f"[polaris] launch: bash {paths['script']}")
+    return 0
+
+
+def _export_model(a: argparse.Namespace) -> int:
+    if a.run_dir is None:
+        print("polaris export model: give --run-dir reports/<run>", file=sys.stderr)
+        return 2
+    out = Path(a.out or f"exports/{Path(a.run_dir).name}-model")
+    try:
+        export_model(a.run_dir, out, stage=a.stage, push_to_hub=a.push_to_hub)
+    except ExportError as exc:
+        print(f"polaris export model: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

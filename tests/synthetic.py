@@ -127,7 +127,7 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
 
     from polaris_lib import artifacts
     from polaris_lib.config.presets import get_preset
-    from polaris_lib.evaluate import tables as eval_tables
+    from polaris_lib.metrics import summarize
     from polaris_lib.pipeline import plan_steps
 
     rng = np.random.default_rng(seed)
@@ -244,7 +244,7 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
         for s in range(n)
     ]
     resp = pd.DataFrame(rows)
-    summary = eval_tables.summarize(resp, n_boot=200)
+    summary = summarize(resp, n_boot=200)
     step(
         "05_eval_aime",
         {"responses.parquet": resp, "summary.parquet": summary},

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 LIB = REPO / "polaris_lib"
 STEPS = ("probe", "curate", "training", "extrapolate", "evaluate", "report")
 LAYERS = ("config", "artifacts", "grading", "data", "toy", "policy")
-ABOVE_STEPS = ("pipeline", "scale_out", "cli")
+ABOVE_STEPS = ("pipeline", "scale_out", "release", "cli")
 
 
 def _modules() -> dict[str, Path]:

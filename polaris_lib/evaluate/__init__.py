@@ -5,6 +5,7 @@ from polaris_lib.evaluate.run import (
     PAIRS,
     TOY_EVAL_PROBLEMS,
     benchmarks_to_run,
+    eval_rope,
     harness_only,
     load_benchmark,
     pair_settings,
