@@ -41,23 +41,36 @@ def gib(text: str) -> float:
     return value
 
 
-def _overrides(pairs: list[list[str]] | None) -> dict | None:
-    if pairs is None:
+def _override_pairs(args: list[str]) -> list[tuple[str, str]]:
+    """One -p occurrence: `NAME VALUE`, or one or more `NAME=VALUE`."""
+    if len(args) == 2 and "=" not in args[0]:
+        return [(args[0], args[1])]
+    if all("=" in a and not a.startswith("=") for a in args):
+        return [tuple(a.split("=", 1)) for a in args]
+    raise ConfigError(
+        f"-p {' '.join(args)}: give -p NAME VALUE or -p NAME=VALUE "
+        "(e.g. -p probe.n_samples 4, -p probe.n_samples=4)"
+    )
+
+
+def _overrides(groups: list[list[str]] | None) -> dict | None:
+    if groups is None:
         return None
-    return {name: parse_value(value) for name, value in pairs}
+    return {name: parse_value(value) for g in groups for name, value in _override_pairs(g)}
 
 
 def _add_override_arg(
     p: argparse.ArgumentParser,
-    stored: str = "Given on a resumed run, replaces the stored set.",
+    stored: str = "Given on an existing run, merges into its stored overrides "
+    "(--reset-overrides starts from the preset).",
 ) -> None:
     p.add_argument(
         "-p",
         "--param",
-        nargs=2,
+        nargs="+",
         action="append",
-        metavar=("NAME", "VALUE"),
-        help="dotted config override, e.g. -p probe.n_samples 4 -p 'stages.*.max_steps' 5 "
+        metavar="NAME VALUE|NAME=VALUE",
+        help="dotted config override, e.g. -p probe.n_samples 4 -p 'stages.*.max_steps=5' "
         f"(VALUE parsed as JSON when it parses). {stored}",
     )
 
@@ -76,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--seed", type=int, help="global seed (default: stored, else 0)")
     _add_override_arg(r)
+    r.add_argument(
+        "--reset-overrides",
+        action="store_true",
+        help="drop the run's stored overrides: only this command's -p (and --quick) apply",
+    )
+    r.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="re-run finished steps a config change invalidates without asking "
+        "(needed when not on a terminal)",
+    )
     r.add_argument(
         "--quick",
         action="store_true",
@@ -138,6 +163,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             reports_dir=a.reports_dir,
             notebooks_dir=a.notebooks_dir,
             heartbeat_s=a.heartbeat,
+            reset_overrides=a.reset_overrides,
+            confirm=_confirm_rerun(a.yes),
         )
     except StepFailed as exc:
         print(f"\n[polaris] FAILED: {exc}", file=sys.stderr)
@@ -152,6 +179,27 @@ def cmd_run(a: argparse.Namespace) -> int:
     if res.report:
         print(f"[polaris] report: {res.report}")
     return 0
+
+
+def _confirm_rerun(yes: bool):
+    """`confirm` for run_pipeline: --yes, else ask on a terminal, else refuse (exit 2)."""
+
+    def confirm(steps: list[str], why: str) -> bool:
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return False
+        print(f"[polaris] {why}: this re-runs {len(steps)} finished step(s):")
+        for name in steps:
+            print(f"    {name}")
+        print("[polaris] their folders are moved aside into superseded/, not deleted.")
+        try:
+            answer = input("Re-run them? [y/N] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
