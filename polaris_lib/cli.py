@@ -25,7 +25,7 @@ from polaris_lib.pipeline import (
     run_pipeline,
 )
 from polaris_lib.report import build_compare_report, build_report
-from polaris_lib.scale_out import export_verl, plan_run
+from polaris_lib.scale_out import as_p_flags, export_verl, fitting_overrides, plan_run
 
 
 def gib(text: str) -> float:
@@ -209,7 +209,20 @@ def cmd_plan(a: argparse.Namespace) -> int:
     table = plan_run(cfg, a.gpu_memory)
     print(f"preset {a.preset} ({cfg.model.name_or_path}) on a {a.gpu_memory:g} GiB GPU")
     print(format_plan(table))
-    return 0
+    if bool(table["fits"].all()):
+        return 0
+    fix = fitting_overrides(cfg, a.gpu_memory)
+    if not fix:
+        print(
+            f"\nno combination of the planner's changes fits {a.preset} on {a.gpu_memory:g} GiB: "
+            "use a larger GPU (--gpu-memory) or a smaller preset (polaris presets)"
+        )
+        return 1
+    every = as_p_flags({**(ov or {}), **fix})  # the user's own -p values, then the fix
+    print(f"\nto make every stage fit, add these overrides (all together):\n    {as_p_flags(fix)}")
+    print(f"check: polaris plan --preset {a.preset} --gpu-memory {a.gpu_memory:g} {every}")
+    print(f"run:   polaris run --preset {a.preset} {every}")
+    return 1
 
 
 def format_plan(table) -> str:

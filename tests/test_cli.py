@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -432,3 +433,27 @@ def test_p_merges_into_stored_overrides_and_reset_clears_them(tmp_path, capsys):
     assert cli.main([*base, "--reset-overrides", "-p", "eval.n_bootstrap", "500", "--yes"]) == 1
     man = json.loads((run / "manifest.json").read_text())
     assert man["overrides"] == {"eval.n_bootstrap": 500}
+
+
+# --- issue 16 item 8: plan exits non-zero when it does not fit and prints one combined fix
+
+
+@pytest.mark.parametrize(
+    "preset, gib", [("qwen3-4b-24gb", 16), ("qwen3-4b-paper", 24), ("qwen3-1.7b-paper", 80)]
+)
+def test_plan_that_does_not_fit_exits_1_with_one_fix_that_fits(capsys, preset, gib):
+    import shlex
+
+    rc = cli.main(["plan", "--preset", preset, "--gpu-memory", str(gib)])
+    out = capsys.readouterr().out
+    assert rc == 1 and "does NOT fit" in out
+    assert not re.search(r"(?<![\d.])(\d+) -> \1(?![\d.])", out), out  # no no-op suggestion
+    check = next(ln for ln in out.splitlines() if ln.startswith("check: polaris plan"))
+    argv = shlex.split(check.removeprefix("check: polaris "))
+    assert cli.main(argv) == 0, capsys.readouterr().out  # the printed command fits
+    assert "does NOT fit" not in capsys.readouterr().out
+
+
+def test_plan_that_fits_exits_0(capsys):
+    assert cli.main(["plan", "--preset", "qwen3-4b-24gb", "--gpu-memory", "24"]) == 0
+    assert "to make every stage fit" not in capsys.readouterr().out
