@@ -5,12 +5,14 @@ polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
 polaris report RUN_ID            |  polaris report --compare RUN_A RUN_B
 polaris export verl --preset qwen3-4b-paper [--run-dir reports/X] [--data-dir D] [-p N V] [--out O]
 polaris kernel [--name polaris-kit] [--user]
+polaris presets                  |  polaris config show --preset tiny [-p N V]  |  polaris --version
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import math
 import sys
 from pathlib import Path
@@ -25,7 +27,14 @@ from polaris_lib.pipeline import (
     run_pipeline,
 )
 from polaris_lib.report import build_compare_report, build_report
-from polaris_lib.scale_out import as_p_flags, export_verl, fitting_overrides, plan_run
+from polaris_lib.scale_out import (
+    as_p_flags,
+    export_verl,
+    fitting_overrides,
+    hardware,
+    plan_run,
+    scale_table,
+)
 
 
 def gib(text: str) -> float:
@@ -75,12 +84,70 @@ def _add_override_arg(
     )
 
 
+EXAMPLES = {
+    None: """examples:
+  polaris run --preset tiny                      the whole pipeline on CPU (minutes)
+  polaris presets                                what each preset needs and costs
+  polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
+  polaris run --help                             more examples per command""",
+    "run": """examples:
+  polaris run --preset tiny --run-id demo
+  polaris run --run-id demo                      resume: stored preset, seed and -p values
+  polaris run --run-id demo -p eval.n_bootstrap=500 --yes
+                                                 merge one change; re-run what it invalidates
+  polaris run --run-id demo --reset-overrides -p probe.n_samples 4
+  polaris run --preset tiny --quick --steps 01,02
+  polaris run --run-id demo --rerun-from 05""",
+    "plan": """examples:
+  polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
+  polaris plan --preset qwen3-4b-24gb --gpu-memory 16 -p model.load_in_4bit=true
+exit status: 0 when every stage fits, 1 when not (a combined set of -p flags is printed)""",
+    "report": """examples:
+  polaris report demo
+  polaris report --compare demo demo-seed1 --out reports/compare""",
+    "export": """examples:
+  polaris export verl --preset qwen3-4b-paper
+  polaris export verl --run-dir reports/demo --data-dir /data/polaris""",
+    "kernel": """examples:
+  polaris kernel --user""",
+    "presets": """examples:
+  polaris presets""",
+    "config": """examples:
+  polaris config show --preset tiny
+  polaris config show --preset qwen3-4b-24gb -p 'stages.*.max_steps=5'""",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polaris-kit")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
 
-    ap = argparse.ArgumentParser(prog="polaris", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="polaris",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES[None],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"polaris-kit {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run or resume the notebook pipeline for a preset")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    r = add("run", "run or resume the notebook pipeline for a preset")
     r.add_argument(
         "--preset", choices=PRESETS, help="preset (default: the run's stored one, else tiny)"
     )
@@ -113,18 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--notebooks-dir", default="notebooks", help="notebooks to execute")
     r.add_argument("--heartbeat", type=float, default=30.0, help="seconds between progress lines")
 
-    p = sub.add_parser("plan", help="estimate GPU memory per stage of a preset")
+    p = add("plan", "estimate GPU memory per stage of a preset")
     p.add_argument("--preset", required=True, choices=PRESETS)
     p.add_argument("--gpu-memory", type=gib, default=24.0, help="GPU memory in GiB (default 24)")
     _add_override_arg(p)
 
-    rep = sub.add_parser("report", help="rebuild report.html from a run folder's files")
+    rep = add("report", "rebuild report.html from a run folder's files")
     rep.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     rep.add_argument("--compare", nargs="+", metavar="RUN_ID", help="overlay two or more runs")
     rep.add_argument("--reports-dir", default="reports")
     rep.add_argument("--out", help="output folder (compare default: reports/compare-<a>-<b>)")
 
-    e = sub.add_parser("export", help="export a preset (or a run) to another engine")
+    e = add("export", "export a preset (or a run) to another engine")
     e.add_argument("target", choices=["verl"])
     e.add_argument("--preset", choices=PRESETS, help="preset (default: the --run-dir run's)")
     e.add_argument(
@@ -141,9 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_override_arg(e, "Applied on top of the --run-dir run's stored overrides.")
     e.add_argument("--out", help="output folder (default: exports/<run folder name or preset>)")
 
-    k = sub.add_parser("kernel", help="register this environment as a JupyterLab kernel")
+    k = add("kernel", "register this environment as a JupyterLab kernel")
     k.add_argument("--name", default="polaris-kit")
     k.add_argument("--user", action="store_true", help="install in the user's Jupyter dir")
+
+    add("presets", "list the presets: hardware, model, stages and what a run costs")
+
+    c = add("config", "show the resolved config of a preset (plus -p overrides)")
+    c.add_argument("action", choices=["show"])
+    c.add_argument("--preset", default="tiny", choices=PRESETS, help="preset (default tiny)")
+    _add_override_arg(c, "")
     return ap
 
 
@@ -285,12 +359,45 @@ def cmd_export(a: argparse.Namespace) -> int:
     except DataUnavailableError as exc:  # offline without local data: one line, no traceback
         print(f"polaris export: {exc}", file=sys.stderr)
         return 2
-    import json
-
     info = json.loads(Path(paths["manifest"]).read_text())
     print(f"[polaris] exported {info['preset']} for verl {info['verl_version']}: {out}")
     print(f"[polaris] stage 1: {info['stage1_rows']} problems, {info['stage1_source']}")
     print(f"[polaris] launch: bash {paths['script']}")
+    return 0
+
+
+def cmd_presets(a: argparse.Namespace) -> int:
+    """One block per preset: hardware, model, stages x steps, and its cost."""
+    paper = scale_table().set_index("preset")
+    for name in PRESETS:
+        cfg = get_preset(name)
+        steps = "+".join(str(st.max_steps) for st in cfg.stages)
+        if name == "tiny":
+            where = "CPU (no GPU)"
+        else:
+            nodes, gpus, gpu, _ = hardware(cfg)
+            where = f"{nodes} x {gpus} {gpu}" if nodes * gpus > 1 else gpu
+        print(f"{name}")
+        print(f"    hardware: {where}; model: {cfg.model.name_or_path}")
+        print(f"    stages: {len(cfg.stages)} ({steps} optimizer steps)")
+        if name in paper.index:
+            row = paper.loc[name]
+            print(
+                f"    cost: ~{row.gpu_hours:,.0f} GPU-hours (~{row.days:.0f} days on "
+                f"{row.hardware}; estimate, {row.hardware_source})"
+            )
+        if cfg.notes:
+            print(f"    notes: {cfg.notes}")
+    print("\nmemory on your GPU: polaris plan --preset NAME --gpu-memory GiB")
+    return 0
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    """The resolved config as JSON (what a run with these -p values would use)."""
+    cfg = get_preset(a.preset)
+    ov = _overrides(a.param)
+    cfg = apply_overrides(cfg, ov) if ov else cfg
+    print(json.dumps(cfg.to_dict(), indent=2, default=str))
     return 0
 
 
@@ -309,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "export": cmd_export,
         "kernel": cmd_kernel,
+        "presets": cmd_presets,
+        "config": cmd_config,
     }
     try:
         return handlers[a.command](a)

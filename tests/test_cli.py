@@ -457,3 +457,28 @@ def test_plan_that_does_not_fit_exits_1_with_one_fix_that_fits(capsys, preset, g
 def test_plan_that_fits_exits_0(capsys):
     assert cli.main(["plan", "--preset", "qwen3-4b-24gb", "--gpu-memory", "24"]) == 0
     assert "to make every stage fit" not in capsys.readouterr().out
+
+
+# --- issue 16 item 9: --version, presets, config show, examples in every --help
+
+
+def test_version_presets_and_config_show(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("polaris-kit ")
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.PRESETS:
+        assert f"\n{name}\n" in f"\n{out}"
+    assert "CPU" in out and "4 x 8 H800" in out and "GPU-hours" in out
+    assert cli.main(["config", "show", "--preset", "tiny", "-p", "probe.n_samples=3"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["preset"] == "tiny" and cfg["probe"]["n_samples"] == 3
+
+
+@pytest.mark.parametrize("argv", [[], *[[c] for c in cli.EXAMPLES if c]])
+def test_every_help_has_examples(capsys, argv):
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert "examples:\n  polaris " in out
