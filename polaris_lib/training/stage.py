@@ -33,6 +33,7 @@ from polaris_lib.policy.load import load_policy
 from polaris_lib.training.checkpoint_check import check_checkpoint
 from polaris_lib.training.easy_drop import easy_drop
 from polaris_lib.training.grpo_config import to_grpo_config
+from polaris_lib.training.progress import ProgressCallback
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer
 from polaris_lib.training.trainer import PolarisGRPOTrainer
 
@@ -148,6 +149,7 @@ def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataF
         polaris=st,
         reward_log_path=out / "reward_log.jsonl",
         rescue_buffer=buffer,
+        callbacks=[ProgressCallback(plan.stage)],
     )
 
 
