@@ -5,12 +5,14 @@ polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
 polaris report RUN_ID            |  polaris report --compare RUN_A RUN_B
 polaris export verl --preset qwen3-4b-paper [--run-dir reports/X] [--data-dir D] [-p N V] [--out O]
 polaris kernel [--name polaris-kit] [--user]
+polaris presets                  |  polaris config show --preset tiny [-p N V]  |  polaris --version
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import json
 import math
 import sys
 from pathlib import Path
@@ -26,7 +28,14 @@ from polaris_lib.pipeline import (
 )
 from polaris_lib.release import ExportError, export_model
 from polaris_lib.report import build_compare_report, build_report
-from polaris_lib.scale_out import export_verl, plan_run
+from polaris_lib.scale_out import (
+    as_p_flags,
+    export_verl,
+    fitting_overrides,
+    hardware,
+    plan_run,
+    scale_table,
+)
 
 
 def gib(text: str) -> float:
@@ -42,33 +51,106 @@ def gib(text: str) -> float:
     return value
 
 
-def _overrides(pairs: list[list[str]] | None) -> dict | None:
-    if pairs is None:
+def _override_pairs(args: list[str]) -> list[tuple[str, str]]:
+    """One -p occurrence: `NAME VALUE`, or one or more `NAME=VALUE`."""
+    if len(args) == 2 and "=" not in args[0]:
+        return [(args[0], args[1])]
+    if all("=" in a and not a.startswith("=") for a in args):
+        return [tuple(a.split("=", 1)) for a in args]
+    raise ConfigError(
+        f"-p {' '.join(args)}: give -p NAME VALUE or -p NAME=VALUE "
+        "(e.g. -p probe.n_samples 4, -p probe.n_samples=4)"
+    )
+
+
+def _overrides(groups: list[list[str]] | None) -> dict | None:
+    if groups is None:
         return None
-    return {name: parse_value(value) for name, value in pairs}
+    return {name: parse_value(value) for g in groups for name, value in _override_pairs(g)}
 
 
 def _add_override_arg(
     p: argparse.ArgumentParser,
-    stored: str = "Given on a resumed run, replaces the stored set.",
+    stored: str = "Given on an existing run, merges into its stored overrides "
+    "(--reset-overrides starts from the preset).",
 ) -> None:
     p.add_argument(
         "-p",
         "--param",
-        nargs=2,
+        nargs="+",
         action="append",
-        metavar=("NAME", "VALUE"),
-        help="dotted config override, e.g. -p probe.n_samples 4 -p 'stages.*.max_steps' 5 "
+        metavar="NAME VALUE|NAME=VALUE",
+        help="dotted config override, e.g. -p probe.n_samples 4 -p 'stages.*.max_steps=5' "
         f"(VALUE parsed as JSON when it parses). {stored}",
     )
 
 
+EXAMPLES = {
+    None: """examples:
+  polaris run --preset tiny                      the whole pipeline on CPU (minutes)
+  polaris presets                                what each preset needs and costs
+  polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
+  polaris run --help                             more examples per command""",
+    "run": """examples:
+  polaris run --preset tiny --run-id demo
+  polaris run --run-id demo                      resume: stored preset, seed and -p values
+  polaris run --run-id demo -p eval.n_bootstrap=500 --yes
+                                                 merge one change; re-run what it invalidates
+  polaris run --run-id demo --reset-overrides -p probe.n_samples 4
+  polaris run --preset tiny --quick --steps 01,02
+  polaris run --run-id demo --rerun-from 05""",
+    "plan": """examples:
+  polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
+  polaris plan --preset qwen3-4b-24gb --gpu-memory 16 -p model.load_in_4bit=true
+exit status: 0 when every stage fits, 1 when not (a combined set of -p flags is printed)""",
+    "report": """examples:
+  polaris report demo
+  polaris report --compare demo demo-seed1 --out reports/compare""",
+    "export": """examples:
+  polaris export model --run-dir reports/demo --out exports/demo-model
+  polaris export model --run-dir reports/demo --stage 2 --push-to-hub me/demo-stage2
+  polaris export verl --preset qwen3-4b-paper
+  polaris export verl --run-dir reports/demo --data-dir /data/polaris""",
+    "kernel": """examples:
+  polaris kernel --user""",
+    "presets": """examples:
+  polaris presets""",
+    "config": """examples:
+  polaris config show --preset tiny
+  polaris config show --preset qwen3-4b-24gb -p 'stages.*.max_steps=5'""",
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polaris-kit")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
 
-    ap = argparse.ArgumentParser(prog="polaris", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="polaris",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES[None],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"polaris-kit {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run or resume the notebook pipeline for a preset")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    r = add("run", "run or resume the notebook pipeline for a preset")
     r.add_argument(
         "--preset", choices=PRESETS, help="preset (default: the run's stored one, else tiny)"
     )
@@ -77,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--seed", type=int, help="global seed (default: stored, else 0)")
     _add_override_arg(r)
+    r.add_argument(
+        "--reset-overrides",
+        action="store_true",
+        help="drop the run's stored overrides: only this command's -p (and --quick) apply",
+    )
+    r.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="re-run finished steps a config change invalidates without asking "
+        "(needed when not on a terminal)",
+    )
     r.add_argument(
         "--quick",
         action="store_true",
@@ -89,24 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--notebooks-dir", default="notebooks", help="notebooks to execute")
     r.add_argument("--heartbeat", type=float, default=30.0, help="seconds between progress lines")
 
-    p = sub.add_parser("plan", help="estimate GPU memory per stage of a preset")
+    p = add("plan", "estimate GPU memory per stage of a preset")
     p.add_argument("--preset", required=True, choices=PRESETS)
     p.add_argument("--gpu-memory", type=gib, default=24.0, help="GPU memory in GiB (default 24)")
     _add_override_arg(p)
 
-    rep = sub.add_parser("report", help="rebuild report.html from a run folder's files")
+    rep = add("report", "rebuild report.html from a run folder's files")
     rep.add_argument("run_ids", nargs="*", metavar="RUN_ID")
     rep.add_argument("--compare", nargs="+", metavar="RUN_ID", help="overlay two or more runs")
     rep.add_argument("--reports-dir", default="reports")
     rep.add_argument("--out", help="output folder (compare default: reports/compare-<a>-<b>)")
 
-    e = sub.add_parser(
-        "export",
-        help="export a run's trained policy (model) or a preset/run to verl (verl)",
-        description="polaris export model --run-dir reports/demo --out exports/demo-model\n"
-        "polaris export verl --preset qwen3-4b-paper",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    e = add("export", "export a run's trained policy (model), or a preset or run to verl (verl)")
     e.add_argument("target", choices=["model", "verl"])
     e.add_argument("--stage", type=int, help="model: the stage to export (default: the last)")
     e.add_argument(
@@ -127,9 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_override_arg(e, "Applied on top of the --run-dir run's stored overrides.")
     e.add_argument("--out", help="output folder (default: exports/<run folder name or preset>)")
 
-    k = sub.add_parser("kernel", help="register this environment as a JupyterLab kernel")
+    k = add("kernel", "register this environment as a JupyterLab kernel")
     k.add_argument("--name", default="polaris-kit")
     k.add_argument("--user", action="store_true", help="install in the user's Jupyter dir")
+
+    add("presets", "list the presets: hardware, model, stages and what a run costs")
+
+    c = add("config", "show the resolved config of a preset (plus -p overrides)")
+    c.add_argument("action", choices=["show"])
+    c.add_argument("--preset", default="tiny", choices=PRESETS, help="preset (default tiny)")
+    _add_override_arg(c, "")
     return ap
 
 
@@ -149,6 +244,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             reports_dir=a.reports_dir,
             notebooks_dir=a.notebooks_dir,
             heartbeat_s=a.heartbeat,
+            reset_overrides=a.reset_overrides,
+            confirm=_confirm_rerun(a.yes),
         )
     except StepFailed as exc:
         print(f"\n[polaris] FAILED: {exc}", file=sys.stderr)
@@ -165,6 +262,27 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm_rerun(yes: bool):
+    """`confirm` for run_pipeline: --yes, else ask on a terminal, else refuse (exit 2)."""
+
+    def confirm(steps: list[str], why: str) -> bool:
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return False
+        print(f"[polaris] {why}: this re-runs {len(steps)} finished step(s):")
+        for name in steps:
+            print(f"    {name}")
+        print("[polaris] their folders are moved aside into superseded/, not deleted.")
+        try:
+            answer = input("Re-run them? [y/N] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
 def cmd_plan(a: argparse.Namespace) -> int:
     cfg = get_preset(a.preset)
     ov = _overrides(a.param)
@@ -172,7 +290,20 @@ def cmd_plan(a: argparse.Namespace) -> int:
     table = plan_run(cfg, a.gpu_memory)
     print(f"preset {a.preset} ({cfg.model.name_or_path}) on a {a.gpu_memory:g} GiB GPU")
     print(format_plan(table))
-    return 0
+    if bool(table["fits"].all()):
+        return 0
+    fix = fitting_overrides(cfg, a.gpu_memory)
+    if not fix:
+        print(
+            f"\nno combination of the planner's changes fits {a.preset} on {a.gpu_memory:g} GiB: "
+            "use a larger GPU (--gpu-memory) or a smaller preset (polaris presets)"
+        )
+        return 1
+    every = as_p_flags({**(ov or {}), **fix})  # the user's own -p values, then the fix
+    print(f"\nto make every stage fit, add these overrides (all together):\n    {as_p_flags(fix)}")
+    print(f"check: polaris plan --preset {a.preset} --gpu-memory {a.gpu_memory:g} {every}")
+    print(f"run:   polaris run --preset {a.preset} {every}")
+    return 1
 
 
 def format_plan(table) -> str:
@@ -237,8 +368,6 @@ def cmd_export(a: argparse.Namespace) -> int:
     except DataUnavailableError as exc:  # offline without local data: one line, no traceback
         print(f"polaris export: {exc}", file=sys.stderr)
         return 2
-    import json
-
     info = json.loads(Path(paths["manifest"]).read_text())
     print(f"[polaris] exported {info['preset']} for verl {info['verl_version']}: {out}")
     print(f"[polaris] stage 1: {info['stage1_rows']} problems, {info['stage1_source']}")
@@ -259,6 +388,41 @@ def _export_model(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(a: argparse.Namespace) -> int:
+    """One block per preset: hardware, model, stages x steps, and its cost."""
+    paper = scale_table().set_index("preset")
+    for name in PRESETS:
+        cfg = get_preset(name)
+        steps = "+".join(str(st.max_steps) for st in cfg.stages)
+        if name == "tiny":
+            where = "CPU (no GPU)"
+        else:
+            nodes, gpus, gpu, _ = hardware(cfg)
+            where = f"{nodes} x {gpus} {gpu}" if nodes * gpus > 1 else gpu
+        print(f"{name}")
+        print(f"    hardware: {where}; model: {cfg.model.name_or_path}")
+        print(f"    stages: {len(cfg.stages)} ({steps} optimizer steps)")
+        if name in paper.index:
+            row = paper.loc[name]
+            print(
+                f"    cost: ~{row.gpu_hours:,.0f} GPU-hours (~{row.days:.0f} days on "
+                f"{row.hardware}; estimate, {row.hardware_source})"
+            )
+        if cfg.notes:
+            print(f"    notes: {cfg.notes}")
+    print("\nmemory on your GPU: polaris plan --preset NAME --gpu-memory GiB")
+    return 0
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    """The resolved config as JSON (what a run with these -p values would use)."""
+    cfg = get_preset(a.preset)
+    ov = _overrides(a.param)
+    cfg = apply_overrides(cfg, ov) if ov else cfg
+    print(json.dumps(cfg.to_dict(), indent=2, default=str))
+    return 0
+
+
 def cmd_kernel(a: argparse.Namespace) -> int:
 
     python = register_lab_kernel(a.name, user=a.user)
@@ -274,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "export": cmd_export,
         "kernel": cmd_kernel,
+        "presets": cmd_presets,
+        "config": cmd_config,
     }
     try:
         return handlers[a.command](a)

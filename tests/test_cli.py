@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -359,3 +360,125 @@ def test_full_disk_is_one_line(capsys, tmp_path, monkeypatch):
     rc = cli.main(["run", "--run-id", "full", "--reports-dir", str(tmp_path), "--steps", "01"])
     err = _one_error_line(capsys, "polaris run: ")
     assert rc == 2 and "No space left on device" in err and "free disk space" in err
+
+
+# --- issue 16 item 6: -p merges, refusals change nothing, re-running finished work is confirmed
+
+
+def _finished_run(reports: Path, run_id: str = "q", overrides: dict | None = None) -> Path:
+    """A run folder whose every step is done and up to date (no notebook needs to execute)."""
+    from polaris_lib.artifacts.manifest import Manifest
+    from polaris_lib.config import resolve
+    from polaris_lib.pipeline import plan_steps
+    from polaris_lib.pipeline.steps import fingerprints, step_config
+
+    overrides = overrides or {}
+    run_dir = reports / run_id
+    cfg = resolve("tiny", overrides, SEED=0).to_dict()
+    plan = plan_steps(len(cfg["stages"]))
+    man = Manifest.create(run_dir, run_id=run_id, preset="tiny", seed=0, overrides=overrides)
+    man.set_steps([{"step": s.name, "notebook": f"{s.notebook}.ipynb"} for s in plan])
+    for step, fp in zip(plan, fingerprints(cfg, plan), strict=True):
+        man.step(step.name).update(status="done", fingerprint=fp, config=step_config(cfg, step))
+        (run_dir / step.name).mkdir(parents=True)
+        (run_dir / step.name / "_done.json").write_text('{"artifacts": {}}')
+    man.save()
+    return run_dir
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_p_accepts_name_equals_value():
+    a = cli.build_parser().parse_args(
+        ["run", "-p", "probe.n_samples=4", "-p", "stages.*.max_steps", "2", "-p", "a=1", "b=x"]
+    )
+    assert cli._overrides(a.param) == {
+        "probe.n_samples": 4,
+        "stages.*.max_steps": 2,
+        "a": 1,
+        "b": "x",
+    }
+    a = cli.build_parser().parse_args(["run", "-p", "probe.n_samples"])
+    with pytest.raises(cli.ConfigError, match="NAME=VALUE"):
+        cli._overrides(a.param)
+
+
+def test_refused_run_changes_no_file(tmp_path, capsys):
+    run = _finished_run(tmp_path, overrides={"probe.n_samples": 4})
+    before = _files(run)
+    base = ["run", "--run-id", "q", "--reports-dir", str(tmp_path)]
+    # the issue's case: 05 must run again, but only 06 is selected
+    assert cli.main([*base, "-p", "eval.n_bootstrap", "500", "--steps", "06"]) == 2
+    assert "05_eval_aime must run first" in capsys.readouterr().err
+    assert _files(run) == before
+    # not on a terminal and no --yes: the finished steps it would re-run are listed, nothing moves
+    assert cli.main([*base, "-p", "eval.n_bootstrap=500"]) == 2
+    err = capsys.readouterr().err
+    assert "05_eval_aime, 06_report" in err and "--yes" in err
+    assert _files(run) == before and not (run / "superseded").exists()
+
+
+def test_p_merges_into_stored_overrides_and_reset_clears_them(tmp_path, capsys):
+    run = _finished_run(tmp_path, overrides={"probe.n_samples": 4})
+    base = ["run", "--run-id", "q", "--reports-dir", str(tmp_path), "--notebooks-dir"]
+    base.append(str(tmp_path / "no-notebooks"))  # the first re-run step then fails: no kernel
+    assert cli.main([*base, "-p", "eval.n_bootstrap", "500", "--yes"]) == 1
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["overrides"] == {"probe.n_samples": 4, "eval.n_bootstrap": 500}
+    assert (run / "04_length_extrapolation" / "_done.json").exists()  # unchanged steps stay
+    (aside,) = (run / "superseded").iterdir()
+    assert sorted(p.name for p in aside.iterdir()) == ["05_eval_aime", "06_report"]
+    assert cli.main([*base, "--reset-overrides", "-p", "eval.n_bootstrap", "500", "--yes"]) == 1
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["overrides"] == {"eval.n_bootstrap": 500}
+
+
+# --- issue 16 item 8: plan exits non-zero when it does not fit and prints one combined fix
+
+
+@pytest.mark.parametrize(
+    "preset, gib", [("qwen3-4b-24gb", 16), ("qwen3-4b-paper", 24), ("qwen3-1.7b-paper", 80)]
+)
+def test_plan_that_does_not_fit_exits_1_with_one_fix_that_fits(capsys, preset, gib):
+    import shlex
+
+    rc = cli.main(["plan", "--preset", preset, "--gpu-memory", str(gib)])
+    out = capsys.readouterr().out
+    assert rc == 1 and "does NOT fit" in out
+    assert not re.search(r"(?<![\d.])(\d+) -> \1(?![\d.])", out), out  # no no-op suggestion
+    check = next(ln for ln in out.splitlines() if ln.startswith("check: polaris plan"))
+    argv = shlex.split(check.removeprefix("check: polaris "))
+    assert cli.main(argv) == 0, capsys.readouterr().out  # the printed command fits
+    assert "does NOT fit" not in capsys.readouterr().out
+
+
+def test_plan_that_fits_exits_0(capsys):
+    assert cli.main(["plan", "--preset", "qwen3-4b-24gb", "--gpu-memory", "24"]) == 0
+    assert "to make every stage fit" not in capsys.readouterr().out
+
+
+# --- issue 16 item 9: --version, presets, config show, examples in every --help
+
+
+def test_version_presets_and_config_show(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("polaris-kit ")
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.PRESETS:
+        assert f"\n{name}\n" in f"\n{out}"
+    assert "CPU" in out and "4 x 8 H800" in out and "GPU-hours" in out
+    assert cli.main(["config", "show", "--preset", "tiny", "-p", "probe.n_samples=3"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["preset"] == "tiny" and cfg["probe"]["n_samples"] == 3
+
+
+@pytest.mark.parametrize("argv", [[], *[[c] for c in cli.EXAMPLES if c]])
+def test_every_help_has_examples(capsys, argv):
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert "examples:\n  polaris " in out

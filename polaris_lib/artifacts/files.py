@@ -163,10 +163,14 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
             if i == len(lines) - 1:
                 break  # torn final line from a crash: the step it belonged to is redone
-            raise
+            raise ValueError(
+                f"{path}: line {i + 1} of {len(lines)} is not valid JSON ({e}); only a torn last "
+                f"line is expected after a crash. Repair or delete line {i + 1} (e.g. "
+                f"`sed -i '{i + 1}d' {path}`) and run again"
+            ) from None
     return out
 
 

@@ -24,6 +24,10 @@ class ConfigError(ValueError):
     """A configuration that cannot run, with a message saying what to change."""
 
 
+REPORT_TO = ("none", "trackio", "tensorboard", "wandb")
+"""The loggers a stage may report to (StageConfig.report_to)."""
+
+
 def _require(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
@@ -400,9 +404,17 @@ class StageConfig:
     """Checkpoint every this many steps (resume after a crash)."""
     seed: int = 0
     """Seed for this stage's data order and sampling."""
+    report_to: str = "none"
+    """Where TRL also logs the per-step metrics: none, trackio, tensorboard or wandb (set
+    WANDB_MODE=offline for no account). A logging choice only: not part of step fingerprints."""
 
     def __post_init__(self) -> None:
         _check_types(self, f"stage {self.stage}")
+        _require(
+            self.report_to in REPORT_TO,
+            f"stage {self.stage}: report_to must be one of {', '.join(REPORT_TO)}, "
+            f"got {self.report_to!r}",
+        )
         _require(self.stage >= 1, "stage: stage numbers start at 1")
         k = self.stage
         _require(self.max_steps >= 1, f"stage {k}: max_steps must be >= 1")

@@ -12,16 +12,22 @@ aside into `<run>/superseded/<timestamp>/` before anything runs, so artifacts of
 mix and nothing finished is lost. A step that failed or was interrupted with an unchanged
 config keeps its folder: the notebooks resume their own partial work (probe grid, curation
 chunks, trainer checkpoints) deterministically.
+
+Overrides given on an existing run merge into its stored ones (`reset_overrides` starts from the
+preset again). Everything that can refuse an invocation (bad config, a step that must run first
+but is not selected, finished steps a config change would re-run and `confirm` declines) is
+decided before the manifest or any folder is written: a refused command changes no file.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = re.compile(r"[A-Za-z0-9._-]+")
 SUPERSEDED = "superseded"
 """Folder of a run where steps invalidated by a config change are moved, one timestamp each."""
+
+Confirm = Callable[[list[str], str], bool]
+"""Asked (finished steps a config change would re-run, why) before anything is moved aside."""
+
+
+class NotConfirmed(ValueError):
+    """A config change would re-run finished steps and the caller did not confirm it."""
 
 
 @dataclass
@@ -234,6 +247,51 @@ def first_step_to_run(ctx: RunContext, rerun_from: str | None) -> tuple[int | No
     return None, "complete"
 
 
+def merge_overrides(
+    stored: dict[str, Any] | None, given: dict[str, Any] | None, reset: bool = False
+) -> dict[str, Any]:
+    """The overrides of this invocation: `given` merged into the run's `stored` ones (a later
+    name wins); `reset` drops the stored ones; no `given` keeps them."""
+    base = {} if reset else dict(stored or {})
+    return {**base, **(given or {})}
+
+
+def check_before_writing(
+    ctx: RunContext, chosen: set[str], rerun_from: str | None, confirm: Confirm | None = None
+) -> list[str]:
+    """Everything that can refuse this invocation, decided on a copy of the stored manifest so a
+    refusal writes nothing. Returns the finished steps a config change re-runs (confirmed)."""
+    if ctx.manifest is None:
+        return []
+    shadow = Manifest(ctx.run_dir, copy.deepcopy(ctx.manifest.data))
+    shadow.mark_interrupted()
+    first, why = first_step_to_run(_with_manifest(ctx, shadow), rerun_from)
+    if first is None:
+        return []
+    plan = ctx.plan
+    if not any(s.name in chosen for s in plan[first:]):
+        return []
+    if plan[first].name not in chosen:
+        raise ValueError(
+            f"step {plan[first].name} must run first ({why}): add it to --steps or drop --steps; "
+            "nothing was changed"
+        )
+    if not why.startswith(("config changed", "an earlier step changed")):
+        return []
+    finished = [s.name for s in plan[first:] if (shadow.step(s.name) or {}).get("status") == "done"]
+    if finished and confirm is not None and not confirm(finished, why):
+        raise NotConfirmed(
+            f"{plan[first].name}: {why}; this would re-run {len(finished)} finished step(s): "
+            f"{', '.join(finished)} (moved aside into {SUPERSEDED}/). Nothing was changed; "
+            "confirm with --yes"
+        )
+    return finished
+
+
+def _with_manifest(ctx: RunContext, man: Manifest) -> RunContext:
+    return replace(ctx, manifest=man)
+
+
 def run_pipeline(
     preset: str | None = None,
     run_id: str | None = None,
@@ -248,13 +306,21 @@ def run_pipeline(
     kernel_name: str = "python3",
     heartbeat_s: float = 30.0,
     log=print,
+    reset_overrides: bool = False,
+    confirm: Confirm | None = None,
 ) -> RunResult:
-    """Run (or resume) the pipeline for `preset` into reports_dir/run_id; raises StepFailed."""
+    """Run (or resume) the pipeline for `preset` into reports_dir/run_id; raises StepFailed.
+
+    `overrides` merge into a stored run's (`reset_overrides`: replace them). `confirm(steps,
+    why)` is asked before a config change re-runs finished steps (None: go ahead); declining
+    raises NotConfirmed and, like every refusal, leaves every file as it was.
+    """
     ctx = _context(
         preset,
         run_id,
         seed,
         overrides,
+        reset_overrides,
         reports_dir,
         notebooks_dir,
         repo_root,
@@ -266,6 +332,7 @@ def run_pipeline(
     kernel_python = ensure_kernel(kernel_name, log=log)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(ctx.run_dir):
+        check_before_writing(ctx, chosen, rerun_from, confirm)
         _open_manifest(ctx, kernel_python)
         result = RunResult(run_dir=ctx.run_dir, status="running")
         man = ctx.manifest
@@ -295,6 +362,7 @@ def _context(
     run_id,
     seed,
     overrides,
+    reset_overrides,
     reports_dir,
     notebooks_dir,
     repo_root,
@@ -317,7 +385,7 @@ def _context(
     stored = stored or Manifest.load(run_dir)
     if stored:
         seed = stored.data.get("seed", 0) if seed is None else seed
-        overrides = stored.data.get("overrides", {}) if overrides is None else overrides
+        overrides = merge_overrides(stored.data.get("overrides"), overrides, reset_overrides)
         if stored.data.get("preset") != preset:
             log(f"[polaris] run {run_id}: preset {stored.data.get('preset')} -> {preset}")
     seed, overrides = seed or 0, dict(overrides or {})

@@ -16,6 +16,8 @@ from typing import Any
 from polaris_lib import artifacts
 
 # Config sections each notebook reads directly; earlier steps enter through the fingerprint chain.
+NOT_FINGERPRINTED = ("report_to",)
+"""Config fields that are logging choices: left out of step configs and fingerprints."""
 _COMMON = ("seed", "model", "toy")
 _SECTIONS = {
     artifacts.PROBE: ("probe",),
@@ -69,12 +71,14 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def step_config(cfg: dict[str, Any], step: Step) -> dict[str, Any]:
     """The dotted config values `step` depends on directly (the report depends on everything)."""
     if step.notebook == artifacts.REPORT:
-        return {k: v for k, v in flatten(cfg).items() if not k.startswith("run_dir")}
-    keys = _COMMON + _SECTIONS[step.notebook]
-    sub = {k: cfg.get(k) for k in keys}
-    if step.notebook == artifacts.GRPO_STAGE:
-        sub[f"stages.{step.stage - 1}"] = cfg["stages"][step.stage - 1]
-    return flatten(sub)
+        flat = {k: v for k, v in flatten(cfg).items() if not k.startswith("run_dir")}
+    else:
+        sub = {k: cfg.get(k) for k in _COMMON + _SECTIONS[step.notebook]}
+        if step.notebook == artifacts.GRPO_STAGE:
+            sub[f"stages.{step.stage - 1}"] = cfg["stages"][step.stage - 1]
+        flat = flatten(sub)
+    # logging choices change no result: they never invalidate a finished step
+    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in NOT_FINGERPRINTED}
 
 
 def fingerprints(cfg: dict[str, Any], steps: list[Step]) -> list[str]:

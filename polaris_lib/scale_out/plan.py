@@ -2,14 +2,19 @@
 
 Two layers. The formula layer (`ModelSpec`, `TrainSetup`, `estimate`) takes plain numbers and lives
 in polaris_lib/scale_out/memory.py with its assumptions. This adapter (`plan_run`) reads a
-`RunConfig` and returns one table row per stage, with single changes that would make it fit.
+`RunConfig` and returns one table row per stage, with single changes that would make it fit;
+`fitting_overrides` finds one combined set of overrides that makes every stage fit at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shlex
+from typing import Any
 
+from polaris_lib.config import ConfigError, apply_overrides
 from polaris_lib.scale_out.memory import (
     HEADROOM,
     MODEL_SPECS,
@@ -87,7 +92,7 @@ def suggest(spec: ModelSpec, s: TrainSetup, gpu_gb: float) -> list[str]:
         mid = (lo + hi + 1) // 2
         ok = _fits(spec, dataclasses.replace(s, completion_len=mid * 256), gpu_gb)
         lo, hi = (mid, hi) if ok else (lo, mid - 1)
-    if lo > 0:
+    if 0 < lo * 256 < s.completion_len:  # never suggest a length the stage already has
         tell(
             f"max_completion_length {s.completion_len} -> {lo * 256}",
             dataclasses.replace(s, completion_len=lo * 256),
@@ -150,3 +155,107 @@ def plan_run(run_cfg, gpu_memory_gb: float, spec: ModelSpec | None = None):
             }
         )
     return pd.DataFrame(rows)
+
+
+def _all_fit(run, spec: ModelSpec, gpu_gb: float) -> bool:
+    return all(estimate(spec, setup_for_stage(run, st), gpu_gb).fits for st in run.stages)
+
+
+def _util_fix(run, spec: ModelSpec, gpu_gb: float) -> float | None:
+    """A gpu_memory_utilization inside every stage's working range, or None."""
+    ranges = [estimate(spec, setup_for_stage(run, st), gpu_gb).util_range for st in run.stages]
+    ranges = [r for r in ranges if r is not None]
+    if not ranges or not run.model.use_vllm:
+        return None
+    lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    if lo > hi:
+        return None
+    mid = (lo + hi) / 2
+    value = next((round(mid, d) for d in (2, 3, 4) if lo <= round(mid, d) <= hi), mid)
+    return None if value == run.model.gpu_memory_utilization else value
+
+
+def fitting_overrides(run_cfg, gpu_memory_gb: float, spec: ModelSpec | None = None):
+    """One combined set of overrides ({name: value}) under which every stage fits; {} when the
+    config fits already, None when nothing the planner knows makes it fit.
+
+    Greedy, cheapest change first (micro-batch: same recipe, more accumulation; LoRA; 4-bit; vLLM's
+    memory split; shorter completions; smaller groups, which change the recipe), then every change
+    the others made unnecessary is dropped again. Each candidate is applied with the config's own
+    validation, so the result is always a valid set of -p values.
+    """
+    spec = spec or spec_for(run_cfg)
+    flags: dict[str, Any] = {}
+
+    def run_with(extra: dict[str, Any]):
+        try:
+            return apply_overrides(run_cfg, extra) if extra else run_cfg
+        except ConfigError:
+            return None
+
+    def fits(extra: dict[str, Any]) -> bool:
+        run = run_with(extra)
+        return run is not None and _all_fit(run, spec, gpu_memory_gb)
+
+    def stage_fits(extra: dict[str, Any], i: int) -> bool:
+        run = run_with(extra)
+        if run is None:
+            return False
+        est = estimate(spec, setup_for_stage(run, run.stages[i]), gpu_memory_gb)
+        return est.total <= gpu_memory_gb * (1 - HEADROOM)
+
+    def try_set(key: str, value: Any) -> bool:
+        if run_with({**flags, key: value}) is None:
+            return False
+        flags[key] = value
+        return True
+
+    if fits(flags):
+        return {}
+    n = len(run_cfg.stages)
+    for i in range(n):  # 1. smaller micro-batches
+        st = run_cfg.stages[i]
+        rows = st.per_device_batch_size // 2
+        while rows >= 1 and not stage_fits(flags, i):
+            try_set(f"stages.{i}.per_device_batch_size", rows)
+            rows //= 2
+    if not fits(flags) and run_cfg.model.lora_rank == 0:  # 2. LoRA
+        try_set("model.lora_rank", 32)
+    if not fits(flags) and not run_cfg.model.load_in_4bit:  # 3. 4-bit weights
+        try_set("model.load_in_4bit", True)
+    for i in range(n):  # 4. shorter completions: the longest multiple of 256 that fits
+        if stage_fits(flags, i):
+            continue
+        key = f"stages.{i}.max_completion_length"
+        lo, hi = 0, run_cfg.stages[i].max_completion_length // 256
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if stage_fits({**flags, key: mid * 256}, i) else (lo, mid - 1)
+        if 0 < lo * 256 < run_cfg.stages[i].max_completion_length:
+            try_set(key, lo * 256)
+    for i in range(n):  # 5. smaller groups (changes the recipe: listed last)
+        st = run_cfg.stages[i]
+        for g in range(st.group_size - 1, 1, -1):
+            if stage_fits(flags, i):
+                break
+            try_set(f"stages.{i}.group_size", g)
+    run = run_with(flags)
+    util = _util_fix(run, spec, gpu_memory_gb) if run is not None else None
+    if util is not None:  # 6. vLLM's share of the GPU, inside every stage's working range
+        try_set("model.gpu_memory_utilization", util)
+    if not fits(flags):
+        return None
+    for key in list(flags):  # drop what later changes made unnecessary
+        trial = {k: v for k, v in flags.items() if k != key}
+        if fits(trial):
+            flags = trial
+    return flags
+
+
+def as_p_flags(overrides: dict[str, Any]) -> str:
+    """Overrides as copy-pasteable `-p NAME=VALUE` flags (JSON values, shell-quoted)."""
+    parts = []
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts.append(f"-p {shlex.quote(f'{key}={text}')}")
+    return " ".join(parts)

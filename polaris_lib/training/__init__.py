@@ -2,6 +2,10 @@
 the between-stage easy drop and the held-out check."""
 
 from polaris_lib.training import figures
+from polaris_lib.training.checkpoint_check import (
+    CorruptCheckpointError,
+    check_checkpoint,
+)
 from polaris_lib.training.easy_drop import (
     easy_drop,
 )

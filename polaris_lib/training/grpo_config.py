@@ -80,7 +80,7 @@ def grpo_kwargs(
         save_strategy="steps",
         save_steps=st.save_steps,
         logging_steps=1,
-        report_to="none",
+        report_to=st.report_to,
         log_completions=False,
     )
     return kwargs

@@ -30,8 +30,10 @@ from polaris_lib.data import build_messages
 from polaris_lib.figure_style import run_caption
 from polaris_lib.grading.grader import make_reward_fn
 from polaris_lib.policy.load import load_policy
+from polaris_lib.training.checkpoint_check import check_checkpoint
 from polaris_lib.training.easy_drop import easy_drop
 from polaris_lib.training.grpo_config import to_grpo_config
+from polaris_lib.training.progress import ProgressCallback
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer
 from polaris_lib.training.trainer import PolarisGRPOTrainer
 
@@ -147,6 +149,7 @@ def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataF
         polaris=st,
         reward_log_path=out / "reward_log.jsonl",
         rescue_buffer=buffer,
+        callbacks=[ProgressCallback(plan.stage)],
     )
 
 
@@ -154,7 +157,14 @@ def train_stage(run: RunConfig, plan: StagePlan, out: str | Path, problems: pd.D
     """Train (or resume) the stage and save checkpoints/stage{k}/final; returns a summary."""
     out = Path(out)
     if final_complete(plan.final_dir):
+        check_checkpoint(
+            plan.final_dir,
+            f"delete {plan.final_dir} to rebuild the stage's final policy from its last "
+            f"checkpoint in {plan.trl_dir}",
+        )
         return artifacts.read_json(plan.final_dir / "stage_done.json") | {"reused_final": True}
+    if plan.resume_from:
+        check_checkpoint(plan.resume_from)  # before any model is loaded: fail fast, name the file
     trainer = build_trainer(run, plan, out, problems)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=plan.resume_from)

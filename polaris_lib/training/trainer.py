@@ -39,6 +39,7 @@ from trl import GRPOTrainer
 
 from polaris_lib import artifacts
 from polaris_lib.config.sections import ConfigError, StageConfig
+from polaris_lib.training.checkpoint_check import check_checkpoint
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
 from polaris_lib.training.reward_log import group_records, trim_reward_log
 from polaris_lib.training.substitution import (
@@ -286,6 +287,7 @@ class PolarisGRPOTrainer(GRPOTrainer):
             ckpt = get_last_checkpoint(self.args.output_dir)
         start = 0
         if ckpt:
+            check_checkpoint(ckpt)  # a torn file fails here naming itself, not deep inside TRL
             start = int(json.loads((Path(ckpt) / "trainer_state.json").read_text())["global_step"])
             if (Path(ckpt) / RESCUE_FILE).exists():
                 self.rescue_buffer = RescueBuffer.load(Path(ckpt) / RESCUE_FILE)

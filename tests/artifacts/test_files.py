@@ -66,3 +66,16 @@ def test_report_figures_are_never_left_truncated(tmp_path, monkeypatch):
 def test_page_is_readable_by_others(tmp_path):
     path = write_page(tmp_path / "report.html", "<html></html>")
     assert path.stat().st_mode & 0o777 == 0o644 and path.read_text() == "<html></html>"
+
+
+def test_torn_line_in_the_middle_of_a_log_names_the_file_and_line(tmp_path):
+    path = tmp_path / "reward_log.jsonl"
+    artifacts.append_jsonl(path, [{"step": 1}])
+    with open(path, "a") as f:
+        f.write('{"step": 2, "prob\n')  # torn, then more lines were appended after it
+    artifacts.append_jsonl(path, [{"step": 3}])
+    with pytest.raises(ValueError, match=r"reward_log.jsonl: line 2 of 3 is not valid JSON") as e:
+        artifacts.read_jsonl(path)
+    assert "delete line 2" in str(e.value)
+    path.write_text('{"step": 1}\n{"step": 2, "pr')  # a torn LAST line is still tolerated
+    assert artifacts.read_jsonl(path) == [{"step": 1}]

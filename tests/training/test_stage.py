@@ -195,3 +195,53 @@ def test_kill_mid_stage_and_rerun_resumes_without_duplicates(tmp_path, tiny_mode
     cfg = _cfg(run_dir, **{"model.name_or_path": str(tiny_model_dir)})
     model, _ = load_policy(cfg, str(final))  # the next stage can load it
     assert model.config.vocab_size > 0
+
+
+def _good_checkpoint(folder: Path, model_dir: Path) -> Path:
+    """What TRL leaves in checkpoint-N (weights, state, optimizer, rescue buffer), in tiny."""
+    import shutil
+
+    import torch
+
+    shutil.copytree(model_dir, folder)
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 2, "log_history": []}))
+    torch.save({"state": {}, "param_groups": [{"lr": 1e-6}]}, folder / "optimizer.pt")
+    (folder / RESCUE_FILE).write_text("{}")
+    return folder
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+CORRUPTIONS = {
+    "model.safetensors": _truncate,
+    "trainer_state.json": _truncate,
+    "optimizer.pt": lambda p: p.write_bytes(os.urandom(4096)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_corrupt_checkpoint_on_resume_names_the_file_and_the_way_out(
+    tmp_path, tiny_model_dir, name
+):
+    from polaris_lib.training.checkpoint_check import CorruptCheckpointError, check_checkpoint
+
+    run_dir = tmp_path / "run"
+    cur = artifacts.step_dir(run_dir, artifacts.CURATE)
+    artifacts.write_parquet(cur / "curated.parquet", _problems())
+    over = {"model.name_or_path": str(tiny_model_dir), "stages.0.temperature": 1.0}
+    cfg = _cfg(run_dir, **over)
+    trl_dir = artifacts.checkpoint_dir(run_dir, 1) / "trl"
+    ckpt = _good_checkpoint(trl_dir / "checkpoint-2", tiny_model_dir)
+    check_checkpoint(ckpt)  # a sound checkpoint passes
+    CORRUPTIONS[name](ckpt / name)
+    plan = training.plan_stage(cfg, 1)
+    assert plan.resume_from == str(ckpt)
+    out = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, 1)
+    with pytest.raises(CorruptCheckpointError) as e:
+        training.train_stage(cfg, plan, out, training.load_stage_data(cfg, 1))
+    msg = str(e.value)
+    assert str(ckpt / name) in msg
+    assert f"delete {ckpt} to fall back to the previous checkpoint" in msg
+    assert "weights_only" not in msg
