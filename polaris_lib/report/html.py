@@ -40,6 +40,19 @@ table.tbl th {{ background: #f5f5f5; }}
 .note {{ font-size: 0.9em; color: #333; }}
 pre {{ background: #f7f7f7; padding: 0.6em; font-size: 0.8em; overflow-x: auto; }}
 details summary {{ cursor: pointer; color: #225; }}
+.card {{ border: 1px solid #cfd8e3; border-radius: 6px; background: #f7fafd; padding: 0.8em 1.2em; }}
+.card .verdict {{ font-size: 1.15em; font-weight: 600; margin: 0.2em 0 0.6em; }}
+.card .cells {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr));
+              gap: 0.6em 1.6em; }}
+.card .wide {{ grid-column: 1 / -1; }}
+.card h4 {{ margin: 0.3em 0; font-size: 0.85em; text-transform: uppercase; color: #456; }}
+.card p {{ margin: 0.2em 0; font-size: 0.9em; }}
+.card .big {{ font-size: 1.35em; }}
+.card .ci {{ color: #555; font-size: 0.85em; }}
+.card .proto {{ color: #555; font-size: 0.8em; }}
+.expect {{ color: #7a5b00; font-size: 0.85em; }}
+.card-tbl td, .card-tbl th {{ padding: 1px 14px 1px 0; text-align: left; font-size: 0.9em;
+                              vertical-align: top; white-space: nowrap; }}
 </style></head>
 <body>
 <h1>{title}</h1>

@@ -13,17 +13,24 @@ import pandas as pd
 from polaris_lib import artifacts, metrics, paper
 from polaris_lib.report import figures, html
 from polaris_lib.report.runs import (
+    EXPECTED_ZERO,
     Run,
+    dataset_sizes,
     difficulty,
     easy_drops,
+    eval_headline,
     evaluation,
+    expected_zero,
+    heldout,
     manifest_steps,
     probe_curves,
     probe_name,
     stage_name,
     temperatures,
     training,
+    verdict,
     yarn,
+    yarn_expected_zero,
 )
 
 
@@ -50,6 +57,68 @@ def _status(run: Run, step: str) -> str:
     if (run.dir / step).is_dir() and not run.done(step):
         return f"incomplete ({rec.get('status', 'no completion marker')})"
     return rec.get("status") if rec.get("status") not in (None, "pending", "done") else "not run"
+
+
+def _ci(lo, hi) -> str:
+    return f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+
+
+def _summary(run: Run, save: Path | None) -> str:
+    """The card at the top: verdict, held-out gain, eval avg@k, temperatures, data sizes."""
+    top, blocks = [], []
+    h = heldout(run)
+    if h:
+        top.append(
+            (
+                "Held-out gain",
+                f'<p class="big">{h["gain"]:+.3f} <span class="ci">{_ci(h["lo"], h["hi"])}</span>'
+                f"</p><p>accuracy {h['before']:.3f} → {h['after']:.3f} after stage {h['stage']}"
+                f" · {h['problems']} held-out problems × {h['k']} samples at T "
+                f"{h['temperature']} · 95% bootstrap interval of the paired gain</p>",
+            )
+        )
+    ev, proto = eval_headline(run)
+    if not ev.empty:
+        rows = "".join(
+            f"<tr><th>{html.esc(r.benchmark)}</th><td>avg@{r.k}</td>"
+            f"<td>{'' if pd.isna(r.first) else f'{r.first:.3f} → '}<b>{r.last:.3f}</b></td>"
+            f'<td class="ci">{_ci(r.ci_lo, r.ci_hi)}'
+            f"{'' if r.rule == 'bootstrap' else ' Wilson'}</td>"
+            f'<td class="expect">{"≈ 0 expected on the toy (harness check)" if r.note else ""}'
+            "</td></tr>"
+            for r in ev.itertuples()
+        )
+        blocks.append(
+            (
+                f"Evaluation · final checkpoint {html.esc(ev.attrs['last'])}",
+                f'<table class="card-tbl">{rows}</table><p class="proto">{html.esc(proto)}</p>',
+            )
+        )
+    sizes = dataset_sizes(run)
+    if sizes:
+        chain = " → ".join(f"<b>{n}</b>" for _, n in sizes)
+        labels = " → ".join(label for label, _ in sizes)
+        top.append(("Training problems", f'<p class="big">{chain}</p><p>{html.esc(labels)}</p>'))
+    temps = temperatures([run])
+    if not temps.empty:
+        line = "<br>".join(
+            f"stage {r.stage}: <b>T {r.temperature:g}</b> ({html.esc(r.method)})"
+            for r in temps.itertuples()
+        )
+        top.append(("Temperatures (01 probe)", f"<p>{line}</p>"))
+    blocks = top + blocks
+    yz = yarn_expected_zero(run) if run.done(artifacts.EXTRAPOLATION) else ""
+    if yz:
+        blocks.append(("Length extrapolation", f'<p class="expect">YaRN: {html.esc(yz)}</p>'))
+    cells = "".join(
+        f'<div class="cell{" wide" if t.startswith(("Eval", "Length")) else ""}"><h4>{t}</h4>'
+        f"{b}</div>"
+        for t, b in blocks
+    )
+    return (
+        f'<div class="card"><p class="verdict">{html.esc(verdict(run))}</p>'
+        f'<div class="cells">{cells}</div></div>'
+    )
 
 
 def _probe(run: Run, save: Path | None) -> str:
@@ -150,7 +219,9 @@ def _yarn(run: Run, save: Path | None) -> str:
             f"(trained length {m.get('yarn/trained_length', '?')} tokens)."
         )
     ]
-    avg = yarn([run])
+    if yarn_expected_zero(run):
+        body.append(f'<p class="expect">{html.esc(yarn_expected_zero(run))}</p>')
+    avg = metrics.binomial_rule(yarn([run]))
     if not avg.empty:
         cell = avg.apply(lambda r: f"{r['avg']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", axis=1)
         wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
@@ -164,7 +235,13 @@ def _eval(run: Run, save: Path | None) -> str:
         return html.not_run(artifacts.EVALUATION, _status(run, artifacts.EVALUATION))
 
     summary, curve = evaluation([run])
+    summary = metrics.binomial_rule(summary)
     body = []
+    zero = [b for b in dict.fromkeys(summary.get("benchmark", [])) if expected_zero(run, b)]
+    if zero:
+        body.append(
+            f'<p class="expect">{html.esc(", ".join(zero))}: {html.esc(EXPECTED_ZERO)}.</p>'
+        )
     if not summary.empty:
         cols = [
             c
@@ -175,6 +252,7 @@ def _eval(run: Run, save: Path | None) -> str:
                 "avg",
                 "ci_lo",
                 "ci_hi",
+                "ci_rule",
                 "pass_at_k",
                 "truncation_rate",
                 "mean_len",
@@ -236,6 +314,7 @@ def _manifest(run: Run, save: Path | None) -> str:
 
 
 SINGLE = [
+    ("summary", "Summary", _summary),
     ("probe", "1. Temperature probe", _probe),
     ("curate", "2. Difficulty curation", _curate),
     ("train", "3. GRPO stages", _train),
