@@ -185,3 +185,69 @@ def test_dollar_signs_in_run_names_are_drawn_literally(runs, tmp_path, monkeypat
     named = [t for t in drawn if "a\\$b\\$c" in t.get_text() or "r\\$\\x\\$" in t.get_text()]
     assert len(named) >= 4  # legends, titles, captions
     assert all(t._preprocess_math(t.get_text())[1] is False for t in named)  # not mathtext
+
+
+def _card(html: str) -> str:
+    return html[html.index('<div class="card">') : html.index('<h2 id="probe">')]
+
+
+def test_summary_card_numbers_come_from_the_run_files(runs, tmp_path):
+    """Issue 16 item 10: headline numbers, temperatures, data sizes and a verdict at the top."""
+    import pandas as pd
+
+    from polaris_lib import artifacts
+
+    run = shutil.copytree(runs[0], tmp_path / "card")
+    # an all-0 benchmark as an older run stored it: a zero-width bootstrap interval
+    summary = pd.read_parquet(run / "05_eval_aime" / "summary.parquet")
+    zero = summary["benchmark"] == "aime24"
+    summary.loc[zero, ["avg", "ci_lo", "ci_hi"]] = 0.0
+    artifacts.write_parquet(run / "05_eval_aime" / "summary.parquet", summary)
+    html = build_report(run).read_text()
+    assert html.index('<div class="card">') < html.index('<h2 id="probe">')
+    card = _card(html)
+    m3 = artifacts.read_json(run / "03_grpo_stage_stage3" / "metrics.json")
+    gain = f"{m3['train/heldout_gain']:+.3f}"
+    lo, hi = m3["train/heldout_gain_lo"], m3["train/heldout_gain_hi"]
+    assert f"{gain} <span" in card and f"[{lo:.3f}, {hi:.3f}]" in card
+    assert (
+        "Training helped: held-out accuracy 0.400 → 0.550 (+0.150, 95% interval [0.120, 0.180])"
+        " after 3 stage(s)." in card
+    )
+    pool = artifacts.read_json(run / "02_curate_by_difficulty" / "metrics.json")
+    kept = [
+        len(pd.read_parquet(run / f"03_grpo_stage_stage{k}" / "next_stage_data.parquet"))
+        for k in (1, 2, 3)
+    ]
+    sizes = [pool["curate/pool_size"], pool["curate/kept"], *kept]
+    assert " → ".join(f"<b>{n}</b>" for n in sizes) in card
+    for k in (1, 2, 3):
+        assert f"stage {k}: <b>T {1.0 + 0.2 * (k - 1):g}</b>" in card
+    toy = summary[(summary["benchmark"] == "toy") & (summary["checkpoint"] == "stage3")].iloc[0]
+    assert f"<b>{toy['avg']:.3f}</b>" in card and "toy avg@8 over 10 problems" in card
+    # all 0 of 10 problems: Wilson [0, z^2 / (10 + z^2)] = [0, 0.278], not [0.000, 0.000]
+    assert "[0.000, 0.278] Wilson" in card and "[0.000, 0.000]" not in html
+    assert "≈ 0 expected on the toy" in card  # AIME on the toy says so where it appears
+    assert "expected ≈ 0 on the toy" in html[html.index('<h2 id="eval">') :]
+    assert "expected ≈ 0 on the toy: a 128-position" in html[html.index('<h2 id="yarn">') :]
+
+
+def test_report_built_by_step_06_shows_the_run_as_done(runs, tmp_path):
+    """Step 06 builds the page while the manifest still says running (06 itself is running)."""
+    from polaris_lib import artifacts
+
+    run = shutil.copytree(runs[0], tmp_path / "during06")
+    man = artifacts.read_json(run / "manifest.json")
+    man["status"] = "running"
+    man["steps"][-1].update(step="06_report", status="running")
+    artifacts.write_json(run / "manifest.json", man)
+    html = build_report(run).read_text()
+    sub = re.search(r'<p class="sub">([^<]*)</p>', html).group(1)
+    assert "status done" in sub and "running" not in sub
+    assert "06_report running" not in html and "done (this report)" in html
+    assert "(run " not in _card(html)  # the verdict does not call the run unfinished
+    # while an earlier step is still unfinished the run is not shown as done
+    man["steps"][0]["status"] = "running"
+    artifacts.write_json(run / "manifest.json", man)
+    html = build_report(run).read_text()
+    assert "status running" in html and "status done" not in html
