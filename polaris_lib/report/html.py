@@ -30,6 +30,8 @@ nav a {{ margin-right: 1em; font-size: 0.9em; }}
 figure {{ margin: 1em 0; }}
 .figs {{ display: flex; flex-wrap: wrap; gap: 0.5em 1.5em; align-items: flex-start; }}
 .figs figure {{ max-width: 48%; margin: 0.4em 0; }}
+.figs figure.wide {{ max-width: 100%; flex-basis: 100%; }}
+figure.wide img {{ width: 100%; }}
 figure img {{ max-width: 100%; border: 1px solid #eee; }}
 img[data-ok="0"] {{ border: 3px solid #c00; min-width: 40px; min-height: 40px; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
@@ -97,13 +99,26 @@ def png_of(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+WIDE = 1.7
+"""A figure at least this much wider than tall (several panels) takes the page's full width."""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header; (0, 0) when it is not a PNG."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return 0, 0
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def figure(png: bytes | Path, fig_id: str, caption: str = "") -> str:
-    """<figure> with the PNG embedded as a data URI."""
+    """<figure> with the PNG embedded as a data URI; multi-panel (wide) figures get class wide."""
     data = png.read_bytes() if isinstance(png, Path) else png
     b64 = base64.b64encode(data).decode("ascii")
+    w, h = png_size(data)
+    wide = ' class="wide"' if h and w / h >= WIDE else ""
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return (
-        f'<figure><img data-figure="{esc(fig_id)}" alt="{esc(fig_id)}" '
+        f'<figure{wide}><img data-figure="{esc(fig_id)}" alt="{esc(fig_id)}" '
         f'src="data:image/png;base64,{b64}">{cap}</figure>'
     )
 

@@ -6,6 +6,7 @@ of the report still builds.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -42,9 +43,58 @@ def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
     return html.figure(png, fig_id, caption)
 
 
+CAPTIONS = {
+    "fig_probe": "accuracy (95% interval) and distinct-4 against temperature; zones shaded, "
+    "chosen temperature marked",
+    "fig_truncation": "truncated fraction and mean response length against temperature",
+    "fig_pass_rates": "how many of the n samples each pool problem solved",
+    "fig_pass_rate_by_difficulty": "pass rate by difficulty",
+    "fig_clip_entropy": "clipped-token fractions and token entropy per optimizer step",
+    "fig_dataset_sizes": "training problems kept and dropped as easy, per stage",
+    "fig_group_mix": "groups all-0 / mixed / all-1 before substitution, per optimizer step",
+    "fig_heldout": "held-out accuracy before training (warm start) and after this stage",
+    "fig_lengths": "mean response length and truncation rate per optimizer step",
+    "fig_reward": "mean reward per optimizer step, and the pass rate before rescue",
+    "fig_rewards": "reward per optimizer step",
+    "fig_avg_vs_length": "avg@k against the response budget, with and without YaRN",
+    "fig_length_buckets": "accuracy per response-length bucket, per rope variant",
+    "fig_loss_by_position": "loss by token position, inside and beyond the trained length",
+    "fig_accuracy_by_length": "accuracy by response length",
+    "fig_avg_by_checkpoint": "avg@k per checkpoint with its 95% interval",
+    "fig_length_hist": "response lengths per checkpoint",
+    "fig_pass_at_k": "unbiased pass@k per checkpoint",
+}
+"""What a step's figure shows, by file name (the report shows this instead of the file path)."""
+
+
+def _caption(step: str, stem: str) -> str:
+    text = CAPTIONS.get(stem, stem.removeprefix("fig_").replace("_", " "))
+    stage = re.search(r"_stage(\d+)$", step)
+    return f"stage {stage.group(1)} · {text}" if stage else text
+
+
+CONSTANT_CLIP = (
+    "Clip fractions are not drawn: they are 0 at every step of this stage by construction. "
+    "Each generation batch is used for exactly one optimizer step, so the new and old policies "
+    "are the same when the ratio is taken (ratio 1) and the PPO clip never acts. Token entropy "
+    "is in the stage's metrics."
+)
+
+
+def _constant_clip(run: Run, step: str) -> bool:
+    """Whether every clip-ratio column of the stage's steps table is one constant."""
+    t = run.table(step, "steps.parquet")
+    cols = [] if t is None else [c for c in t.columns if c.startswith("clip_ratio/")]
+    return bool(cols) and all(t[c].dropna().nunique() <= 1 for c in cols)
+
+
 def _step_figs(run: Run, step: str, skip: tuple[str, ...] = ()) -> str:
     figs = [p for p in run.figures(step) if p.name not in skip]
-    return "".join(html.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in figs)
+    notes = ""
+    if any(p.name == "fig_clip_entropy.png" for p in figs) and _constant_clip(run, step):
+        figs = [p for p in figs if p.name != "fig_clip_entropy.png"]
+        notes = html.note(CONSTANT_CLIP)
+    return notes + "".join(html.figure(p, f"{step}/{p.stem}", _caption(step, p.stem)) for p in figs)
 
 
 def _grid(figs: str) -> str:
@@ -135,6 +185,17 @@ def _probe(run: Run, save: Path | None) -> str:
         rule = run.metrics(probe_name(1)).get("probe/rule")
         if rule:
             body.append(html.details("the rule, as recorded", f"<pre>{html.esc(rule)}</pre>"))
+    curves = probe_curves([run])
+    if not curves.empty:
+        body.append(
+            _fig(
+                figures.probe_overlay(curves, temps, run.caption()),
+                "probe_overlay",
+                save,
+                "every stage's probe on one plot: accuracy and distinct-4 against temperature, "
+                "one colour per stage, the chosen temperature dotted",
+            )
+        )
     figs, missing = [], []
     for k in range(1, run.n_stages + 1):
         step = probe_name(k)
@@ -142,7 +203,9 @@ def _probe(run: Run, save: Path | None) -> str:
             figs.append(_step_figs(run, step))
         else:
             missing.append(html.not_run(step, _status(run, step)))
-    body += [*missing, _grid("".join(figs))]
+    body += missing
+    if figs:
+        body.append(html.details("each stage's probe figures (zones)", _grid("".join(figs))))
     return "".join(body)
 
 
