@@ -99,8 +99,9 @@ def png_of(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-WIDE = 1.7
-"""A figure at least this much wider than tall (several panels) takes the page's full width."""
+WIDE_PX, WIDE_RATIO = 900, 2.2
+"""A figure at least this many pixels wide, or this much wider than tall (several panels), takes
+the page's full width: at half width its text would shrink below ~8 px on a laptop screen."""
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -115,7 +116,7 @@ def figure(png: bytes | Path, fig_id: str, caption: str = "") -> str:
     data = png.read_bytes() if isinstance(png, Path) else png
     b64 = base64.b64encode(data).decode("ascii")
     w, h = png_size(data)
-    wide = ' class="wide"' if h and w / h >= WIDE else ""
+    wide = ' class="wide"' if h and (w >= WIDE_PX or w / h >= WIDE_RATIO) else ""
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return (
         f'<figure{wide}><img data-figure="{esc(fig_id)}" alt="{esc(fig_id)}" '

@@ -282,7 +282,7 @@ def run_status(run: Run) -> str:
     others = [s for s in m.get("steps", []) if s.get("step") != artifacts.REPORT]
     if others and all(s.get("status") in ("done", "skipped") for s in others):
         return "done"
-    return "running (report built part-way through the run)"
+    return "running"
 
 
 def dataset_sizes(run: Run) -> list[tuple[str, int]]:
@@ -400,7 +400,7 @@ def verdict(run: Run) -> str:
     """One line: did training help on held-out problems, and did the run finish."""
     h = heldout(run)
     status = run_status(run)
-    unfinished = "" if status == "done" else f" (run {status})"
+    unfinished = "" if status == "done" else f"; the run is not finished (status {status})"
     if not h:
         return f"No held-out measurement yet{unfinished}."
     gain, lo, hi = h["gain"], h.get("lo"), h.get("hi")

@@ -245,12 +245,13 @@ def test_report_built_by_step_06_shows_the_run_as_done(runs, tmp_path):
     sub = re.search(r'<p class="sub">([^<]*)</p>', html).group(1)
     assert "status done" in sub and "running" not in sub
     assert "06_report running" not in html and "done (this report)" in html
-    assert "(run " not in _card(html)  # the verdict does not call the run unfinished
+    assert "not finished" not in _card(html)  # the verdict does not call the run unfinished
     # while an earlier step is still unfinished the run is not shown as done
     man["steps"][0]["status"] = "running"
     artifacts.write_json(run / "manifest.json", man)
     html = build_report(run).read_text()
     assert "status running" in html and "status done" not in html
+    assert "the run is not finished (status running)." in _card(html)
 
 
 def test_figures_rate_axes_span_0_to_1_and_steps_are_integers(runs):
