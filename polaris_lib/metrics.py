@@ -64,6 +64,52 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+Z95 = 1.959963984540054
+"""The two-sided 95% standard-normal quantile."""
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion: never the degenerate [0, 0] or [1, 1].
+
+    Used where the bootstrap has nothing to resample: a set in which every problem scored 0 (or
+    every one scored 1) has a bootstrap interval of width zero, which claims certainty that 30
+    problems cannot give. Wilson's interval for 0 of n is [0, z^2 / (n + z^2)].
+
+    >>> [round(x, 4) for x in wilson_interval(0, 30)]  # 3.8415 / 33.8415
+    [0.0, 0.1135]
+    """
+    if not 0 <= successes <= n or n < 1:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    p, z2 = successes / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def binomial_rule(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary table (avg, ci_lo, ci_hi, problems) whose all-0 / all-1 rows get Wilson intervals.
+
+    Rows where every problem scored 0 (or 1) have a zero-width bootstrap interval; those rows get
+    `wilson_interval` over their problems instead, and a `ci_rule` column says which rule each
+    row's interval follows. Other rows are unchanged. Works on stored tables of older runs too.
+    """
+    if summary.empty or not {"avg", "ci_lo", "ci_hi"} <= set(summary.columns):
+        return summary
+    out = summary.copy()
+    n = out["problems"] if "problems" in out else pd.Series(np.nan, index=out.index)
+    degenerate = (out["ci_hi"] - out["ci_lo"]).abs() < 1e-12
+    edge = degenerate & out["avg"].isin([0.0, 1.0]) & (n.fillna(0) >= 1)
+    rules = pd.Series("bootstrap", index=out.index, dtype=object)
+    for i in out.index[edge]:
+        ones = int(out.at[i, "avg"])
+        lo, hi = wilson_interval(ones * int(n[i]), int(n[i]))
+        out.at[i, "ci_lo"], out.at[i, "ci_hi"] = lo, hi
+        rules[i] = f"Wilson (all {ones} over {int(n[i])} problems)"
+    out["ci_rule"] = rules
+    out.attrs = {**summary.attrs, "interval": INTERVAL_METHOD + BINOMIAL_NOTE}
+    return out
+
+
 def truncation_rate(truncated: Sequence[bool]) -> float:
     """Fraction of responses cut at the length limit.
 
@@ -89,6 +135,9 @@ def per_problem(df: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- responses tables
 INTERVAL_METHOD = "95% percentile bootstrap over problems (per-problem mean over k samples)"
+BINOMIAL_NOTE = (
+    "; a set where every problem scored 0 (or 1) gets a 95% Wilson interval over problems"
+)
 
 
 PAIR = ["checkpoint", "benchmark"]
@@ -148,8 +197,8 @@ def summarize(responses: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.
                 ungraded=int(g["correct"].isna().sum()),
             )
         )
-    out = pd.DataFrame(rows)
-    out.attrs["interval"] = INTERVAL_METHOD
+    out = binomial_rule(pd.DataFrame(rows))
+    out.attrs["interval"] = INTERVAL_METHOD + BINOMIAL_NOTE
     return out
 
 

@@ -210,7 +210,19 @@ def make_run_folder(run_dir: Path, seed: int = 0, n_stages: int = 3, skip: tuple
                 "next_stage_data.parquet": nxt,
                 "easy_dropped.parquet": curated.iloc[len(curated) - 3 * k :],
             },
-            {"train/steps": n_steps, "train/temperature": 1.0 + 0.2 * (k - 1)},
+            {
+                "train/steps": n_steps,
+                "train/temperature": 1.0 + 0.2 * (k - 1),
+                "train/next_stage_size": len(nxt),
+                "train/heldout_acc_warmstart": 0.4,
+                "train/heldout_acc": 0.4 + 0.05 * k,
+                "train/heldout_gain": 0.05 * k,
+                "train/heldout_gain_lo": 0.05 * k - 0.03,
+                "train/heldout_gain_hi": 0.05 * k + 0.03,
+                "train/heldout_problems": 64,
+                "train/heldout_k": 8,
+                "train/heldout_temperature": 1.0,
+            },
             ["fig_rewards.png"],
         )
     avg = pd.DataFrame(

@@ -10,11 +10,14 @@ import pandas as pd
 import pytest
 
 from polaris_lib.metrics import (
+    binomial_rule,
     bootstrap_ci,
     distinct_n,
     pass_at_k,
     per_problem,
+    summarize,
     truncation_rate,
+    wilson_interval,
 )
 
 
@@ -78,3 +81,48 @@ def test_per_problem_ignores_ungraded_samples():
     assert pp["c"].tolist() == [1, 4, 0]
     with pytest.raises(KeyError, match="correct"):
         per_problem(df.drop(columns="correct"))
+
+
+def test_wilson_interval_by_hand():
+    """Issue 16 item 10: all-0 / all-1 sets get a binomial interval, not [0, 0] or [1, 1].
+
+    By hand, z = 1.959964, z^2 = 3.841459: 0 of 30 -> [0, z^2 / (30 + z^2)] = [0, 0.113513];
+    30 of 30 -> [30 / 33.841459, 1] = [0.886487, 1]; 5 of 10 -> centre 0.5, half-width
+    z * sqrt(0.025 + z^2 / 400) / (1 + z^2 / 10) = 0.263407 -> [0.236593, 0.763407].
+    """
+    assert wilson_interval(0, 30) == pytest.approx((0.0, 0.113513), abs=1e-6)
+    assert wilson_interval(30, 30) == pytest.approx((0.886487, 1.0), abs=1e-6)
+    assert wilson_interval(5, 10) == pytest.approx((0.236593, 0.763407), abs=1e-6)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_all_zero_set_gets_a_wilson_interval_in_the_summary():
+    rows = [
+        dict(
+            checkpoint="c",
+            benchmark=b,
+            problem_id=f"{b}{p}",
+            sample_idx=0,
+            text="x",
+            n_tokens=5,
+            truncated=False,
+            correct=ok(p),
+            reason="ok",
+        )
+        for b, ok in (("zero", lambda p: False), ("one", lambda p: True), ("mix", lambda p: p % 2))
+        for p in range(30)
+    ]
+    s = summarize(pd.DataFrame(rows), n_boot=200).set_index("benchmark")
+    assert (s.at["zero", "ci_lo"], s.at["zero", "ci_hi"]) == pytest.approx(
+        (0.0, 0.113513), abs=1e-6
+    )
+    assert s.at["one", "ci_lo"] == pytest.approx(0.886487, abs=1e-6) and s.at[
+        "one", "ci_hi"
+    ] == pytest.approx(1)
+    assert s.at["zero", "ci_rule"] == "Wilson (all 0 over 30 problems)"
+    assert s.at["mix", "ci_rule"] == "bootstrap" and 0 < s.at["mix", "ci_lo"] < 0.5
+    assert "Wilson" in s.attrs["interval"]
+    # a stored table of an older run (degenerate bootstrap interval) is fixed the same way
+    old = pd.DataFrame([dict(avg=0.0, ci_lo=0.0, ci_hi=0.0, problems=30)])
+    assert binomial_rule(old)["ci_hi"].iloc[0] == pytest.approx(0.113513, abs=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from polaris_lib.figure_style import caption, new_figure
+from polaris_lib.figure_style import PALETTE, caption, new_figure
 
 
 def pass_rate_histogram(buckets: pd.DataFrame, *, caption_text: str, temperature: float):
@@ -15,8 +15,14 @@ def pass_rate_histogram(buckets: pd.DataFrame, *, caption_text: str, temperature
     """
     fig, ax = new_figure(6.4, 3.8)
     x = np.arange(len(buckets))
-    ax.bar(x, buckets.kept, color="C0", label="kept")
-    ax.bar(x, buckets.dropped, bottom=buckets.kept, color="C3", label="dropped (solved n/n)")
+    ax.bar(x, buckets.kept, color=PALETTE["kept"], label="kept")
+    ax.bar(
+        x,
+        buckets.dropped,
+        bottom=buckets.kept,
+        color=PALETTE["dropped"],
+        label="dropped (solved n/n)",
+    )
     for xi, total in zip(x, buckets.problems, strict=True):
         ax.annotate(str(int(total)), (xi, total), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, buckets.bucket)

@@ -19,7 +19,7 @@ from polaris_lib.policy.rollouts import RESPONSE_COLUMNS
 
 def eval_metrics(summary: pd.DataFrame, harness_only: dict[str, bool] | None = None) -> dict:
     """metrics.json keys: eval/<ckpt>/<bench>/..., and eval/<bench>/... for the last checkpoint."""
-    out: dict = {"eval/interval": INTERVAL_METHOD}
+    out: dict = {"eval/interval": summary.attrs.get("interval", INTERVAL_METHOD)}
     last = summary["checkpoint"].iloc[-1] if len(summary) else None
     keys = ("pass_at_k", "ci_lo", "ci_hi", "truncation_rate", "format_error_rate", "mean_len")
     for r in summary.to_dict("records"):

@@ -8,6 +8,7 @@ executed notebook.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -72,12 +73,23 @@ class Watch:
         self._thread.join(timeout=5)
 
 
+QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # Hugging Face loading / "Writing model shards" bars
+    "TRANSFORMERS_VERBOSITY": "error",  # generation max-length reminders and similar notices
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+"""Set for batch runs' kernels unless already set: the run log keeps the kit's own progress
+lines and every error, not Hugging Face's bars and reminders."""
+
+
 def execute_notebook(
     notebook: Path, out_nb: Path, parameters: dict[str, Any], *, kernel_name: str, cwd: Path
 ) -> None:
     """papermill-execute `notebook` into `out_nb` with `parameters`, streaming its output."""
     import papermill as pm
 
+    for key, value in QUIET_ENV.items():  # the kernel inherits this process's environment
+        os.environ.setdefault(key, value)
     pm.execute_notebook(
         str(notebook),
         str(out_nb),

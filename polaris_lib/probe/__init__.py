@@ -25,4 +25,5 @@ from polaris_lib.probe.zones import (
     match_diversity,
     paper_reference,
     previous_reference,
+    rule_for,
 )

@@ -47,6 +47,21 @@ RULE = (
     "grid_exhausted when it is the top or the bottom of the grid). stage k>1: grid temperature >= the previous one, outside collapse, whose distinct-4 "
     "is closest to the previous probe's distinct-4 at its chosen temperature (ties: lower)."
 )
+
+
+def rule_for(stage: int) -> str:
+    """The rule of one stage in one line, for a notebook's log (RULE has both, ~600 characters)."""
+    if stage <= 1:
+        return (
+            "stage 1 rule: the highest temperature whose accuracy stays within robust_tolerance "
+            "of the best, i.e. the start of controlled exploration (full rule: probe.RULE)"
+        )
+    return (
+        f"stage {stage} rule: the temperature >= the previous stage's, outside collapse, whose "
+        "distinct-4 is closest to the previous stage's (full rule: probe.RULE)"
+    )
+
+
 # The paper's Qwen3-4B AIME24 probe (RECIPE.md §1; accuracy and distinct-4 as fractions).
 PAPER_QWEN3_4B = pd.DataFrame(
     {

@@ -14,7 +14,7 @@ from pathlib import Path
 from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import now
 from polaris_lib.report import html
-from polaris_lib.report.runs import Run
+from polaris_lib.report.runs import Run, run_status
 from polaris_lib.report.sections import compare_sections, single_run_sections
 
 INDEX = "report_index.json"
@@ -39,9 +39,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     save_dir = run.dir / artifacts.REPORT if (run.dir / artifacts.REPORT).is_dir() else None
     sections = single_run_sections(run, save_dir)
     m = run.manifest
-    status = m.get("status", "unknown")
-    if status == "running":  # built by step 06 of a run in progress
-        status = "built during the run (step 06)"
+    status = run_status(run)
     sub = html.esc(
         f"preset {m.get('preset', '?')} · seed {m.get('seed', '?')} · "
         f"status {status} · built {now()} from {run.dir}"

@@ -30,6 +30,8 @@ nav a {{ margin-right: 1em; font-size: 0.9em; }}
 figure {{ margin: 1em 0; }}
 .figs {{ display: flex; flex-wrap: wrap; gap: 0.5em 1.5em; align-items: flex-start; }}
 .figs figure {{ max-width: 48%; margin: 0.4em 0; }}
+.figs figure.wide {{ max-width: 100%; flex-basis: 100%; }}
+figure.wide img {{ width: 100%; }}
 figure img {{ max-width: 100%; border: 1px solid #eee; }}
 img[data-ok="0"] {{ border: 3px solid #c00; min-width: 40px; min-height: 40px; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
@@ -40,6 +42,19 @@ table.tbl th {{ background: #f5f5f5; }}
 .note {{ font-size: 0.9em; color: #333; }}
 pre {{ background: #f7f7f7; padding: 0.6em; font-size: 0.8em; overflow-x: auto; }}
 details summary {{ cursor: pointer; color: #225; }}
+.card {{ border: 1px solid #cfd8e3; border-radius: 6px; background: #f7fafd; padding: 0.8em 1.2em; }}
+.card .verdict {{ font-size: 1.15em; font-weight: 600; margin: 0.2em 0 0.6em; }}
+.card .cells {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr));
+              gap: 0.6em 1.6em; }}
+.card .wide {{ grid-column: 1 / -1; }}
+.card h4 {{ margin: 0.3em 0; font-size: 0.85em; text-transform: uppercase; color: #456; }}
+.card p {{ margin: 0.2em 0; font-size: 0.9em; }}
+.card .big {{ font-size: 1.35em; }}
+.card .ci {{ color: #555; font-size: 0.85em; }}
+.card .proto {{ color: #555; font-size: 0.8em; }}
+.expect {{ color: #7a5b00; font-size: 0.85em; }}
+.card-tbl td, .card-tbl th {{ padding: 1px 14px 1px 0; text-align: left; font-size: 0.9em;
+                              vertical-align: top; white-space: nowrap; }}
 </style></head>
 <body>
 <h1>{title}</h1>
@@ -84,13 +99,27 @@ def png_of(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
+WIDE_PX, WIDE_RATIO = 900, 2.2
+"""A figure at least this many pixels wide, or this much wider than tall (several panels), takes
+the page's full width: at half width its text would shrink below ~8 px on a laptop screen."""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header; (0, 0) when it is not a PNG."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return 0, 0
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def figure(png: bytes | Path, fig_id: str, caption: str = "") -> str:
-    """<figure> with the PNG embedded as a data URI."""
+    """<figure> with the PNG embedded as a data URI; multi-panel (wide) figures get class wide."""
     data = png.read_bytes() if isinstance(png, Path) else png
     b64 = base64.b64encode(data).decode("ascii")
+    w, h = png_size(data)
+    wide = ' class="wide"' if h and (w >= WIDE_PX or w / h >= WIDE_RATIO) else ""
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return (
-        f'<figure><img data-figure="{esc(fig_id)}" alt="{esc(fig_id)}" '
+        f'<figure{wide}><img data-figure="{esc(fig_id)}" alt="{esc(fig_id)}" '
         f'src="data:image/png;base64,{b64}">{cap}</figure>'
     )
 

@@ -6,6 +6,7 @@ of the report still builds.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,17 +14,24 @@ import pandas as pd
 from polaris_lib import artifacts, metrics, paper
 from polaris_lib.report import figures, html
 from polaris_lib.report.runs import (
+    EXPECTED_ZERO,
     Run,
+    dataset_sizes,
     difficulty,
     easy_drops,
+    eval_headline,
     evaluation,
+    expected_zero,
+    heldout,
     manifest_steps,
     probe_curves,
     probe_name,
     stage_name,
     temperatures,
     training,
+    verdict,
     yarn,
+    yarn_expected_zero,
 )
 
 
@@ -35,9 +43,58 @@ def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
     return html.figure(png, fig_id, caption)
 
 
+CAPTIONS = {
+    "fig_probe": "accuracy (95% interval) and distinct-4 against temperature; zones shaded, "
+    "chosen temperature marked",
+    "fig_truncation": "truncated fraction and mean response length against temperature",
+    "fig_pass_rates": "how many of the n samples each pool problem solved",
+    "fig_pass_rate_by_difficulty": "pass rate by difficulty",
+    "fig_clip_entropy": "clipped-token fractions and token entropy per optimizer step",
+    "fig_dataset_sizes": "training problems kept and dropped as easy, per stage",
+    "fig_group_mix": "groups all-0 / mixed / all-1 before substitution, per optimizer step",
+    "fig_heldout": "held-out accuracy before training (warm start) and after this stage",
+    "fig_lengths": "mean response length and truncation rate per optimizer step",
+    "fig_reward": "mean reward per optimizer step, and the pass rate before rescue",
+    "fig_rewards": "reward per optimizer step",
+    "fig_avg_vs_length": "avg@k against the response budget, with and without YaRN",
+    "fig_length_buckets": "accuracy per response-length bucket, per rope variant",
+    "fig_loss_by_position": "loss by token position, inside and beyond the trained length",
+    "fig_accuracy_by_length": "accuracy by response length",
+    "fig_avg_by_checkpoint": "avg@k per checkpoint with its 95% interval",
+    "fig_length_hist": "response lengths per checkpoint",
+    "fig_pass_at_k": "unbiased pass@k per checkpoint",
+}
+"""What a step's figure shows, by file name (the report shows this instead of the file path)."""
+
+
+def _caption(step: str, stem: str) -> str:
+    text = CAPTIONS.get(stem, stem.removeprefix("fig_").replace("_", " "))
+    stage = re.search(r"_stage(\d+)$", step)
+    return f"stage {stage.group(1)} · {text}" if stage else text
+
+
+CONSTANT_CLIP = (
+    "Clip fractions are not drawn: they are 0 at every step of this stage by construction. "
+    "Each generation batch is used for exactly one optimizer step, so the new and old policies "
+    "are the same when the ratio is taken (ratio 1) and the PPO clip never acts. Token entropy "
+    "is in the stage's metrics."
+)
+
+
+def _constant_clip(run: Run, step: str) -> bool:
+    """Whether every clip-ratio column of the stage's steps table is one constant."""
+    t = run.table(step, "steps.parquet")
+    cols = [] if t is None else [c for c in t.columns if c.startswith("clip_ratio/")]
+    return bool(cols) and all(t[c].dropna().nunique() <= 1 for c in cols)
+
+
 def _step_figs(run: Run, step: str, skip: tuple[str, ...] = ()) -> str:
     figs = [p for p in run.figures(step) if p.name not in skip]
-    return "".join(html.figure(p, f"{step}/{p.stem}", f"{step}/{p.name}") for p in figs)
+    notes = ""
+    if any(p.name == "fig_clip_entropy.png" for p in figs) and _constant_clip(run, step):
+        figs = [p for p in figs if p.name != "fig_clip_entropy.png"]
+        notes = html.note(CONSTANT_CLIP)
+    return notes + "".join(html.figure(p, f"{step}/{p.stem}", _caption(step, p.stem)) for p in figs)
 
 
 def _grid(figs: str) -> str:
@@ -50,6 +107,68 @@ def _status(run: Run, step: str) -> str:
     if (run.dir / step).is_dir() and not run.done(step):
         return f"incomplete ({rec.get('status', 'no completion marker')})"
     return rec.get("status") if rec.get("status") not in (None, "pending", "done") else "not run"
+
+
+def _ci(lo, hi) -> str:
+    return f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+
+
+def _summary(run: Run, save: Path | None) -> str:
+    """The card at the top: verdict, held-out gain, eval avg@k, temperatures, data sizes."""
+    top, blocks = [], []
+    h = heldout(run)
+    if h:
+        top.append(
+            (
+                "Held-out gain",
+                f'<p class="big">{h["gain"]:+.3f} <span class="ci">{_ci(h["lo"], h["hi"])}</span>'
+                f"</p><p>accuracy {h['before']:.3f} → {h['after']:.3f} after stage {h['stage']}"
+                f" · {h['problems']} held-out problems × {h['k']} samples at T "
+                f"{h['temperature']} · 95% bootstrap interval of the paired gain</p>",
+            )
+        )
+    ev, proto = eval_headline(run)
+    if not ev.empty:
+        rows = "".join(
+            f"<tr><th>{html.esc(r.benchmark)}</th><td>avg@{r.k}</td>"
+            f"<td>{'' if pd.isna(r.first) else f'{r.first:.3f} → '}<b>{r.last:.3f}</b></td>"
+            f'<td class="ci">{_ci(r.ci_lo, r.ci_hi)}'
+            f"{'' if r.rule == 'bootstrap' else ' Wilson'}</td>"
+            f'<td class="expect">{"≈ 0 expected on the toy (harness check)" if r.note else ""}'
+            "</td></tr>"
+            for r in ev.itertuples()
+        )
+        blocks.append(
+            (
+                f"Evaluation · final checkpoint {html.esc(ev.attrs['last'])}",
+                f'<table class="card-tbl">{rows}</table><p class="proto">{html.esc(proto)}</p>',
+            )
+        )
+    sizes = dataset_sizes(run)
+    if sizes:
+        chain = " → ".join(f"<b>{n}</b>" for _, n in sizes)
+        labels = " → ".join(label for label, _ in sizes)
+        top.append(("Training problems", f'<p class="big">{chain}</p><p>{html.esc(labels)}</p>'))
+    temps = temperatures([run])
+    if not temps.empty:
+        line = "<br>".join(
+            f"stage {r.stage}: <b>T {r.temperature:g}</b> ({html.esc(r.method)})"
+            for r in temps.itertuples()
+        )
+        top.append(("Temperatures (01 probe)", f"<p>{line}</p>"))
+    blocks = top + blocks
+    yz = yarn_expected_zero(run) if run.done(artifacts.EXTRAPOLATION) else ""
+    if yz:
+        blocks.append(("Length extrapolation", f'<p class="expect">YaRN: {html.esc(yz)}</p>'))
+    cells = "".join(
+        f'<div class="cell{" wide" if t.startswith(("Eval", "Length")) else ""}"><h4>{t}</h4>'
+        f"{b}</div>"
+        for t, b in blocks
+    )
+    return (
+        f'<div class="card"><p class="verdict">{html.esc(verdict(run))}</p>'
+        f'<div class="cells">{cells}</div></div>'
+    )
 
 
 def _probe(run: Run, save: Path | None) -> str:
@@ -66,6 +185,17 @@ def _probe(run: Run, save: Path | None) -> str:
         rule = run.metrics(probe_name(1)).get("probe/rule")
         if rule:
             body.append(html.details("the rule, as recorded", f"<pre>{html.esc(rule)}</pre>"))
+    curves = probe_curves([run])
+    if not curves.empty:
+        body.append(
+            _fig(
+                figures.probe_overlay(curves, temps, run.caption()),
+                "probe_overlay",
+                save,
+                "every stage's probe on one plot: accuracy and distinct-4 against temperature, "
+                "one colour per stage, the chosen temperature dotted",
+            )
+        )
     figs, missing = [], []
     for k in range(1, run.n_stages + 1):
         step = probe_name(k)
@@ -73,7 +203,9 @@ def _probe(run: Run, save: Path | None) -> str:
             figs.append(_step_figs(run, step))
         else:
             missing.append(html.not_run(step, _status(run, step)))
-    body += [*missing, _grid("".join(figs))]
+    body += missing
+    if figs:
+        body.append(html.details("each stage's probe figures (zones)", _grid("".join(figs))))
     return "".join(body)
 
 
@@ -150,7 +282,9 @@ def _yarn(run: Run, save: Path | None) -> str:
             f"(trained length {m.get('yarn/trained_length', '?')} tokens)."
         )
     ]
-    avg = yarn([run])
+    if yarn_expected_zero(run):
+        body.append(f'<p class="expect">{html.esc(yarn_expected_zero(run))}</p>')
+    avg = metrics.binomial_rule(yarn([run]))
     if not avg.empty:
         cell = avg.apply(lambda r: f"{r['avg']:.3f} [{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]", axis=1)
         wide = avg.assign(cell=cell).pivot(index="variant", columns="max_length", values="cell")
@@ -164,7 +298,13 @@ def _eval(run: Run, save: Path | None) -> str:
         return html.not_run(artifacts.EVALUATION, _status(run, artifacts.EVALUATION))
 
     summary, curve = evaluation([run])
+    summary = metrics.binomial_rule(summary)
     body = []
+    zero = [b for b in dict.fromkeys(summary.get("benchmark", [])) if expected_zero(run, b)]
+    if zero:
+        body.append(
+            f'<p class="expect">{html.esc(", ".join(zero))}: {html.esc(EXPECTED_ZERO)}.</p>'
+        )
     if not summary.empty:
         cols = [
             c
@@ -175,6 +315,7 @@ def _eval(run: Run, save: Path | None) -> str:
                 "avg",
                 "ci_lo",
                 "ci_hi",
+                "ci_rule",
                 "pass_at_k",
                 "truncation_rate",
                 "mean_len",
@@ -236,6 +377,7 @@ def _manifest(run: Run, save: Path | None) -> str:
 
 
 SINGLE = [
+    ("summary", "Summary", _summary),
     ("probe", "1. Temperature probe", _probe),
     ("curate", "2. Difficulty curation", _curate),
     ("train", "3. GRPO stages", _train),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from polaris_lib.figure_style import caption, new_figure
+from polaris_lib.figure_style import PALETTE, caption, new_figure, step_axis
 
 
 def _has(steps: pd.DataFrame, col: str) -> bool:
@@ -27,6 +27,7 @@ def fig_reward(steps: pd.DataFrame, note: str):
             label="pass rate before rescue",
         )
     ax.set(xlabel="optimizer step", ylabel="mean reward (fraction correct)", ylim=(-0.02, 1.02))
+    step_axis(ax)
     ax.set_title("Reward per step")
     ax.legend(loc="best", fontsize=8)
     caption(fig, note)
@@ -44,6 +45,7 @@ def fig_group_mix(steps: pd.DataFrame, note: str):
     if len(skipped):
         ax.scatter(skipped.step, [1.02] * len(skipped), marker="v", color="red", label="skipped")
     ax.set(xlabel="optimizer step", ylabel="fraction of groups", ylim=(0, 1.06))
+    step_axis(ax)
     ax.set_title("Group mix before substitution")
     ax.legend(loc="lower left", fontsize=7)
     caption(fig, note)
@@ -56,6 +58,7 @@ def fig_lengths(steps: pd.DataFrame, note: str, budget: int):
     ax.plot(steps.step, steps["completions/mean_length"], marker="o", ms=3, label="mean length")
     ax.axhline(budget, color="0.4", ls=":", label=f"budget {budget} tokens")
     ax.set(xlabel="optimizer step", ylabel="response length (tokens)")
+    step_axis(ax)
     ax2 = ax.twinx()
     ax2.plot(steps.step, steps["completions/clipped_ratio"], color="C3", label="truncation rate")
     ax2.set(ylabel="truncation rate (fraction)", ylim=(-0.02, 1.02))
@@ -78,6 +81,7 @@ def fig_clip_entropy(steps: pd.DataFrame, note: str):
         if _has(steps, col):
             ax.plot(steps.step, steps[col], marker=".", label=label)
     ax.set(xlabel="optimizer step", ylabel="fraction of tokens")
+    step_axis(ax)
     if _has(steps, "entropy"):
         ax2 = ax.twinx()
         ax2.plot(steps.step, steps.entropy, color="C4", ls="--", label="entropy")
@@ -93,8 +97,14 @@ def fig_dataset_sizes(sizes: pd.DataFrame, note: str):
     """Training problems per stage and how many the > 0.9 easy-drop removed after it."""
     fig, ax = new_figure()
     x = sizes.stage.astype(str)
-    ax.bar(x, sizes.kept, color="C0", label="kept for the next stage")
-    ax.bar(x, sizes.dropped, bottom=sizes.kept, color="C1", label="easy-dropped (> threshold)")
+    ax.bar(x, sizes.kept, color=PALETTE["kept"], label="kept for the next stage")
+    ax.bar(
+        x,
+        sizes.dropped,
+        bottom=sizes.kept,
+        color=PALETTE["dropped"],
+        label="easy-dropped (> threshold)",
+    )
     for _, r in sizes.iterrows():
         ax.text(
             str(r.stage),
@@ -115,7 +125,13 @@ def fig_heldout(table: pd.DataFrame, note: str):
     """Held-out accuracy (avg@k) with 95% bootstrap intervals: warm start vs after the stage."""
     fig, ax = new_figure(5.0, 4.0)
     err = [table.accuracy - table.lo, table.hi - table.accuracy]
-    ax.bar(table.label, table.accuracy, yerr=err, capsize=6, color=["0.6", "C0"][: len(table)])
+    ax.bar(
+        table.label,
+        table.accuracy,
+        yerr=err,
+        capsize=6,
+        color=[PALETTE["base"], "C0"][: len(table)],
+    )
     for i, r in enumerate(table.itertuples()):
         ax.text(i, r.hi + 0.01, f"{r.accuracy:.1%}", ha="center", va="bottom", fontsize=9)
     ax.set(ylabel="held-out accuracy (avg@k)", ylim=(0, 1.1))

@@ -23,7 +23,7 @@ from polaris_lib.report.build import build_compare_report, build_report
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 # report-made figures, then one per step figure file the synthetic steps write
-REPORT_FIGS = {"difficulty", "training", "easy_drop", "pass_at_k"}
+REPORT_FIGS = {"probe_overlay", "difficulty", "training", "easy_drop", "pass_at_k"}
 STEP_FIGS = {
     *(f"01_temperature_probe_stage{k}/fig_probe" for k in (1, 2, 3)),
     "02_curate_by_difficulty/fig_pass_rates",
@@ -154,11 +154,11 @@ def test_report_notebook_builds_the_page(runs, tmp_path, run_notebook):
     run_notebook("06_report.ipynb", out / "notebook.ipynb", RUN_DIR=str(run))
     assert artifacts.step_done(out)
     index = artifacts.read_json(out / "report_index.json")
-    assert set(index["figures"]) == {"difficulty", "training", "easy_drop"}  # no eval in runB
+    assert set(index["figures"]) == {"probe_overlay", "difficulty", "training", "easy_drop"}
     assert set(index["not_run"]) == {"04_length_extrapolation", "05_eval_aime"}
     assert (
-        len(images((run / "report.html").read_text())) == 3 + 3 + 1 + 3
-    )  # + probe/curate/stage figs
+        len(images((run / "report.html").read_text())) == 4 + 3 + 1 + 3
+    )  # report figures (no eval in runB) + probe/curate/stage figs
 
 
 def test_dollar_signs_in_run_names_are_drawn_literally(runs, tmp_path, monkeypatch):
@@ -185,3 +185,129 @@ def test_dollar_signs_in_run_names_are_drawn_literally(runs, tmp_path, monkeypat
     named = [t for t in drawn if "a\\$b\\$c" in t.get_text() or "r\\$\\x\\$" in t.get_text()]
     assert len(named) >= 4  # legends, titles, captions
     assert all(t._preprocess_math(t.get_text())[1] is False for t in named)  # not mathtext
+
+
+def _card(html: str) -> str:
+    return html[html.index('<div class="card">') : html.index('<h2 id="probe">')]
+
+
+def test_summary_card_numbers_come_from_the_run_files(runs, tmp_path):
+    """Issue 16 item 10: headline numbers, temperatures, data sizes and a verdict at the top."""
+    import pandas as pd
+
+    from polaris_lib import artifacts
+
+    run = shutil.copytree(runs[0], tmp_path / "card")
+    # an all-0 benchmark as an older run stored it: a zero-width bootstrap interval
+    summary = pd.read_parquet(run / "05_eval_aime" / "summary.parquet")
+    zero = summary["benchmark"] == "aime24"
+    summary.loc[zero, ["avg", "ci_lo", "ci_hi"]] = 0.0
+    artifacts.write_parquet(run / "05_eval_aime" / "summary.parquet", summary)
+    html = build_report(run).read_text()
+    assert html.index('<div class="card">') < html.index('<h2 id="probe">')
+    card = _card(html)
+    m3 = artifacts.read_json(run / "03_grpo_stage_stage3" / "metrics.json")
+    gain = f"{m3['train/heldout_gain']:+.3f}"
+    lo, hi = m3["train/heldout_gain_lo"], m3["train/heldout_gain_hi"]
+    assert f"{gain} <span" in card and f"[{lo:.3f}, {hi:.3f}]" in card
+    assert (
+        "Training helped: held-out accuracy 0.400 → 0.550 (+0.150, 95% interval [0.120, 0.180])"
+        " after 3 stage(s)." in card
+    )
+    pool = artifacts.read_json(run / "02_curate_by_difficulty" / "metrics.json")
+    kept = [
+        len(pd.read_parquet(run / f"03_grpo_stage_stage{k}" / "next_stage_data.parquet"))
+        for k in (1, 2, 3)
+    ]
+    sizes = [pool["curate/pool_size"], pool["curate/kept"], *kept]
+    assert " → ".join(f"<b>{n}</b>" for n in sizes) in card
+    for k in (1, 2, 3):
+        assert f"stage {k}: <b>T {1.0 + 0.2 * (k - 1):g}</b>" in card
+    toy = summary[(summary["benchmark"] == "toy") & (summary["checkpoint"] == "stage3")].iloc[0]
+    assert f"<b>{toy['avg']:.3f}</b>" in card and "toy avg@8 over 10 problems" in card
+    # all 0 of 10 problems: Wilson [0, z^2 / (10 + z^2)] = [0, 0.278], not [0.000, 0.000]
+    assert "[0.000, 0.278] Wilson" in card and "[0.000, 0.000]" not in html
+    assert "≈ 0 expected on the toy" in card  # AIME on the toy says so where it appears
+    assert "expected ≈ 0 on the toy" in html[html.index('<h2 id="eval">') :]
+    assert "expected ≈ 0 on the toy: a 128-position" in html[html.index('<h2 id="yarn">') :]
+
+
+def test_report_built_by_step_06_shows_the_run_as_done(runs, tmp_path):
+    """Step 06 builds the page while the manifest still says running (06 itself is running)."""
+    from polaris_lib import artifacts
+
+    run = shutil.copytree(runs[0], tmp_path / "during06")
+    man = artifacts.read_json(run / "manifest.json")
+    man["status"] = "running"
+    man["steps"][-1].update(step="06_report", status="running")
+    artifacts.write_json(run / "manifest.json", man)
+    html = build_report(run).read_text()
+    sub = re.search(r'<p class="sub">([^<]*)</p>', html).group(1)
+    assert "status done" in sub and "running" not in sub
+    assert "06_report running" not in html and "done (this report)" in html
+    assert "not finished" not in _card(html)  # the verdict does not call the run unfinished
+    # while an earlier step is still unfinished the run is not shown as done
+    man["steps"][0]["status"] = "running"
+    artifacts.write_json(run / "manifest.json", man)
+    html = build_report(run).read_text()
+    assert "status running" in html and "status done" not in html
+    assert "the run is not finished (status running)." in _card(html)
+
+
+def test_figures_rate_axes_span_0_to_1_and_steps_are_integers(runs):
+    """Issue 16 item 11: rates on 0-1 axes, integer optimizer-step ticks, one colour per stage."""
+    import matplotlib.pyplot as plt
+
+    from polaris_lib.figure_style import PALETTE, stage_color
+    from polaris_lib.report import figures
+    from polaris_lib.report.runs import Run, probe_curves, temperatures, training
+
+    run = Run.load(runs[0])
+    steps, bounds = training([run])
+    fig = figures.training_timeline(steps, bounds, "cap")
+    fig.canvas.draw()
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    for metric in figures.RATE_METRICS:
+        assert axes[metric].get_ylim() == (0.0, 1.0), metric
+    for ax in axes.values():
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        # single run: each stage's segment is drawn in that stage's colour
+        assert [line.get_color() for line in ax.get_lines() if len(line.get_xdata()) > 2] == [
+            stage_color(k) for k in (1, 2, 3)
+        ]
+    plt.close(fig)
+    fig = figures.probe_overlay(probe_curves([run]), temperatures([run]), "cap")
+    acc, div = fig.axes
+    assert acc.get_ylim() == div.get_ylim() == (0.0, 1.0)
+    labels = [line.get_label() for line in acc.get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["stage 1", "stage 2", "stage 3"]  # the three stages on one plot
+    assert {line.get_color() for line in acc.get_lines()} >= {
+        PALETTE[f"stage{k}"] for k in (1, 2, 3)
+    }
+    plt.close(fig)
+
+
+def test_report_layout_wide_figures_captions_and_constant_clip(runs, tmp_path):
+    """Multi-panel figures take the full width; captions, not file paths; a constant clip
+    fraction figure becomes a sentence."""
+    import numpy as np
+    import pandas as pd
+
+    from polaris_lib import artifacts
+
+    run = shutil.copytree(runs[0], tmp_path / "layout")
+    stage = run / "03_grpo_stage_stage1"
+    steps = pd.read_parquet(stage / "steps.parquet")
+    steps["clip_ratio/low_mean"] = steps["clip_ratio/high_mean"] = np.zeros(len(steps))
+    artifacts.write_parquet(stage / "steps.parquet", steps)
+    shutil.copy(stage / "fig_rewards.png", stage / "fig_clip_entropy.png")
+    html = build_report(run).read_text()
+    wide = re.findall(r'<figure class="wide"><img data-figure="([^"]+)"', html)
+    assert {"probe_overlay", "training"} <= set(wide)
+    assert "fig_rewards.png" not in html and ".png</figcaption>" not in html
+    assert "stage 2 · reward per optimizer step</figcaption>" in html
+    assert "03_grpo_stage_stage1/fig_clip_entropy" not in images(html)
+    assert "Clip fractions are not drawn: they are 0 at every step" in html
+    # the other stages have no clip columns: nothing to replace
+    assert html.count("Clip fractions are not drawn") == 1
