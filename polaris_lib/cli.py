@@ -27,7 +27,7 @@ from polaris_lib.pipeline import (
     run_pipeline,
 )
 from polaris_lib.release import ExportError, export_model
-from polaris_lib.report import build_compare_report, build_report
+from polaris_lib.report import Run, build_compare_report, build_report, verdict
 from polaris_lib.scale_out import (
     as_p_flags,
     export_verl,
@@ -254,11 +254,11 @@ def cmd_run(a: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"[polaris] run folder: {res.run_dir} ({res.status})")
     if a.compare:
         _compare([res.run_dir.name, *a.compare], a.reports_dir, None)
-    if res.report:
-        print(f"[polaris] report: {res.report}")
+    # The run ends with one line: where the report is, and what it says.
+    where = res.report or f"{res.run_dir} (no report yet)"
+    print(f"[polaris] {res.status}: {where} · {verdict(Run.load(res.run_dir))}")
     return 0
 
 

@@ -21,5 +21,6 @@ from polaris_lib.report.runs import (
     stage_name,
     temperatures,
     training,
+    verdict,
     yarn,
 )
