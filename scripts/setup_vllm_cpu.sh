@@ -15,9 +15,11 @@ PIP=("$VENV/bin/python" -m pip)
 # Constraints = every exact pin of pyproject.toml (CPU set + dev extra).
 CONSTRAINTS="$VENV/polaris-constraints.txt"
 "$VENV/bin/python" - "$CONSTRAINTS" <<'PYEOF'
-import sys, tomllib
+import re, sys, tomllib
 py = tomllib.load(open("pyproject.toml", "rb"))["project"]
-pins = [r.split(";")[0].strip() for r in py["dependencies"] + py["optional-dependencies"]["dev"]]
+reqs = py["dependencies"] + py["optional-dependencies"]["dev"]
+# A constraint carries no extras: "math-verify[antlr4_13_2]==0.9.0" -> "math-verify==0.9.0".
+pins = [re.sub(r"\[.*?\]", "", r.split(";")[0]).strip() for r in reqs]
 open(sys.argv[1], "w").write("\n".join(p for p in pins if "==" in p) + "\n")
 PYEOF
 "${PIP[@]}" freeze --exclude-editable | sort > "$VENV/freeze-before.txt"
