@@ -76,7 +76,7 @@ def sample(
     kw = dict(n=n, temperature=temperature, top_p=top_p, top_k=top_k)
     kw.update(max_new_tokens=max_new_tokens, seed=seed)
     if resolve_backend(model, backend) == "vllm":
-        rows = _sample_vllm(model, prompts, lora_request=lora_request, **kw)
+        rows = _sample_vllm(model, tokenizer, prompts, lora_request=lora_request, **kw)
     else:
         rows = _sample_hf(model, tokenizer, prompts, batch_size=batch_size, progress=progress, **kw)
     ids = list(problems["problem_id"])
@@ -155,7 +155,7 @@ def _bar(starts, progress: bool, total: int, batch_size: int):
 
 
 def _sample_vllm(
-    model, prompts, *, n, temperature, top_p, top_k, max_new_tokens, seed, lora_request
+    model, tokenizer, prompts, *, n, temperature, top_p, top_k, max_new_tokens, seed, lora_request
 ) -> list[tuple]:
     """vLLM offline: a vllm.LLM (.generate) or an Unsloth fast_inference model (.fast_generate).
 
@@ -175,7 +175,12 @@ def _sample_vllm(
     )
     gen = model.fast_generate if hasattr(model, "fast_generate") else model.generate
     kwargs = {"lora_request": lora_request} if lora_request is not None else {}
-    outputs = gen(prompts, sampling_params=params, **kwargs)
+    # Token ids, tokenised exactly as the transformers path does (no special tokens added: the
+    # chat template already holds them); a text prompt would get vLLM's own BOS on top.
+    token_prompts = [
+        {"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts
+    ]
+    outputs = gen(token_prompts, sampling_params=params, **kwargs)
     rows = []
     for r, req in enumerate(outputs):  # vLLM returns requests in prompt order
         for j, c in enumerate(req.outputs):

@@ -250,6 +250,10 @@ def test_vllm_finish_reason_maps_to_finished_and_truncated(world, monkeypatch):
     class Engine:
         def generate(self, prompts, sampling_params):
             assert sampling_params["max_tokens"] == 12
+            # Token ids tokenised like the transformers path: no special tokens added on top.
+            texts = prompt_texts(tok, probs)
+            want = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+            assert [p["prompt_token_ids"] for p in prompts] == want
             return [
                 NS(outputs=[NS(text="x", token_ids=[0] * n, finish_reason=r)])
                 for r, n, _ in zip(reasons, lengths, prompts, strict=True)
