@@ -97,7 +97,7 @@ def test_colocated_vllm_trains_two_steps_with_checked_syncs(tmp_path, monkeypatc
         assert moved > 0
         # One sync per generation batch (steps 0 and 1); the second one carries trained weights.
         assert len(guard.diffs) == 2 and max(guard.diffs) <= guard.tol, guard.diffs
-        print(f"\n[colocate] canary max |dlogp| per sync: {guard.diffs}")
+        print(f"\n[colocate] canary max |dlogp| per sync: {guard.diffs} (tol {guard.tol})")
         # A stale engine is caught: move the policy without syncing.
         with torch.no_grad():
             for p in tr.model.parameters():
