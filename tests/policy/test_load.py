@@ -136,6 +136,11 @@ def test_vllm_cpu_opt_in_reaches_the_engine(monkeypatch, cache):
     llm, tok = models.load_policy(_run(model, SMALL), max_seq_length=200)
     assert isinstance(llm, LLM) and tok == "tokenizer"
     assert made[0]["enforce_eager"] is True and made[0]["max_model_len"] == 200
+    # Past the toy's 128 positions without a RoPE variant: vLLM's rotary cache is sized for it
+    # (otherwise vLLM refuses the length, or gives NaN log-probs with VLLM_ALLOW_LONG_MAX_MODEL_LEN).
+    assert made[0]["hf_overrides"] == {"max_position_embeddings": 200}
+    models.load_policy(_run(model, SMALL), max_seq_length=100)
+    assert "hf_overrides" not in made[1] and made[1]["max_model_len"] == 100
     plain = ModelConfig(device="auto", use_vllm=True)
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         models.load_policy(_run(plain, SMALL))

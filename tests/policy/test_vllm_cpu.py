@@ -183,11 +183,10 @@ def _vllm_logprobs(llm, ids: list[int]) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("rope", ["none", "yarn", "linear"])
-def test_logprob_parity_beyond_the_native_context(rope, monkeypatch, capsys):
+def test_logprob_parity_beyond_the_native_context(rope, capsys):
     """vLLM and transformers give the same log-probs for a 180-token sequence (past the toy's
     128 positions) with no scaling, YaRN and linear interpolation; each engine is released
     (loaded_model) before the next starts: three engines in sequence in one process."""
-    monkeypatch.setenv("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")  # rope none past 128 positions
     run = vllm_run()
     vocab = len(toy.build_tokenizer())
     ids = torch.randint(4, vocab, (180,), generator=torch.Generator().manual_seed(0)).tolist()
