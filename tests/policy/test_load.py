@@ -110,3 +110,37 @@ def test_unsloth_accepts_the_toy_folder():
     )
     model, tok = models.load_policy(_run(cfg), for_training=True, max_seq_length=128)
     assert hasattr(model, "peft_config") and tok.eos_token == toy.IM_END
+
+
+def test_vllm_cpu_opt_in_reaches_the_engine(monkeypatch, cache):
+    """allow_vllm_cpu lets use_vllm through the no-GPU gate; enforce_eager and max_seq_length reach
+    vllm.LLM (a stand-in module: the main suite has no vLLM; tests/policy/test_vllm_cpu.py runs
+    the real engine in `make test-vllm`)."""
+    import sys
+    import types
+
+    made = []
+
+    class LLM:
+        def __init__(self, **kw):
+            made.append(kw)
+
+        def get_tokenizer(self):
+            return "tokenizer"
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = LLM
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(models, "cuda_available", lambda: False)
+    model = ModelConfig(device="cpu", use_vllm=True, allow_vllm_cpu=True, enforce_eager=True)
+    llm, tok = models.load_policy(_run(model, SMALL), max_seq_length=200)
+    assert isinstance(llm, LLM) and tok == "tokenizer"
+    assert made[0]["enforce_eager"] is True and made[0]["max_model_len"] == 200
+    # Past the toy's 128 positions without a RoPE variant: vLLM's rotary cache is sized for it
+    # (otherwise vLLM refuses the length, or gives NaN log-probs with VLLM_ALLOW_LONG_MAX_MODEL_LEN).
+    assert made[0]["hf_overrides"] == {"max_position_embeddings": 200}
+    models.load_policy(_run(model, SMALL), max_seq_length=100)
+    assert "hf_overrides" not in made[1] and made[1]["max_model_len"] == 100
+    plain = ModelConfig(device="auto", use_vllm=True)
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        models.load_policy(_run(plain, SMALL))

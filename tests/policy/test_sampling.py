@@ -230,3 +230,35 @@ def test_vllm_engines_in_sequence_give_their_memory_back():
                 == 4
             )
         assert torch.cuda.mem_get_info()[0] > free_before - 2 * 2**30, f"engine {seed} kept memory"
+
+
+def test_vllm_finish_reason_maps_to_finished_and_truncated(world, monkeypatch):
+    """A stop at max_tokens or at the engine's max_model_len (both finish_reason 'length') is
+    truncated, even when shorter than max_new_tokens; 'stop' is finished; 'abort' is neither.
+    A stand-in engine (the real one runs in tests/policy/test_vllm_cpu.py, `make test-vllm`)."""
+    import sys
+    import types
+    from types import SimpleNamespace as NS
+
+    _, tok, probs = world
+    fake = types.ModuleType("vllm")
+    fake.SamplingParams = lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    reasons = ["stop", "length", "length", "abort", "stop"]
+    lengths = [3, 12, 5, 2, 4]  # the 5-token 'length' stop hit max_model_len, not max_tokens
+
+    class Engine:
+        def generate(self, prompts, sampling_params):
+            assert sampling_params["max_tokens"] == 12
+            # Token ids tokenised like the transformers path: no special tokens added on top.
+            texts = prompt_texts(tok, probs)
+            want = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+            assert [p["prompt_token_ids"] for p in prompts] == want
+            return [
+                NS(outputs=[NS(text="x", token_ids=[0] * n, finish_reason=r)])
+                for r, n, _ in zip(reasons, lengths, prompts, strict=True)
+            ]
+
+    out = sample(Engine(), tok, probs, n=1, temperature=1.0, max_new_tokens=12, backend="vllm")
+    assert out.finished.tolist() == [True, False, False, False, True]
+    assert out.truncated.tolist() == [False, True, True, False, False]
