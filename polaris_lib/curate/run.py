@@ -20,7 +20,7 @@ import pandas as pd
 from polaris_lib import artifacts, data
 from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.figure_style import run_caption
-from polaris_lib.policy.load import weights_key, world_key
+from polaris_lib.policy.load import policy_key
 from polaris_lib.policy.rollouts import rollout
 
 log = logging.getLogger(__name__)
@@ -149,10 +149,7 @@ def run_curation(
         return graded
 
     key = dict(
-        model=run.model.name_or_path,
-        checkpoint=checkpoint,
-        weights=weights_key(run, checkpoint),
-        world=world_key(run),
+        **policy_key(run, checkpoint),
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,

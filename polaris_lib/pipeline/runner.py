@@ -316,17 +316,17 @@ def run_pipeline(
     raises NotConfirmed and, like every refusal, leaves every file as it was.
     """
     ctx = _context(
-        preset,
-        run_id,
-        seed,
-        overrides,
-        reset_overrides,
-        reports_dir,
-        notebooks_dir,
-        repo_root,
-        kernel_name,
-        heartbeat_s,
-        log,
+        preset=preset,
+        run_id=run_id,
+        seed=seed,
+        overrides=overrides,
+        reset_overrides=reset_overrides,
+        reports_dir=reports_dir,
+        notebooks_dir=notebooks_dir,
+        repo_root=repo_root,
+        kernel_name=kernel_name,
+        heartbeat_s=heartbeat_s,
+        log=log,
     )
     chosen = select_steps(ctx.plan, steps)
     kernel_python = ensure_kernel(kernel_name, log=log)
@@ -358,6 +358,7 @@ def _under(root: Path, path: str | Path) -> Path:
 
 
 def _context(
+    *,
     preset,
     run_id,
     seed,

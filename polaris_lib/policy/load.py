@@ -132,6 +132,16 @@ def weights_key(run: RunConfig, checkpoint: str | None) -> str | None:
     return world_key(run) if checkpoint is None else None
 
 
+def policy_key(run: RunConfig, checkpoint: str | None) -> dict:
+    """What identifies the sampled policy in a resume key: model, checkpoint, its weights, world."""
+    return dict(
+        model=run.model.name_or_path,
+        checkpoint=checkpoint,
+        weights=weights_key(run, checkpoint),
+        world=world_key(run),
+    )
+
+
 def _scaled(run: RunConfig, path: str, rope: str):
     """The transformers config with `rope`'s settings, or None to load the model's own."""
     if rope == "none":

@@ -20,7 +20,7 @@ from polaris_lib import artifacts, data, metrics
 from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import ProbeConfig
 from polaris_lib.figure_style import run_caption
-from polaris_lib.policy.load import weights_key, world_key
+from polaris_lib.policy.load import policy_key
 from polaris_lib.policy.rollouts import rollout
 from polaris_lib.probe.zones import ZONES
 
@@ -149,10 +149,7 @@ def run_probe(
         return graded
 
     key = dict(
-        model=run.model.name_or_path,
-        checkpoint=checkpoint,
-        weights=weights_key(run, checkpoint),
-        world=world_key(run),
+        **policy_key(run, checkpoint),
         seed=run.seed,
         suffix=run.model.instruction_suffix,
     )
