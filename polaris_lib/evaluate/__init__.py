@@ -3,6 +3,7 @@
 from polaris_lib.evaluate import figures
 from polaris_lib.evaluate.run import (
     PAIRS,
+    SKIPPED_NOTE,
     TOY_EVAL_PROBLEMS,
     benchmarks_to_run,
     eval_rope,

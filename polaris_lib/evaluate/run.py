@@ -25,6 +25,8 @@ from polaris_lib.policy.sampling import loaded_model
 
 TOY_EVAL_PROBLEMS = 128
 """Toy test-split problems evaluated when eval.max_problems is 0 (the toy set has no fixed size)."""
+SKIPPED_NOTE = "skipped: a harness check on the toy model, and its data is not on this machine"
+"""metrics.json value of eval/<benchmark>/skipped (what the report shows for it)."""
 PAIRS = "pairs"
 """Sub-folder of the step holding one finished part per (checkpoint, benchmark) pair."""
 
@@ -128,6 +130,9 @@ def run_evaluation(
     out = Path(out)
     store = PartStore(out / PAIRS)
     names = benchmarks_to_run(cfg, data_dir, log)
+    skipped = [b for b in cfg.eval.benchmarks if b not in names]
+    # Recorded for the report: a skipped harness check must say so, not silently vanish.
+    artifacts.update_metrics(out, {f"eval/{b}/skipped": SKIPPED_NOTE for b in skipped})
     benches = {b: load_benchmark(b, cfg, data_dir) for b in names}  # fail fast
     frames = []
     for ck in cfg.eval.checkpoints:

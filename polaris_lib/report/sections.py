@@ -113,6 +113,15 @@ def _ci(lo, hi) -> str:
     return f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
 
 
+SKIPPED = "not evaluated: a harness check on the toy model whose data is not on this machine"
+
+
+def _skipped_benchmarks(run: Run) -> list[str]:
+    """Benchmarks 05 skipped (recorded as eval/<benchmark>/skipped in its metrics.json)."""
+    m = run.metrics(artifacts.EVALUATION)
+    return [k.split("/")[1] for k in m if k.startswith("eval/") and k.endswith("/skipped")]
+
+
 def _summary(run: Run, save: Path | None) -> str:
     """The card at the top: verdict, held-out gain, eval avg@k, temperatures, data sizes."""
     top, blocks = [], []
@@ -144,6 +153,14 @@ def _summary(run: Run, save: Path | None) -> str:
                 f'<table class="card-tbl">{rows}</table><p class="proto">{html.esc(proto)}</p>',
             )
         )
+    skipped = _skipped_benchmarks(run)
+    if skipped:
+        note = f'<p class="expect">{html.esc(", ".join(skipped))}: {html.esc(SKIPPED)}</p>'
+        if blocks:
+            title, body = blocks[-1]
+            blocks[-1] = (title, body + note)
+        else:
+            blocks.append(("Evaluation", note))
     sizes = dataset_sizes(run)
     if sizes:
         chain = " → ".join(f"<b>{n}</b>" for _, n in sizes)
@@ -300,6 +317,8 @@ def _eval(run: Run, save: Path | None) -> str:
     summary, curve = evaluation([run])
     summary = metrics.binomial_rule(summary)
     body = []
+    if skipped := _skipped_benchmarks(run):
+        body.append(f'<p class="expect">{html.esc(", ".join(skipped))}: {html.esc(SKIPPED)}.</p>')
     zero = [b for b in dict.fromkeys(summary.get("benchmark", [])) if expected_zero(run, b)]
     if zero:
         body.append(

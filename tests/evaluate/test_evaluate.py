@@ -339,3 +339,5 @@ def test_a_harness_benchmark_without_data_is_skipped_with_a_note(tmp_path, monke
     )
     assert set(out["benchmark"]) == {"toy"}
     assert any(n.startswith("aime24: skipped") and "data/local/" in n for n in notes), notes
+    recorded = artifacts.read_json(tmp_path / "05" / "metrics.json")
+    assert recorded == {"eval/aime24/skipped": evaluate.SKIPPED_NOTE}  # the report shows it

@@ -311,3 +311,16 @@ def test_report_layout_wide_figures_captions_and_constant_clip(runs, tmp_path):
     assert "Clip fractions are not drawn: they are 0 at every step" in html
     # the other stages have no clip columns: nothing to replace
     assert html.count("Clip fractions are not drawn") == 1
+
+
+def test_a_skipped_benchmark_is_named_in_the_report(tmp_path):
+    """A harness check 05 skipped for lack of data is named in the card and section 5."""
+    from synthetic import make_run_folder
+
+    from polaris_lib import artifacts
+    from polaris_lib.evaluate import SKIPPED_NOTE
+
+    run = make_run_folder(tmp_path / "skip")
+    artifacts.update_metrics(run / "05_eval_aime", {"eval/aime25/skipped": SKIPPED_NOTE})
+    page = build_report(run).read_text()
+    assert page.count("aime25: not evaluated: a harness check on the toy model") == 2
