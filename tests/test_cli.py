@@ -482,3 +482,12 @@ def test_every_help_has_examples(capsys, argv):
         cli.main([*argv, "--help"])
     out = capsys.readouterr().out
     assert "examples:\n  polaris " in out
+
+
+def test_a_run_ends_with_one_line_naming_the_report_and_its_verdict(tmp_path, capsys):
+    run = _finished_run(tmp_path)
+    (run / "report.html").write_text("<html></html>")
+    assert cli.main(["run", "--run-id", "q", "--reports-dir", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"[polaris] done: {run / 'report.html'} · ")
+    assert last.endswith("after 3 stage(s).") or "held-out" in last.lower(), last
