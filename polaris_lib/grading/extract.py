@@ -27,7 +27,6 @@ _GAP_NOISE = re.compile(
 _GAP_LABEL = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*$")
 _GAP_JOIN = re.compile(r"[\s,;]*(?:(?:and|or)[\s,;]*)?")
 _BRACE = re.compile(r"[{}]")
-_NORM_DROP = re.compile(r"\s+|\$|\\left|\\right|\\!|\\,|\\;|\\ ")
 
 
 def normalize_gold(gold) -> tuple[str, ...]:
@@ -153,13 +152,3 @@ def extract_boxed(response: str, thinking: bool = True) -> tuple[list[str] | Non
     if not any(parts):
         return None, NO_BOXED
     return parts, None
-
-
-def normalize_answer(s: str) -> str:
-    r"""Cheap canonical string for the exact-match short-circuit (never decides a 0).
-
-    >>> print(normalize_answer("$\\dfrac{1}{2} $."))
-    \frac{1}{2}
-    """
-    s = _NORM_DROP.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    return s.rstrip(".")

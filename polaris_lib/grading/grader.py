@@ -31,7 +31,6 @@ from polaris_lib.grading.extract import (  # noqa: F401 - re-exported: the rewar
     THINK_CLOSE,
     TOO_LONG,
     extract_boxed,
-    normalize_answer,
     normalize_gold,
 )
 from polaris_lib.grading.worker import CORRECT, ERROR, GOLD_UNPARSEABLE, TIMEOUT, WRONG
