@@ -373,6 +373,71 @@ def plan_samples(
     )
 
 
+# ----------------------------------------------------------------------------- protocol stamp
+PROTOCOL_SETTINGS = [
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_new_tokens",
+    "yarn",
+    "yarn_factor",
+    "k",
+    "grader",
+]
+"""The fields that define an evaluation protocol: two numbers share a mark only when all agree
+(a protocol row also holds context_used and truncation_rate: what the run used, how often it cut)."""
+
+
+def protocol_stamp(row) -> str:
+    """One protocol row as text (the caption / table form)."""
+    r = dict(row)
+    yarn = f"YaRN ×{r['yarn_factor']:g}" if r.get("yarn") else "YaRN off"
+    parts = [
+        f"T {r['temperature']:g}",
+        f"top-p {r['top_p']:g}",
+        f"top-k {r['top_k'] or 'off'}",
+        f"≤ {r['max_new_tokens']} new tokens",
+        yarn,
+        f"{r['k']} samples/problem",
+        r["grader"],
+    ]
+    if "context_used" in r and not pd.isna(r.get("context_used")):
+        parts.append(f"context used {int(r['context_used'])} tokens")
+    if "truncation_rate" in r and not pd.isna(r.get("truncation_rate")):
+        parts.append(f"truncated {100 * r['truncation_rate']:.1f}%")
+    return " · ".join(parts)
+
+
+def mark_protocols(table: pd.DataFrame) -> pd.DataFrame:
+    """Add `protocol`: a letter per distinct PROTOCOL_SETTINGS combination (A, B, ... in order of first
+    appearance); attrs['legend'] maps each letter to its settings as text."""
+    if table.empty:
+        return table.assign(protocol=pd.Series(dtype=object))
+    keys = [tuple(_key(v) for v in row) for row in table[PROTOCOL_SETTINGS].itertuples(index=False)]
+    letters: dict[tuple, str] = {}
+    for k in keys:
+        letters.setdefault(
+            k, chr(ord("A") + len(letters)) if len(letters) < 26 else str(len(letters))
+        )
+    out = table.assign(protocol=[letters[k] for k in keys])
+    first = {letters[k]: i for i, k in reversed(list(enumerate(keys)))}
+    out.attrs["legend"] = {
+        letter: protocol_stamp({c: table[c].iloc[i] for c in PROTOCOL_SETTINGS})
+        for letter, i in first.items()
+    }
+    return out
+
+
+def _key(v):
+    return "nan" if isinstance(v, float) and np.isnan(v) else v
+
+
+def protocol_legend(table: pd.DataFrame) -> str:
+    """'A: T 1 · ... ; B: ...' for a marked table (one line per protocol)."""
+    legend = table.attrs.get("legend", {})
+    return "\n".join(f"protocol {k}: {v}" for k, v in sorted(legend.items()))
+
+
 def truncation_rate(truncated: Sequence[bool]) -> float:
     """Fraction of responses cut at the length limit.
 

@@ -529,6 +529,10 @@ class EvalConfig:
     """Bootstrap resamples over problems for the 95% interval of avg@k."""
     checkpoints: list[str] = field(default_factory=lambda: ["base", "final"])
     """Which checkpoints to evaluate: base, stage1..stageN, final."""
+    selection: str = "final"
+    """Which checkpoint the run reports: "final" (the last evaluated, no selection) or "best"
+    (chosen by avg@k on a random half of each benchmark's problems, reported on the other half,
+    and said so in the notebook, metrics.json and the report)."""
 
     def __post_init__(self) -> None:
         _check_types(self, "eval")
@@ -548,6 +552,10 @@ class EvalConfig:
         )
         _require(self.temperature > 0, "eval: temperature must be > 0")
         _require(self.default_samples >= 1, "eval: default_samples must be >= 1")
+        _require(
+            self.selection in ("final", "best"),
+            f"eval: selection must be 'final' or 'best', got {self.selection!r}",
+        )
 
     def k_for(self, benchmark: str) -> int:
         """Samples per problem for a benchmark."""

@@ -7,17 +7,14 @@ from polaris_lib.evaluate.planner import (
     measured_tokens_per_s,
     pilot,
     plan_eval,
+    plan_table,
 )
 from polaris_lib.evaluate.protocol import (
     SELECTIONS,
-    SETTINGS,
     grader_audit,
-    legend_text,
-    mark,
     protocol_metrics,
     protocol_table,
     selection,
-    stamp,
 )
 from polaris_lib.evaluate.run import (
     PAIRS,
@@ -46,13 +43,17 @@ from polaris_lib.evaluate.tables import (
 from polaris_lib.metrics import (
     INTERVAL_METHOD,
     PAIRED_METHOD,
+    PROTOCOL_SETTINGS,
     SAMPLING_METHOD,
     length_bucket_accuracy,
+    mark_protocols,
     paired_difference,
     paired_table,
     pass_at_k_curve,
     per_problem_table,
     plan_samples,
+    protocol_legend,
+    protocol_stamp,
     summarize,
 )
 from polaris_lib.paper import (

@@ -144,3 +144,24 @@ def format_plan(p: dict) -> str:
             f"about ±{100 * floor:.1f} points however many samples are drawn"
         )
     return "\n".join(lines)
+
+
+def plan_table(
+    half_widths, run_dir: str | Path, benchmark: str | None = None, checkpoint: str | None = None
+) -> pd.DataFrame:
+    """`plan_eval` from a pilot run for several target half-widths (fractions), one row each."""
+    cols = [
+        "half_width",
+        "samples_per_problem",
+        "responses",
+        "tokens",
+        "device_hours",
+        "problems_floor",
+        "source",
+        "throughput_source",
+    ]
+    rows = [
+        plan_eval(h, run_dir=run_dir, benchmark=benchmark, checkpoint=checkpoint)
+        for h in half_widths
+    ]
+    return pd.DataFrame(rows)[cols]

@@ -17,19 +17,20 @@ import pandas as pd
 
 from polaris_lib.config.sections import RunConfig
 from polaris_lib.evaluate.run import eval_rope, timings
-from polaris_lib.grading import AUTHORS_RULE, KIT_RULE, agreement, audit, disagreements
-from polaris_lib.metrics import per_problem
-
-SETTINGS = ["temperature", "top_p", "top_k", "max_new_tokens", "yarn", "yarn_factor", "k", "grader"]
-"""The fields that define a protocol: two numbers share a mark only when all of these agree."""
-STAMP_COLUMNS = [*SETTINGS, "context_used", "truncation_rate"]
-"""A protocol row: the settings, then what the run actually used (context) and how often it cut."""
+from polaris_lib.grading import (
+    AUTHORS_RULE,
+    KIT_RULE,
+    agreement,
+    audit,
+    disagreements,
+    kit_rule_name,
+)
+from polaris_lib.metrics import mark_protocols, per_problem, protocol_stamp
 
 
 def grader_name(cfg: RunConfig) -> str:
     """The rule that produced `correct` (the kit's reward rule, thinking or not)."""
-    think = "</think> required" if cfg.model.thinking else "no </think> (non-thinking model)"
-    return f"kit rule: boxed answer, {think}, math-verify"
+    return kit_rule_name(cfg.model.thinking)
 
 
 def protocol_table(cfg: RunConfig, summary: pd.DataFrame, out: str | Path | None = None):
@@ -67,56 +68,7 @@ def protocol_table(cfg: RunConfig, summary: pd.DataFrame, out: str | Path | None
                 truncation_rate=float(r["truncation_rate"]),
             )
         )
-    return mark(pd.DataFrame(rows))
-
-
-def stamp(row) -> str:
-    """One protocol row as text (the caption / table form)."""
-    r = dict(row)
-    yarn = f"YaRN ×{r['yarn_factor']:g}" if r.get("yarn") else "YaRN off"
-    parts = [
-        f"T {r['temperature']:g}",
-        f"top-p {r['top_p']:g}",
-        f"top-k {r['top_k'] or 'off'}",
-        f"≤ {r['max_new_tokens']} new tokens",
-        yarn,
-        f"{r['k']} samples/problem",
-        r["grader"],
-    ]
-    if "context_used" in r and not pd.isna(r.get("context_used")):
-        parts.append(f"context used {int(r['context_used'])} tokens")
-    if "truncation_rate" in r and not pd.isna(r.get("truncation_rate")):
-        parts.append(f"truncated {100 * r['truncation_rate']:.1f}%")
-    return " · ".join(parts)
-
-
-def mark(table: pd.DataFrame) -> pd.DataFrame:
-    """Add `protocol`: a letter per distinct SETTINGS combination (A, B, ... in order of first
-    appearance); attrs['legend'] maps each letter to its settings as text."""
-    if table.empty:
-        return table.assign(protocol=pd.Series(dtype=object))
-    keys = [tuple(_key(v) for v in row) for row in table[SETTINGS].itertuples(index=False)]
-    letters: dict[tuple, str] = {}
-    for k in keys:
-        letters.setdefault(
-            k, chr(ord("A") + len(letters)) if len(letters) < 26 else str(len(letters))
-        )
-    out = table.assign(protocol=[letters[k] for k in keys])
-    first = {letters[k]: i for i, k in reversed(list(enumerate(keys)))}
-    out.attrs["legend"] = {
-        letter: stamp({c: table[c].iloc[i] for c in SETTINGS}) for letter, i in first.items()
-    }
-    return out
-
-
-def _key(v):
-    return "nan" if isinstance(v, float) and np.isnan(v) else v
-
-
-def legend_text(table: pd.DataFrame) -> str:
-    """'A: T 1 · ... ; B: ...' for a marked table (one line per protocol)."""
-    legend = table.attrs.get("legend", {})
-    return "\n".join(f"protocol {k}: {v}" for k, v in sorted(legend.items()))
+    return mark_protocols(pd.DataFrame(rows))
 
 
 def protocol_metrics(table: pd.DataFrame) -> dict:
@@ -125,9 +77,9 @@ def protocol_metrics(table: pd.DataFrame) -> dict:
     out: dict = {}
     for r in table.to_dict("records"):
         p = f"eval/{r['checkpoint']}/{r['benchmark']}"
-        out[f"{p}/protocol"] = stamp(r)
+        out[f"{p}/protocol"] = protocol_stamp(r)
         out[f"{p}/protocol_mark"] = r["protocol"]
-        out[f"{p}/context_used"] = r["context_used"]
+        out[f"{p}/context_used"] = int(r["context_used"])
     if len(table):
         first = table.iloc[0]
         for c in (
@@ -139,7 +91,7 @@ def protocol_metrics(table: pd.DataFrame) -> dict:
             "yarn_factor",
             "grader",
         ):
-            v = first[c]
+            v = first[c].item() if hasattr(first[c], "item") else first[c]  # numpy -> json
             out[f"eval/protocol/{c}"] = None if isinstance(v, float) and np.isnan(v) else v
         out["eval/protocol/marks"] = dict(table.attrs.get("legend", {}))
     return out

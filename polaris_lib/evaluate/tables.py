@@ -12,9 +12,14 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib import artifacts
-from polaris_lib.evaluate.protocol import legend_text
 from polaris_lib.figure_style import run_caption
-from polaris_lib.metrics import INTERVAL_METHOD, PAIRED_METHOD, SAMPLING_METHOD, summarize
+from polaris_lib.metrics import (
+    INTERVAL_METHOD,
+    PAIRED_METHOD,
+    SAMPLING_METHOD,
+    protocol_legend,
+    summarize,
+)
 from polaris_lib.policy.rollouts import RESPONSE_COLUMNS
 
 
@@ -138,7 +143,7 @@ def figure_caption(cfg, protocol: pd.DataFrame | None = None) -> str:
             f"≤ {e.max_new_tokens} new tokens",
             f"interval: {INTERVAL_METHOD}",
         )
-    marks = legend_text(protocol).replace("\n", "\n  ")
+    marks = protocol_legend(protocol).replace("\n", "\n  ")
     trunc = ", ".join(
         f"{r.checkpoint}/{r.benchmark} [{r.protocol}] {100 * r.truncation_rate:.0f}% truncated, "
         f"context ≤ {r.context_used}"

@@ -8,6 +8,7 @@ from polaris_lib.grading.audit import (
     audit,
     authors_answer,
     disagreements,
+    kit_rule_name,
 )
 from polaris_lib.grading.grader import (
     Grader,

@@ -38,6 +38,12 @@ AUDIT_COLUMNS = [
 """Columns of the disagreement table (answers: the gold forms)."""
 
 
+def kit_rule_name(thinking: bool) -> str:
+    """The kit's rule as a protocol names it (thinking models need the closed reasoning)."""
+    think = "</think> required" if thinking else "no </think> (non-thinking model)"
+    return f"kit rule: boxed answer, {think}, math-verify"
+
+
 def authors_answer(text: str) -> tuple[str | None, str | None]:
     """(the last closed \\boxed{} of the whole response, None) or (None, why there is none).
 
