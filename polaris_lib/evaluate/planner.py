@@ -129,7 +129,7 @@ def format_plan(p: dict) -> str:
     unit = "GPU" if p["device"] == "gpu" else "CPU"
     floor = p["problems_floor"]
     lines = [
-        f"target: ±{100 * p['half_width']:g} points (95%, problems held fixed) on "
+        f"target: ±{100 * p['half_width']:g} percentage points (95%, problems held fixed) on "
         f"{p['problems']} problems at accuracy {100 * p['accuracy']:.1f}%",
         f"from: {p['source']}",
         f"samples per problem: {p['samples_per_problem']}  ({p['responses']:,} responses)",
