@@ -387,6 +387,8 @@ def eval_headline(run: Run) -> tuple[pd.DataFrame, str]:
                 last=float(r["avg"]),
                 ci_lo=float(r["ci_lo"]),
                 ci_hi=float(r["ci_hi"]),
+                fixed_lo=float(r["sampling_lo"]) if "sampling_lo" in g else None,
+                fixed_hi=float(r["sampling_hi"]) if "sampling_hi" in g else None,
                 rule=r.get("ci_rule", "bootstrap"),
                 note=expected_zero(run, b),
             )
@@ -397,8 +399,9 @@ def eval_headline(run: Run) -> tuple[pd.DataFrame, str]:
     )
     proto = (
         f"{first} → {last}; {samples}; T {e.get('temperature', '?')}, top_p {e.get('top_p', '?')}, "
-        f"≤ {e.get('max_new_tokens', '?')} new tokens; 95% bootstrap interval over problems "
-        "(Wilson where every problem scored 0 or 1)"
+        f"top_k {e.get('top_k', '?') or 'off'}, ≤ {e.get('max_new_tokens', '?')} new tokens; "
+        "95% intervals: over problems (bootstrap; Wilson where every problem scored 0 or 1), "
+        "then with the problems held fixed (sampling noise only)"
     )
     out = pd.DataFrame(rows)
     out.attrs.update(first=first, last=last)

@@ -152,6 +152,8 @@ def _summary(run: Run, save: Path | None) -> str:
             f"<td>{'' if pd.isna(r.first) else f'{r.first:.3f} → '}<b>{r.last:.3f}</b></td>"
             f'<td class="ci">{_ci(r.ci_lo, r.ci_hi)}'
             f"{'' if r.rule == 'bootstrap' else ' Wilson'}</td>"
+            f'<td class="ci">{"" if pd.isna(r.fixed_lo) else "fixed " + _ci(r.fixed_lo, r.fixed_hi)}'
+            "</td>"
             f'<td class="expect">{"≈ 0 expected on the toy (harness check)" if r.note else ""}'
             "</td></tr>"
             for r in ev.itertuples()
