@@ -577,7 +577,24 @@ def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
         "yarn",
     )
     summary, curve = evaluation(runs)
-    add("eval", "5. Evaluation", summary, lambda t: figures.eval_overlay(t, cap), "eval")
+    protos = runs_protocols(runs)
+    legend = protos.attrs.get("legend", {}) if not protos.empty else {}
+    add(
+        "eval",
+        "5. Evaluation",
+        summary,
+        lambda t: figures.eval_overlay(t, cap),
+        "eval",
+        " · ".join(f"protocol {k}: {v}" for k, v in sorted(legend.items()))
+        + (
+            " · runs: "
+            + "; ".join(
+                f"{r} {''.join(sorted(set(g['protocol'])))}" for r, g in protos.groupby("run")
+            )
+            if not protos.empty
+            else ""
+        ),
+    )
     add("passk", "5b. pass@k", curve, lambda t: figures.pass_at_k_overlay(t, cap), "pass_at_k")
     out.append(("paired", "5c. Paired: each run against the first", _paired_runs(runs)))
     rows = [

@@ -377,6 +377,9 @@ def test_evaluation_section_shows_two_intervals_paired_audit_protocol_and_select
         assert text in sec, text
     assert "T 1 · top-p 1 · top-k off · ≤ 96 new tokens · YaRN off · 8 samples/problem" in sec
     assert "reported checkpoint: the last evaluated one (stage3)" in sec
+    # a selection by score is stated as 05 recorded it (eval.selection = "best")
+    artifacts.update_metrics(step, {"eval/selection": "reported checkpoint: stage2, SELECTED by"})
+    assert "reported checkpoint: stage2, SELECTED by" in build_report(a).read_text()
     assert '<a href="05_eval_aime/grader_disagreements.parquet">' in sec
     assert "2 disagreements" in sec and "0.975" in sec
     # run B evaluated at another temperature: its numbers carry another mark in the compare
@@ -384,6 +387,9 @@ def test_evaluation_section_shows_two_intervals_paired_audit_protocol_and_select
     cfg["eval"]["temperature"] = 0.7
     artifacts.write_json(b / "05_eval_aime" / "config.json", cfg)
     page = build_compare_report([a, b], tmp_path / "cmp").read_text()
+    overlay = page[page.index('id="eval"') : page.index('id="passk"')]
+    # k differs by benchmark (toy 8, aime24 2): two marks per run, two more for run B's T 0.7
+    assert "protocol C: T 0.7" in overlay and "runA AB; runB CD" in overlay
     paired = page[page.index('id="paired"') :]
     assert "≠ protocols differ" in paired and "T 0.7" in paired and "T 1 " in paired
     assert paired.count("runB") >= 8  # one row per checkpoint x benchmark: 4 x 2
