@@ -106,7 +106,12 @@ def binomial_rule(summary: pd.DataFrame) -> pd.DataFrame:
     n = out["problems"] if "problems" in out else pd.Series(np.nan, index=out.index)
     degenerate = (out["ci_hi"] - out["ci_lo"]).abs() < 1e-12
     edge = degenerate & out["avg"].isin([0.0, 1.0]) & (n.fillna(0) >= 1)
-    rules = pd.Series("bootstrap", index=out.index, dtype=object)
+    # a table this rule already processed keeps its labels (its Wilson rows are no longer 0-wide)
+    rules = (
+        summary["ci_rule"].astype(object).copy()
+        if "ci_rule" in summary
+        else pd.Series("bootstrap", index=out.index, dtype=object)
+    )
     for i in out.index[edge]:
         ones = int(out.at[i, "avg"])
         lo, hi = wilson_interval(ones * int(n[i]), int(n[i]))
@@ -345,6 +350,12 @@ def plan_samples(
             raise ValueError("a pilot needs at least 2 samples per problem to estimate its spread")
         v = within_variance(pr["n"], pr["c"])
         mean_var, source = float(np.mean(v)), f"pilot: {len(pr)} problems x {int(pr['n'].max())}"
+        if mean_var == 0:
+            raise ValueError(
+                "the pilot shows no spread within any problem (each solved by all or none of its "
+                "samples), so it cannot say how many samples are needed: plan from an assumed "
+                "accuracy instead, or draw a larger pilot"
+            )
         problems = problems or len(pr)
         acc = pr["c"] / pr["n"]
         between = float(acc.var(ddof=1)) - float(np.mean(v / pr["n"])) if len(pr) > 1 else 0.0

@@ -266,5 +266,16 @@ def test_planner_from_an_assumed_accuracy():
         plan_samples(1.0, 30, accuracy=0.5)
     with pytest.raises(ValueError, match="pilot's pass rates or an assumed accuracy"):
         plan_samples(0.01, 30)
+    with pytest.raises(ValueError, match="no spread within any problem"):
+        plan_samples(0.01, pass_rates=pd.DataFrame({"n": [4, 4], "c": [0, 4]}))
     with pytest.raises(ValueError, match="at least 2 samples"):
         plan_samples(0.01, pass_rates=pd.DataFrame({"n": [1], "c": [1]}))
+
+
+def test_binomial_rule_twice_keeps_the_wilson_label():
+    """The report re-applies the rule to a stored summary: a Wilson row stays labelled Wilson."""
+    s = pd.DataFrame(dict(avg=[0.0, 0.5], ci_lo=[0.0, 0.3], ci_hi=[0.0, 0.7], problems=[10, 10]))
+    once = binomial_rule(s)
+    twice = binomial_rule(once)
+    assert twice["ci_rule"].tolist() == once["ci_rule"].tolist()
+    assert twice.loc[0, "ci_rule"].startswith("Wilson") and twice.loc[1, "ci_rule"] == "bootstrap"

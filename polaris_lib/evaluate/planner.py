@@ -39,8 +39,8 @@ ASSUMED_FILL = 0.5
 def pilot(run_dir: str | Path, benchmark: str | None = None, checkpoint: str | None = None):
     """(per-problem pass rates, responses) of one pair of a finished evaluation (05) folder.
 
-    Defaults: the last checkpoint evaluated, the first benchmark that is not the toy task (else
-    the toy task).
+    Defaults: the last checkpoint evaluated, and the benchmark with the most samples per problem
+    (the most informative pilot; the first such in evaluation order).
     """
     step = Path(run_dir) / artifacts.EVALUATION
     path = step / "responses.parquet"
@@ -50,7 +50,8 @@ def pilot(run_dir: str | Path, benchmark: str | None = None, checkpoint: str | N
     cks = list(dict.fromkeys(r["checkpoint"]))
     benches = list(dict.fromkeys(r["benchmark"]))
     ck = checkpoint or cks[-1]
-    b = benchmark or next((x for x in benches if x != "toy"), benches[0])
+    k = r[r["checkpoint"] == ck].groupby("benchmark", sort=False)["sample_idx"].nunique()
+    b = benchmark or (str(k.idxmax()) if len(k) else benches[0])
     if ck not in cks or b not in benches:
         raise ValueError(f"{path} has checkpoints {cks} and benchmarks {benches}, not {ck}/{b}")
     g = r[(r["checkpoint"] == ck) & (r["benchmark"] == b)]

@@ -6,6 +6,7 @@ tables) are `polaris_lib.metrics`'; the paper's numbers and the comparison are `
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,10 @@ ARTIFACTS = [
 """Artifacts of a finished 05 step."""
 
 
+CAPTION_WIDTH = 110
+"""Characters per caption line of notebook 05's figures (the narrowest is 6.4 inches wide)."""
+
+
 def figure_caption(cfg, protocol: pd.DataFrame | None = None) -> str:
     """Figure caption: preset, model, seed and the protocol stamp.
 
@@ -143,15 +148,15 @@ def figure_caption(cfg, protocol: pd.DataFrame | None = None) -> str:
             f"≤ {e.max_new_tokens} new tokens",
             f"interval: {INTERVAL_METHOD}",
         )
-    marks = protocol_legend(protocol).replace("\n", "\n  ")
-    trunc = ", ".join(
+    trunc = "; ".join(
         f"{r.checkpoint}/{r.benchmark} [{r.protocol}] {100 * r.truncation_rate:.0f}% truncated, "
-        f"context ≤ {r.context_used}"
+        f"context used {r.context_used}"
         for r in protocol.itertuples()
     )
-    return run_caption(cfg, "intervals: problems fixed and over problems") + (
-        f"\n  {marks}\n  {trunc}"
-    )
+    lines = [run_caption(cfg, "95% intervals: problems fixed and over problems")]
+    lines += protocol_legend(protocol).splitlines() + [trunc]
+    # wrapped: a long caption line would widen the saved figure (tight bounding box)
+    return "\n".join(textwrap.fill(line, CAPTION_WIDTH, subsequent_indent="    ") for line in lines)
 
 
 def check_artifacts(step) -> dict:

@@ -86,7 +86,9 @@ def test_eval_notebook(run_dir, run_notebook, assert_figures_shown):
         m["eval/reported_checkpoint"] == "final"
         and "no checkpoint is chosen" in m["eval/selection"]
     )
-    assert set(pd.read_parquet(step / "protocol.parquet")["protocol"]) <= {"A", "B"}
+    protocol = pd.read_parquet(step / "protocol.parquet")
+    assert set(protocol["protocol"]) == {"A", "B"}  # toy k=4, AIME k=2: two protocols, marked
+    assert (protocol["context_note"] == "prompt + response").all()  # the prompt was measured
     assert set(pd.read_parquet(step / "grader_disagreements.parquet").columns) >= {
         "problem_id",
         "kit_correct",
