@@ -14,7 +14,9 @@ its GRPO/vLLM integration). `import_unsloth_first()` is called by entry points t
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +68,24 @@ def _require_gpu(model_cfg: ModelConfig) -> None:
         )
 
 
+UNSLOTH_FIRST_ENV = "POLARIS_UNSLOTH_FIRST"
+"""Environment switch for `unsloth_wanted`: "1" always import Unsloth first, "0" never."""
+
+
+def unsloth_wanted() -> bool:
+    """Whether the kit's entry points import Unsloth before TRL/transformers/PEFT.
+
+    $POLARIS_UNSLOTH_FIRST ("1"/"0") decides when set; otherwise yes when unsloth is installed and
+    a CUDA GPU is visible — the consumer-GPU environment (the `gpu` extra), the only one where the
+    unsloth backend runs and where Unsloth replaces TRL's GRPOTrainer (its CPU backend patches
+    SFT only). Importing it there for a transformers-backend preset too is deliberate: which
+    preset a kernel will run is not known when the notebook's imports run."""
+    flag = os.environ.get(UNSLOTH_FIRST_ENV, "")
+    if flag in ("0", "1"):
+        return flag == "1"
+    return importlib.util.find_spec("unsloth") is not None and cuda_available()
+
+
 def import_unsloth_first() -> None:
     """Import unsloth before trl/transformers/peft so its patches apply (warns if too late)."""
     late = [m for m in ("trl", "transformers", "peft") if m in sys.modules]
@@ -77,7 +97,15 @@ def import_unsloth_first() -> None:
             "import_unsloth_first() at the top of the notebook for Unsloth's patches to apply",
             stacklevel=2,
         )
-    import unsloth  # noqa: F401
+    try:
+        import unsloth  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "unsloth":
+            raise
+        raise ModuleNotFoundError(
+            "unsloth is not installed: the unsloth backend needs the `gpu` extra "
+            f"(pip install -e '.[gpu]'); set {UNSLOTH_FIRST_ENV}=0 to train without it"
+        ) from exc
 
 
 def load_policy(
@@ -274,7 +302,7 @@ def _load_vllm(run: RunConfig, path: str, rope: str, max_seq_length: int | None 
     if adapter:
         # A LoRA checkpoint: the engine serves its base model and applies the adapter per request
         # (LoRARequest), the way vLLM serves adapters; sizing the LoRA slots by the adapter's rank.
-        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=int(adapter.get("r") or 16))
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=vllm_lora_rank(adapter))
     if rope != "none":
         kwargs.update(vllm_rope_kwargs(base_config(path), run.yarn, rope))
     if max_seq_length is not None:
@@ -294,6 +322,19 @@ def _load_vllm(run: RunConfig, path: str, rope: str, max_seq_length: int | None 
 
         attach_adapter(llm, LoRARequest("policy", 1, str(Path(path).resolve())))
     return llm, llm.get_tokenizer()
+
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The LoRA slot sizes vLLM 0.31 accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks)."""
+
+
+def vllm_lora_rank(adapter: dict) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds the adapter's rank r."""
+    r = int(adapter.get("r") or 0)
+    fits = [k for k in VLLM_LORA_RANKS if k >= r]
+    if r < 1 or not fits:
+        raise ConfigError(f"LoRA rank {r}: vLLM serves adapters of rank 1..{VLLM_LORA_RANKS[-1]}")
+    return fits[0]
 
 
 def lora_request_for(model, checkpoint: str | None = None):

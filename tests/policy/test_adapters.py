@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from tiny_model import save_adapter
 
 from polaris_lib import extrapolate, toy
 from polaris_lib.config import get_preset
@@ -16,25 +17,6 @@ from polaris_lib.config.sections import ConfigError
 from polaris_lib.policy import load as models
 from polaris_lib.policy.rope import rope_type, yarn_applied
 from polaris_lib.policy.sampling import sample
-
-
-def save_adapter(base: str, out, rank: int = 4) -> str:
-    """A non-zero LoRA adapter on `base`, saved as PEFT saves it (what TRL's save_model writes
-    for a LoRA policy), with the tokenizer beside it as stage.train_stage does."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    lora = LoraConfig(
-        r=rank,
-        lora_alpha=2 * rank,
-        target_modules=list(models.LORA_TARGETS),
-        init_lora_weights=False,  # random B as well: the adapter changes the outputs
-    )
-    get_peft_model(model, lora).save_pretrained(out)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    return str(out)
 
 
 @pytest.fixture(scope="module")
