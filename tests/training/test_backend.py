@@ -154,3 +154,22 @@ torch.save(saved, {str(tmp_path / "saved.pt")!r})
             torch.tensor([list(range(4, 40))])
         ).logits
     assert (got - saved).abs().max() < 1e-5 and (base - saved).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["01", "02", "03", "04", "05"])
+def test_notebook_imports_leave_room_for_unsloth_first(name):
+    """A notebook's imports cell imports nothing that binds trl/transformers/peft before Unsloth:
+    01, 02, 04 and 05 none of them (load_policy imports Unsloth first when it loads an Unsloth
+    model), 03 only through the training face, which decides on Unsloth first."""
+    from pathlib import Path
+
+    import nbformat
+
+    (path,) = Path(__file__).resolve().parents[2].joinpath("notebooks").glob(f"{name}_*.ipynb")
+    imports = nbformat.read(path, as_version=4).cells[1].source
+    code = IMPORT_ORDER.replace("import polaris_lib.training\n", imports + "\n")
+    r = _python(code, **{UNSLOTH_FIRST_ENV: "0"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    order = json.loads(r.stdout.splitlines()[-1])
+    heavy = {m: i for m, i in order.items() if i is not None and m != "unsloth"}
+    assert bool(heavy) == (name == "03"), order
