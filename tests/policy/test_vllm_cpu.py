@@ -3,7 +3,8 @@
 Gated on "vllm importable", not on CUDA: the main suite (no vLLM) skips the whole module; on a GPU
 machine with vLLM the same tests run on the GPU. Each engine starts in ~35-40 s on 2 CPU cores, so
 the module keeps their number small: one engine for the sampling tests, one per RoPE variant for the
-parity test (those also show engines in sequence), one for run_evaluation.
+parity test (those also show engines in sequence), one for run_evaluation, one for a LoRA
+checkpoint (run_extrapolation through its LoRARequest).
 """
 
 from __future__ import annotations
