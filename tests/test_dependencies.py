@@ -87,8 +87,8 @@ def test_vllm_cpu_lock_matches_the_gpu_extras_vllm():
 
 
 def test_unsloth_cpu_lock_matches_the_gpu_extras_unsloth():
-    """The lane's Unsloth (locks/unsloth-cpu.txt, installed --no-deps by setup_vllm_cpu.sh) is the
-    gpu extra's Unsloth, so its CPU tests exercise the version a GPU run gets."""
+    """The CPU set's Unsloth (locks/unsloth-cpu.txt, installed --no-deps by the Makefile's bootstrap)
+    is the gpu extra's Unsloth, so its CPU tests exercise the version a GPU run gets."""
     pins = {
         canonicalize_name(r.name): str(r.specifier)
         for r in (
@@ -102,5 +102,6 @@ def test_unsloth_cpu_lock_matches_the_gpu_extras_unsloth():
         canonicalize_name(Requirement(r).name): str(Requirement(r).specifier) for r in gpu["gpu"]
     }
     assert pins == {k: extra[k] for k in ("unsloth", "unsloth-zoo")}
-    script = (ROOT / "scripts/setup_vllm_cpu.sh").read_text()
-    assert "--no-deps -r locks/unsloth-cpu.txt" in script
+    make = (ROOT / "Makefile").read_text()
+    assert "--no-deps -r locks/unsloth-cpu.txt" in make
+    assert "unsloth" not in (ROOT / "scripts/setup_vllm_cpu.sh").read_text()  # SIGILL there

@@ -75,15 +75,18 @@ UNSLOTH_FIRST_ENV = "POLARIS_UNSLOTH_FIRST"
 def unsloth_wanted() -> bool:
     """Whether the kit's entry points import Unsloth before TRL/transformers/PEFT.
 
-    $POLARIS_UNSLOTH_FIRST ("1"/"0") decides when set; otherwise yes when unsloth is installed and
-    a CUDA GPU is visible — the consumer-GPU environment (the `gpu` extra), the only one where the
-    unsloth backend runs and where Unsloth replaces TRL's GRPOTrainer (its CPU backend patches
-    SFT only). Importing it there for a transformers-backend preset too is deliberate: which
-    preset a kernel will run is not known when the notebook's imports run."""
+    $POLARIS_UNSLOTH_FIRST ("1"/"0") decides when set; otherwise yes in the consumer-GPU
+    environment (the `gpu` extra): unsloth and vllm installed and a CUDA GPU visible — the only
+    place the unsloth backend runs (its presets all sample with vLLM) and where Unsloth replaces
+    TRL's GRPOTrainer (its CPU backend patches SFT only). The CPU set's .venv holds Unsloth's CPU
+    backend for tests, without vllm or Unsloth's GPU stack: not imported there, GPU or not.
+    Importing it for a transformers-backend preset too is deliberate: which preset a kernel will
+    run is not known when the notebook's imports run."""
     flag = os.environ.get(UNSLOTH_FIRST_ENV, "")
     if flag in ("0", "1"):
         return flag == "1"
-    return importlib.util.find_spec("unsloth") is not None and cuda_available()
+    installed = all(importlib.util.find_spec(m) is not None for m in ("unsloth", "vllm"))
+    return installed and cuda_available()
 
 
 def import_unsloth_first() -> None:

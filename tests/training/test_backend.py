@@ -1,9 +1,10 @@
 """Unsloth before TRL (issue 12, defect 3): the training face imports Unsloth first where the
 environment wants it, and an unsloth-backend trainer must derive from Unsloth's GRPOTrainer.
 
-The tests that import Unsloth itself run where it is importable (its CPU backend: unsloth and
-unsloth-zoo 2026.10.9 installed without dependencies on top of the CPU set) and are skipped
-elsewhere; they run in subprocesses, since import order is per process."""
+The tests that import Unsloth itself (marker `unsloth`) run where it is importable — its CPU
+backend: unsloth and unsloth-zoo 2026.10.9 installed without dependencies on top of the CPU set
+by the Makefile's bootstrap — and are skipped elsewhere; they run in subprocesses, since import
+order is per process."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ HAS_UNSLOTH = importlib.util.find_spec("unsloth") is not None
 
 
 def needs_unsloth(test):
-    """Runs where unsloth is importable: the vLLM CPU lane (`make test-vllm`, marker `unsloth`)."""
+    """Runs where unsloth is importable (`make test`'s .venv: locks/unsloth-cpu.txt)."""
     skip = pytest.mark.skipif(not HAS_UNSLOTH, reason="unsloth is not importable here")
     return pytest.mark.unsloth(skip(test))
 
