@@ -148,7 +148,17 @@ def _consumer(
         probe=ProbeConfig(max_new_tokens=response[0], n_samples=8),
         curation=CurationConfig(pool="math500", max_new_tokens=response[0]),
         stages=stages,
-        yarn=YarnConfig(eval_max_lengths=[response[0], response[-1], int(response[-1] * 1.5)]),
+        # The last budget goes past Qwen3's 32K native context (RECIPE §6), up to YaRN's
+        # 1.5 x 32,768 positions less the prompt: sampling alone fits one 24 GB GPU
+        # (scale_out.plan.extrapolation_fit, tests/scale_out/test_plan.py).
+        yarn=YarnConfig(
+            eval_max_lengths=[
+                response[0],
+                response[-1],
+                int(response[-1] * 1.5),
+                int(32768 * 1.5) - 1024,
+            ]
+        ),
         eval=EvalConfig(max_new_tokens=int(response[-1] * 1.5)),
         notes=f"One 24 GB GPU; every paper length x {ratio:g} (stated ratio), LoRA r={lora_rank}.",
     )

@@ -41,6 +41,7 @@ from trl import GRPOTrainer
 
 from polaris_lib import artifacts
 from polaris_lib.config.sections import ConfigError, StageConfig
+from polaris_lib.training.backend import require_backend_trainer
 from polaris_lib.training.checkpoint_check import check_checkpoint
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
 from polaris_lib.training.reward_log import group_records, trim_reward_log
@@ -95,7 +96,9 @@ class PolarisGRPOTrainer(GRPOTrainer):
     """GRPOTrainer with substitution, low-mixed policy, rollout rescue and a per-prompt log.
 
     Extra keyword arguments: `polaris` (a StageConfig or PolarisOptions), `reward_log_path`
-    (jsonl, one line per prompt group per step; main process writes), `rescue_buffer`.
+    (jsonl, one line per prompt group per step; main process writes), `rescue_buffer`, `backend`
+    (model.backend: "unsloth" requires this class to derive from Unsloth's GRPOTrainer, checked
+    before anything is built; see backend.py).
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class PolarisGRPOTrainer(GRPOTrainer):
         polaris: StageConfig | PolarisOptions | None = None,
         reward_log_path: str | Path | None = None,
         rescue_buffer: RescueBuffer | None = None,
+        backend: str = "transformers",
         **kwargs: Any,
     ) -> None:
+        require_backend_trainer(type(self), backend)
         super().__init__(*args, **kwargs)
         # Colocated vLLM: every weight sync is checked by the canary (WeightSyncError on a stale
         # engine); without CUDA the sync itself goes through the CPU-only shim (vllm_sync.py).

@@ -189,3 +189,19 @@ def test_plan_run_rejects_unknown_model():
     run.model.name_or_path = "someone/unknown-7b"
     with pytest.raises(ValueError, match="unknown-7b"):
         plan.plan_run(run, 24)
+
+
+@pytest.mark.parametrize("preset", ["qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"])
+def test_consumer_extrapolation_goes_past_32k_within_24gb(preset):
+    """Issue 12, defect 11: notebook 04 on a consumer preset samples past Qwen3's 32,768 native
+    positions (inside YaRN's 49,152), and one vLLM engine sampling alone holds at least one
+    sequence of that length in 24 GB."""
+    from polaris_lib.config import get_preset
+
+    fit = plan.extrapolation_fit(get_preset(preset), 24)
+    assert fit["original_positions"] < fit["context"] <= fit["yarn_positions"] == 49152
+    assert fit["sequences"] >= 1, fit
+    # By hand for the 4B: K and V of 36 layers x 8 heads x 128 dims in bf16 per token.
+    if preset == "qwen3-4b-24gb":
+        assert fit["kv_per_sequence_gb"] == pytest.approx(49152 * 2 * 36 * 1024 * 2 / GIB)
+        print(f"\n[04 sizing] {preset}: {fit}")
