@@ -198,9 +198,6 @@ def _paper(
         probe=ProbeConfig(
             n_samples=16,  # RECIPE §1: n=16 on AIME24
             max_new_tokens=response[0],
-            # RECIPE §1: Qwen3-4B's 1.0-point dip at 1.45 (74.2 -> 73.2) already left the robust
-            # zone (choice 1.4), so the paper's robust band is narrower than 1 point.
-            robust_tolerance=0.008,
         ),
         curation=CurationConfig(pool="polaris53k", samples_per_problem=8),  # RECIPE §2
         stages=stages,
