@@ -96,9 +96,7 @@ def probe_curve(
         ax_share.axvline(chosen, color="k", lw=1.5)
         for x, share in zip(t, table.chosen_share, strict=True):
             if share >= 0.005:
-                ax_share.annotate(
-                    f"{share:.0%}", (x, share), ha="center", va="bottom", fontsize=7
-                )
+                ax_share.annotate(f"{share:.0%}", (x, share), ha="center", va="bottom", fontsize=7)
         ax_share.set_ylim(0, 1.15)
         ax_share.set_ylabel("chosen under\nresampling", fontsize=8)
         ax_share.set_xlabel("sampling temperature")

@@ -137,9 +137,7 @@ def smooth(per_problem: np.ndarray) -> np.ndarray:
     """Each problem's accuracy averaged over each temperature and its grid neighbours (..., n, T)."""
     x = np.asarray(per_problem, float)
     n_t = x.shape[-1]
-    return np.stack(
-        [x[..., max(0, k - 1) : k + 2].mean(-1) for k in range(n_t)], axis=-1
-    )
+    return np.stack([x[..., max(0, k - 1) : k + 2].mean(-1) for k in range(n_t)], axis=-1)
 
 
 def plateau_test(
@@ -232,9 +230,7 @@ def stage1_zones(
         robust_tolerance=cfg.robust_tolerance,
         significance=cfg.significance,
     )
-    zones = classify_zones(
-        temperatures, per_problem.mean(0), test["robust"], cfg.collapse_drop
-    )
+    zones = classify_zones(temperatures, per_problem.mean(0), test["robust"], cfg.collapse_drop)
     return zones, test
 
 

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from polaris_lib import metrics, probe
-from polaris_lib.config.presets import get_preset
 from polaris_lib.config.sections import ProbeConfig
 from polaris_lib.grading.grader import GradeResult
 from polaris_lib.policy.rollouts import grade_samples
