@@ -6,11 +6,11 @@ The rule (also written into metrics.json as "probe/rule"):
 
 Stage 1 — the plateau, by statistics. The paper's rule is "the highest temperature whose accuracy
 has not yet left the robust zone" (Qwen3-4B: 1.4), the zone where accuracy is flat at its best.
-With 30 problems x 16 samples one grid point's accuracy moves by about 2 points from sampling
-alone, as much as the paper's whole dip at 1.45, so a fixed band around the single best point
-mostly measures noise (the best point is the maximum of noisy values and overstates the plateau):
-on the paper's own curve such a rule picks 1.4 in about one probe in seven
-(tests/probe/test_probe_noise.py). The kit therefore decides with a paired per-problem bootstrap
+With 30 problems x 16 samples the accuracy difference between two equally good temperatures
+moves by about 2 points from sampling alone, twice the paper's whole dip at 1.45, so a fixed band
+around the single best point mostly measures noise (the best point is the maximum of noisy values
+and overstates the plateau): on the paper's own curve a 0.8-point band lands within 0.05 of 1.4
+in under 35% of simulated probes (tests/probe/test_probe_noise.py). The kit therefore decides with a paired per-problem bootstrap
 (every temperature is sampled on the same problems, so problem difficulty cancels in differences):
 - smoothed accuracy s(T): each problem's accuracy averaged over T and its grid neighbours (one on
   each side; accuracy is smooth in T and one point's n samples are too few on their own);
