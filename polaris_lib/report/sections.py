@@ -52,7 +52,8 @@ def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
 
 CAPTIONS = {
     "fig_probe": "accuracy (95% interval) and distinct-4 against temperature; zones shaded, "
-    "chosen temperature marked",
+    "chosen temperature marked; below, how often each temperature is chosen when the problems "
+    "are resampled",
     "fig_truncation": "truncated fraction and mean response length against temperature",
     "fig_pass_rates": "how many of the n samples each pool problem solved",
     "fig_pass_rate_by_difficulty": "pass rate by difficulty",
