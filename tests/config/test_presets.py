@@ -40,7 +40,7 @@ def test_paper_preset_has_the_papers_values():
     for s in cfg.stages:
         assert (s.group_size, s.prompts_per_step, s.learning_rate) == (8, 128, 1e-6)
         assert (s.clip_low, s.clip_high, s.kl_beta, s.entropy_coef) == (0.2, 0.28, 0.0, 0.0)
-        assert s.loss_type == "dapo" and s.lr_scheduler == "constant" and s.top_k == 0
+        assert s.loss_type == "bnpo" and s.lr_scheduler == "constant" and s.top_k == 0  # verl's
     assert cfg.eval.top_k == 20 and cfg.eval.temperature == 1.4
     assert (cfg.yarn.factor, cfg.yarn.attention_factor) == (1.5, 1.0)
     r1 = get_preset("r1-distill-7b-paper")
