@@ -12,6 +12,8 @@ config to `trl.GRPOConfig`: polaris_lib/training/grpo_config.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 from polaris_lib.config.sections import (
     ConfigError,
     CurationConfig,
@@ -100,6 +102,38 @@ def _tiny() -> RunConfig:
             checkpoints=["base", "stage1", "stage2", "stage3"],
         ),
         notes="CPU, 2 cores: whole pipeline in minutes on the kit's own 309K-parameter Qwen3.",
+    )
+
+
+HARD_TOY = ToyConfig(warmstart_shortcut=0.9, shortcut_accuracy=0.3, warmstart_noise=0.06)
+"""The toy world of `tiny-hard`: a teacher that guesses more often (90% on 8 terms), guesses worse
+(30% right on 2 terms, 5% from 5 terms on) and errs more per worked step (6%, x2 on a carry)."""
+
+
+def _tiny_hard() -> RunConfig:
+    """The toy in POLARIS's regime (issue 14; measured in benchmarks/results/ablation_tiny-hard.json).
+
+    Same task, model size and step budget as `tiny`, a harder warm start (HARD_TOY): hard items
+    are mostly guessed and mostly wrong, so many groups start all-0; stage 1 at 48 tokens
+    truncates worked traces of 6+ terms (as 40K truncates Qwen3-4B's longest), easy items
+    saturate during training (the easy-drop's work), and the guess-or-work choice gives the
+    probe's accuracy curve a plateau: low temperatures lock the guessing mode in.
+    """
+    run = _tiny()
+    stage_len = (48, 64, 80)
+    stages = [
+        dataclasses.replace(st, max_completion_length=stage_len[i])
+        for i, st in enumerate(run.stages)
+    ]
+    return dataclasses.replace(
+        run,
+        preset="tiny-hard",
+        toy=HARD_TOY,
+        stages=stages,
+        # the authors estimate pass rates and probe at stage 1's length (RECIPE §1-2)
+        probe=dataclasses.replace(run.probe, max_new_tokens=stage_len[0]),
+        curation=dataclasses.replace(run.curation, max_new_tokens=stage_len[0]),
+        notes="CPU toy in POLARIS's regime: many all-0 groups, truncation at stage 1, saturation.",
     )
 
 
@@ -231,6 +265,7 @@ def _paper(
 
 _BUILDERS = {
     "tiny": _tiny,
+    "tiny-hard": _tiny_hard,
     "qwen3-0.6b-24gb": lambda: _consumer(
         "Qwen/Qwen3-0.6B",
         ratio=0.2,
