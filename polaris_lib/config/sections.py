@@ -294,8 +294,19 @@ class ProbeConfig:
     """Top-k during the probe; 0 = disabled (paper rollouts)."""
     max_new_tokens: int = 32768
     """Response budget during the probe."""
-    robust_tolerance: float = 0.03
-    """Accuracy may sit this far (absolute) below the grid's best and still count as 'robust'."""
+    robust_tolerance: float = 0.005
+    """A drop (absolute accuracy) below the plateau level small enough to ignore, on top of the
+    statistical margin. RECIPE §1 calls 0.6-1.4 flat yet puts 1.45, one point below the peak,
+    outside the robust zone: the band is under one point; half a point keeps a resolvable
+    one-point dip out and lets a large probe settle on the paper's 1.4 (tests/probe)."""
+    significance: float = 0.05
+    """One-sided level of the paired bootstrap: a temperature leaves the robust zone when its
+    accuracy is below the plateau with this error rate (0.05: tests/probe/test_probe_noise.py)."""
+    n_bootstrap: int = 1000
+    """Problem resamples of the paired bootstrap (the same resamples for every temperature)."""
+    stability_resamples: int = 200
+    """Problem resamples on which the whole stage-1 rule is rerun to report how stable the choice
+    is (probe/choice_stability)."""
     collapse_drop: float = 0.10
     """Accuracy more than this below the best marks the collapse zone."""
     match_tolerance: float = 0.02
@@ -324,6 +335,9 @@ class ProbeConfig:
             0 <= self.robust_tolerance < self.collapse_drop,
             "probe: need 0 <= robust_tolerance < collapse_drop",
         )
+        _require(0 < self.significance < 0.5, "probe: significance must be in (0, 0.5)")
+        _require(self.n_bootstrap >= 100, "probe: n_bootstrap must be >= 100")
+        _require(self.stability_resamples >= 1, "probe: stability_resamples must be >= 1")
 
 
 @dataclass

@@ -133,3 +133,28 @@ def test_run_dir_is_the_same_folder_from_jupyterlab_and_papermill(monkeypatch):
     from_runner = resolve("tiny", {}, RUN_DIR="reports/demo").run_dir
     assert from_lab == from_runner == str(PROJECT_ROOT / "reports" / "demo")
     assert resolve("tiny", {}, RUN_DIR="/tmp/elsewhere").run_dir == "/tmp/elsewhere"
+
+
+def test_paper_preset_values_follow_the_authors_or_are_marked_as_the_kits():
+    """Issue 14 item 6: every paper-preset value has a RECIPE source or says it is the kit's."""
+    import inspect
+
+    from polaris_lib.config import presets
+
+    for name in ("qwen3-4b-paper", "qwen3-1.7b-paper", "r1-distill-7b-paper"):
+        cfg = get_preset(name)
+        assert cfg.probe.max_new_tokens == 50000  # RECIPE §1: the authors' probe script
+        assert cfg.curation.max_new_tokens == cfg.stages[0].max_completion_length  # kit's choice
+        assert cfg.eval.max_new_tokens == 90000  # RECIPE §7
+        # RECIPE §7: never evaluate above the final training temperature.
+        assert cfg.eval.temperature <= cfg.stages[-1].temperature
+    assert get_preset("qwen3-1.7b-paper").eval.temperature == 1.4  # RECIPE §7 validation table
+    assert get_preset("r1-distill-7b-paper").eval.temperature == 0.8
+    assert [s.max_steps for s in get_preset("qwen3-1.7b-paper").stages] == [450, 150]
+    src = inspect.getsource(presets)
+    assert src.count("Kit's choice") >= 2  # the 1.7B boundary and the curation length
+
+
+def test_consumer_presets_train_on_the_recipes_pool_not_a_test_set():
+    for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
+        assert get_preset(name).curation.pool == "polaris53k"
