@@ -132,9 +132,12 @@ def prepare(regime: str, args) -> dict:
         model, tok, cfg, root / "prep" / "curate", pool, temperature, progress=False
     )
     curated, dropped = curate.select(pool, rates)
+    for df in (pool, curated):
+        df.attrs = {}  # the loader's validation report is not parquet metadata
     artifacts.write_parquet(root / "pool.parquet", pool)
     artifacts.write_parquet(root / "curated.parquet", curated)
     held = training.heldout_problems(cfg)
+    held.attrs = {}
     warm = training.heldout_scores(cfg, None, held)
     artifacts.write_parquet(root / "heldout.parquet", held)
     artifacts.write_parquet(root / "warm.parquet", warm)
@@ -177,7 +180,11 @@ def kit_arm(cfg, arm: Arm, problems: pd.DataFrame, temperature: float, run_dir: 
                 "stages.0.max_completion_length": run.stages[-1].max_completion_length,
             },
         )
-        run = dataclasses.replace(run, stages=run.stages[:1])
+        run = dataclasses.replace(
+            run,
+            stages=run.stages[:1],
+            eval=dataclasses.replace(run.eval, checkpoints=["base", "stage1"]),
+        )
     artifacts.write_parquet(
         artifacts.step_dir(run_dir, artifacts.CURATE) / "curated.parquet", problems
     )
