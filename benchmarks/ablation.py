@@ -125,7 +125,7 @@ def prepare(regime: str, args) -> dict:
     probe_dir = artifacts.step_dir(root / "prep", artifacts.PROBE, 1)
     grid = probe.run_probe(model, tok, cfg, probe_dir, probe.probe_problems(cfg), progress=False)
     table = probe.per_temperature(grid)
-    choice = probe.choose_temperature(table, cfg.probe)
+    choice = probe.choose_temperature(table, cfg.probe, samples=grid)
     temperature = float(choice["probe/chosen_temperature"])
     pool = curate.pool_problems(cfg)
     rates = curate.run_curation(
@@ -144,7 +144,9 @@ def prepare(regime: str, args) -> dict:
     out = dict(
         regime=regime,
         temperature=temperature,
-        probe_table=table[["temperature", "accuracy"]].round(4).to_dict("records"),
+        probe_table=table[
+            [c for c in ("temperature", "accuracy", "zone", "chosen_share") if c in table]
+        ].to_dict("records"),
         probe_choice={k: v for k, v in choice.items() if isinstance(v, int | float | str)},
         pool=len(pool),
         curated=len(curated),
