@@ -414,21 +414,40 @@ class StageConfig:
     entropy_coef: float = 0.0
     """Entropy bonus coefficient (paper: none, 0); TRL's entropy_coef, set explicitly."""
     loss_type: str = "dapo"
-    """Loss aggregation; dapo = token-mean over the whole batch (paper)."""
+    """Loss aggregation (TRL's loss_type): dapo = token-mean over the whole generation batch
+    (RECIPE §3, the paper's description); bnpo = token-mean per micro-batch, then the mean over
+    micro-batches, which is what the authors' verl ran (its loss is aggregated per packed
+    micro-batch); grpo = per-sequence mean, then the mean over sequences."""
+    optimizer: Literal["adamw_torch", "sgd"] = "adamw_torch"
+    """Optimizer (paper: AdamW). 'sgd' exists for the ablation: under Adam's per-parameter
+    normalisation, duplicating groups (substitution) mostly adds variance; under SGD it rescales
+    the gradient (benchmarks/ablation.py)."""
     scale_rewards: str = "group"
     """Advantage normalisation: (r - mean) / (std + eps) within the group (GRPO)."""
     mask_truncated_completions: bool = False
     """Exclude truncated responses from the loss (the paper does not; set explicitly)."""
-    substitution: bool = True
-    """Intra-batch informative substitution of all-0/all-1 groups by copies of mixed groups."""
-    low_mixed_policy: Literal["skip", "train_mixed"] = "skip"
-    """With too few mixed groups: 'skip' the step (authors' code) or 'train_mixed' on what is mixed."""
+    substitution: Literal["intent", "released", "off"] = "intent"
+    """Intra-batch informative substitution of all-0/all-1 groups by copies of mixed groups
+    (RECIPE §4). 'intent': the blog's intent, a copy keeps its donor's answer and rewards (so it
+    trains as a second copy of an informative group); 'released': what the authors' code did, the
+    copy is re-graded against the replaced group's answer, scores ~0 and gets ~zero advantage
+    (its tokens still count in the loss normaliser); 'off': groups are trained as sampled.
+    (true/false are read as intent/off.)"""
+    low_mixed_policy: Literal["skip", "train_mixed", "none"] = "skip"
+    """With too few mixed groups: 'skip' the step (authors' code), 'train_mixed' on what is mixed,
+    or 'none': train on the batch as it is (plain GRPO; a batch with no mixed group then moves
+    the weights only through AdamW's momentum and weight decay)."""
     min_mixed_fraction: float = 1.0 / 3.0
     """'skip' applies when the mixed fraction is <= this (authors' code: 1/3)."""
     rescue: bool = True
     """Rollout rescue: swap one failed rollout of an all-0 group for the buffered correct one."""
     easy_drop: bool = True
     """Drop problems with stage mean reward > curation.easy_drop_threshold before the next stage."""
+    skipped_steps: Literal["count", "redraw"] = "count"
+    """What a skipped batch (low-mixed 'skip') costs: 'count' = it uses one of max_steps (the
+    kit's budget: max_steps generation batches); 'redraw' = it does not (the authors' verl
+    `continue`s without advancing its step counter, so max_steps counts optimizer updates; the
+    trainer then draws up to max_steps more batches, at most twice the budget in all)."""
     save_steps: int = 50
     """Checkpoint every this many steps (resume after a crash)."""
     seed: int = 0
@@ -438,6 +457,8 @@ class StageConfig:
     WANDB_MODE=offline for no account). A logging choice only: not part of step fingerprints."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.substitution, bool):  # the switch was a bool before it had modes
+            self.substitution = "intent" if self.substitution else "off"
         _check_types(self, f"stage {self.stage}")
         _require(
             self.report_to in REPORT_TO,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from polaris_lib import artifacts, metrics, paper
 from polaris_lib.report import figures, html
+from polaris_lib.report.ablation import ablation_section
 from polaris_lib.report.runs import (
     AUDIT_FILE,
     EXPECTED_ZERO,
@@ -506,6 +507,11 @@ def _manifest(run: Run, save: Path | None) -> str:
     return html.kv_table(env) + html.table(steps, "{:.2f}") + html.note(f"packages: {pk}")
 
 
+def _ablation(run: Run, save: Path | None) -> str:
+    """The kit's shipped per-component ablation (not this run's): when each trick paid on the toy."""
+    return ablation_section(save)
+
+
 SINGLE = [
     ("summary", "Summary", _summary),
     ("probe", "1. Temperature probe", _probe),
@@ -514,6 +520,7 @@ SINGLE = [
     ("yarn", "4. Length extrapolation (YaRN)", _yarn),
     ("eval", "5. Evaluation", _eval),
     ("manifest", "6. What ran, where, how long", _manifest),
+    ("ablation", "7. What each component does on the toy (benchmarks/ablation.py)", _ablation),
 ]
 
 

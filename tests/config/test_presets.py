@@ -40,7 +40,7 @@ def test_paper_preset_has_the_papers_values():
     for s in cfg.stages:
         assert (s.group_size, s.prompts_per_step, s.learning_rate) == (8, 128, 1e-6)
         assert (s.clip_low, s.clip_high, s.kl_beta, s.entropy_coef) == (0.2, 0.28, 0.0, 0.0)
-        assert s.loss_type == "dapo" and s.lr_scheduler == "constant" and s.top_k == 0
+        assert s.loss_type == "bnpo" and s.lr_scheduler == "constant" and s.top_k == 0  # verl's
     assert cfg.eval.top_k == 20 and cfg.eval.temperature == 1.4
     assert (cfg.yarn.factor, cfg.yarn.attention_factor) == (1.5, 1.0)
     r1 = get_preset("r1-distill-7b-paper")
@@ -158,3 +158,19 @@ def test_paper_preset_values_follow_the_authors_or_are_marked_as_the_kits():
 def test_consumer_presets_train_on_the_recipes_pool_not_a_test_set():
     for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
         assert get_preset(name).curation.pool == "polaris53k"
+
+
+def test_tiny_hard_is_the_toy_in_polaris_regime_at_tinys_budget():
+    """Same task, model and step budget as tiny; a harder warm start; stage 1 truncates long work;
+    probe and curation at stage 1's length (as the authors)."""
+    from polaris_lib.config.presets import HARD_TOY
+
+    tiny, hard = get_preset("tiny"), get_preset("tiny-hard")
+    assert hard.toy == HARD_TOY and hard.toy != tiny.toy
+    assert (hard.toy.hidden_size, hard.toy.max_terms) == (tiny.toy.hidden_size, tiny.toy.max_terms)
+    assert [s.max_steps for s in hard.stages] == [s.max_steps for s in tiny.stages]
+    lengths = [s.max_completion_length for s in hard.stages]
+    assert lengths == sorted(lengths) and lengths[0] < min(
+        s.max_completion_length for s in tiny.stages
+    )
+    assert hard.probe.max_new_tokens == hard.curation.max_new_tokens == lengths[0]
