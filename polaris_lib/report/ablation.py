@@ -124,7 +124,8 @@ def ablation_section(save_dir: Path | None, folder: str | Path = RESULTS_DIR) ->
     """The report's section: the figure, then per regime its table of arms and its group mix."""
     ablations = load_ablations(folder)
     if not ablations:
-        return html.not_run("ablation", f"no ablation results in {folder}")
+        # a note, not a "not run" marker: the ablation is the kit's benchmark, not a step of the run
+        return html.note(f"no ablation results in {folder} (benchmarks/ablation.py writes them)")
     parts = []
     fig = ablation_figure(ablations)
     if fig is not None:

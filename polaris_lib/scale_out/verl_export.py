@@ -39,6 +39,9 @@ from polaris_lib.scale_out.verl_script import (  # noqa: F401  (render_value: re
 
 # TRL loss_type -> verl actor.loss_agg_mode (verl core_algos.agg_loss).
 LOSS_AGG = {
+    # verl's token-mean is taken per (packed) micro-batch, then averaged: TRL's bnpo exactly (the
+    # paper presets); TRL's dapo normalises over the whole batch, which verl has no mode for
+    "bnpo": "token-mean",
     "dapo": "token-mean",
     "grpo": "seq-mean-token-mean",
     "dr_grpo": "seq-mean-token-sum-norm",

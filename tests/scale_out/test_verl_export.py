@@ -83,7 +83,7 @@ def test_lora_presets_carry_rank_and_alpha():
 
 def test_unmappable_settings_fail_loudly():
     run = get_preset(PAPER)
-    run.stages[0].loss_type = "bnpo"
+    run.stages[0].loss_type = "sapo"  # no verl loss_agg_mode for it
     with pytest.raises(ConfigError, match="no verl equivalent"):
         export.verl_overrides(run, 1, temperature=1.0, paths=PATHS)
     run = get_preset(PAPER)
