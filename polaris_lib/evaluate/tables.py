@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib import artifacts
+from polaris_lib.evaluate.run import eval_context
 from polaris_lib.figure_style import run_caption
 from polaris_lib.metrics import INTERVAL_METHOD, summarize
 from polaris_lib.policy.rollouts import RESPONSE_COLUMNS
@@ -67,12 +68,15 @@ ARTIFACTS = [
 
 
 def figure_caption(cfg) -> str:
-    """Figure caption: preset, model, seed and the sampling settings."""
+    """Figure caption: preset, model, seed, the sampling settings and the context used."""
     e = cfg.eval
+    rope = cfg.eval_rope()
+    context = eval_context(cfg)
     return run_caption(
         cfg,
         f"T {e.temperature}, top_p {e.top_p}, top_k {e.top_k or 'off'}, "
-        f"≤ {e.max_new_tokens} new tokens",
+        f"≤ {e.max_new_tokens} new tokens, context {context}"
+        + (" (YaRN)" if rope == "yarn" else ""),
         f"interval: {INTERVAL_METHOD}",
     )
 
