@@ -259,14 +259,6 @@ class ModelConfig:
                 self.device != "cpu",
                 "model: the unsloth backend needs a GPU; use preset 'tiny' on CPU",
             )
-            # Unsloth loads the weights in model.dtype: full fine-tuning there would be pure bf16
-            # AdamW (a 1e-6 step rounds away); backend 'transformers' keeps fp32 master weights.
-            _require(
-                self.lora_rank > 0,
-                "model: full fine-tuning (lora_rank 0) on the unsloth backend would train bf16 "
-                "weights without fp32 master copies; set lora_rank > 0 (LoRA) or use backend "
-                "'transformers' for full fine-tuning",
-            )
         if self.allow_vllm_cpu:
             _require(
                 self.backend == "transformers" and not self.load_in_4bit,
@@ -280,6 +272,14 @@ class ModelConfig:
                 "use_vllm=False, load_in_4bit=False (or model.allow_vllm_cpu=True for vLLM's CPU "
                 "backend, `make test-vllm`)",
             )
+        # Unsloth loads the weights in model.dtype: full fine-tuning there would be pure bf16
+        # AdamW (a 1e-6 step rounds away); backend 'transformers' keeps fp32 master weights.
+        _require(
+            self.backend != "unsloth" or self.lora_rank > 0,
+            "model: full fine-tuning (lora_rank 0) on the unsloth backend would train bf16 "
+            "weights without fp32 master copies; set lora_rank > 0 (LoRA) or use backend "
+            "'transformers' for full fine-tuning",
+        )
 
 
 @dataclass

@@ -14,6 +14,7 @@ its GRPO/vLLM integration). `import_unsloth_first()` is called by entry points t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -64,8 +65,16 @@ def _require_gpu(model_cfg: ModelConfig) -> None:
         )
 
 
+UNSLOTH_STANDBY = "UNSLOTH_VLLM_STANDBY"
+"""Unsloth's standby mode (its Qwen3 GRPO notebook sets it to 1): the colocated vLLM engine and
+training share GPU memory instead of splitting it. Read when unsloth is imported, so it is set
+before that import (a user's own value, e.g. 0, is kept)."""
+
+
 def import_unsloth_first() -> None:
-    """Import unsloth before trl/transformers/peft so its patches apply (warns if too late)."""
+    """Import unsloth before trl/transformers/peft so its patches apply (warns if too late);
+    standby mode is switched on first (UNSLOTH_STANDBY)."""
+    os.environ.setdefault(UNSLOTH_STANDBY, "1")
     late = [m for m in ("trl", "transformers", "peft") if m in sys.modules]
     if late and "unsloth" not in sys.modules:
         import warnings
@@ -92,18 +101,29 @@ def load_policy(
     a preset with ``use_vllm`` on plain transformers weights gets a ``vllm.LLM``; otherwise the
     model is a transformers model (or Unsloth's, whose ``fast_inference`` engine sits inside it).
     `for_training` leaves the model in train mode (and, for Unsloth, adds LoRA adapters).
-    `max_seq_length` (Unsloth) should be the longest stage's prompt + completion length; defaults
-    to run.model.max_context. For a plain vLLM engine it becomes ``max_model_len`` when given.
+    `max_seq_length` (Unsloth) is the longest sequence the caller samples or trains (a stage's
+    prompt + completion); defaults to `sampling_context(run)`. For a plain vLLM engine it
+    becomes ``max_model_len`` when given.
     """
     check_variant(rope)
     model_cfg = run.model
     _require_gpu(model_cfg)
     if model_cfg.backend == "unsloth":
+        os.environ.setdefault(UNSLOTH_STANDBY, "1")  # before unsloth is imported (UNSLOTH_STANDBY)
         return _load_unsloth(run, checkpoint, rope, for_training, max_seq_length)
     path = model_path(run, checkpoint)
     if model_cfg.use_vllm and not for_training:
         return _load_vllm(run, path, rope, max_seq_length)
     return _load_transformers(model_cfg, path, _scaled(run, path, rope), for_training)
+
+
+def sampling_context(run: RunConfig) -> int:
+    """The longest sequence the run samples at the model's own RoPE: prompt budget + the probe's,
+    curation's or a stage's budget, capped at model.max_context (Unsloth's max_seq_length when a
+    caller does not pass its own: training passes the stage's, evaluation its context)."""
+    need = run.prompt_budget + max(run.probe.max_new_tokens, run.curation.max_new_tokens)
+    stages = [run.stage_context(k) for k in range(1, len(run.stages) + 1)]
+    return min(run.model.max_context, max(need, *stages))
 
 
 def model_path(run: RunConfig, checkpoint: str | None) -> str:
@@ -195,7 +215,8 @@ def _load_unsloth(run: RunConfig, checkpoint, rope: str, for_training: bool, max
         )
     kwargs = dict(
         model_name=str(path),
-        max_seq_length=max_seq_length or model_cfg.max_context,
+        # the engine and Unsloth's buffers sized to what the run samples, not the model's 40,960
+        max_seq_length=max_seq_length or sampling_context(run),
         load_in_4bit=model_cfg.load_in_4bit,
         fast_inference=model_cfg.use_vllm,
         max_lora_rank=model_cfg.lora_rank or None,

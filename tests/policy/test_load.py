@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -185,3 +186,39 @@ def test_full_fine_tuning_keeps_fp32_master_weights(small_cache):
 
     with pytest.raises(ConfigError, match="fp32 master"):
         ModelConfig(name_or_path="Qwen/Qwen3-0.6B", backend="unsloth", device="cuda")
+
+
+def test_unsloth_gets_the_runs_length_and_standby_mode(monkeypatch):
+    """Unsloth's engine is sized to what the run needs (qwen3-4b-24gb: 1024 + 5248 = 6272, a
+    stage's own length when training), not the model's 40,960, and UNSLOTH_VLLM_STANDBY=1 is set
+    before unsloth is imported. Unsloth is not installed here: a stand-in module records the call
+    (the real one runs in scripts/gpu_check.py on a GPU)."""
+    import sys
+    import types
+
+    calls = []
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kw):
+            calls.append((kw, os.environ.get("UNSLOTH_VLLM_STANDBY")))
+            return types.SimpleNamespace(peft_config={}), "tokenizer"
+
+        @staticmethod
+        def for_inference(model):
+            return model
+
+    fake = types.ModuleType("unsloth")
+    fake.FastLanguageModel = FastLanguageModel
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.delenv("UNSLOTH_VLLM_STANDBY", raising=False)
+    cfg = get_preset("qwen3-4b-24gb")
+    models.load_policy(cfg)
+    kw, standby = calls[-1]
+    assert kw["max_seq_length"] == 1024 + 5248 == models.sampling_context(cfg) and standby == "1"
+    models.load_policy(cfg, for_training=True, max_seq_length=cfg.stage_context(1))
+    assert calls[-1][0]["max_seq_length"] == 1024 + 3968
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "0")  # a user's own choice is kept
+    models.load_policy(cfg)
+    assert calls[-1][1] == "0"
