@@ -20,7 +20,12 @@ from pathlib import Path
 
 from polaris_lib.artifacts import weights_stamp
 from polaris_lib.config.sections import ConfigError, ModelConfig, RunConfig
-from polaris_lib.policy.rope import check_variant, scaled_config, vllm_rope_kwargs
+from polaris_lib.policy.rope import (
+    check_variant,
+    scaled_config,
+    vllm_rope_kwargs,
+    yarn_max_length,
+)
 from polaris_lib.toy import build as toy_build  # module: toy/build.py samples with policy.sampling
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -175,7 +180,8 @@ def weights_dtype(model_cfg: ModelConfig, device: str, for_training: bool = Fals
     """The torch dtype the weights load in.
 
     Full fine-tuning (lora_rank 0) trains fp32 weights whatever model.dtype says: AdamW on bf16
-    weights rounds a 1e-6 step away (measured: 20 steps at lr 1e-6 changed 2% of bf16 weights),
+    weights rounds a 1e-6 step away (one step on the toy moves 0.8% of bf16 weights and all fp32
+    ones, tests/policy/test_load.py; the GPU-path issue measured 2% after 20 steps),
     so the fp32 weights are the master copy and TRL's bf16=True runs the compute in bf16 under
     autocast (under DeepSpeed bf16 the engine keeps its own fp32 master from these). LoRA trains
     fp32 adapters on frozen bf16 weights. On CPU always fp32 (bf16 gives no speed-up there).
@@ -216,7 +222,9 @@ def _load_unsloth(run: RunConfig, checkpoint, rope: str, for_training: bool, max
     kwargs = dict(
         model_name=str(path),
         # the engine and Unsloth's buffers sized to what the run samples, not the model's 40,960
-        max_seq_length=max_seq_length or sampling_context(run),
+        # (with a RoPE variant: the context it extends to, as notebook 04 samples up to it)
+        max_seq_length=max_seq_length
+        or (yarn_max_length(run.yarn) if rope != "none" else sampling_context(run)),
         load_in_4bit=model_cfg.load_in_4bit,
         fast_inference=model_cfg.use_vllm,
         max_lora_rank=model_cfg.lora_rank or None,
