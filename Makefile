@@ -40,9 +40,11 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml locks/unsloth-cpu.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Unsloth's CPU backend for the tests marked `unsloth`, without its GPU stack (see the lock).
+	$(BIN)/python -m pip install --quiet --no-deps -r locks/unsloth-cpu.txt
 	# The papermill/JupyterLab kernel must be this venv's Python, never another one.
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (polaris-kit)" >/dev/null
 	$(BIN)/python -m ipykernel install --sys-prefix --name polaris-kit --display-name "polaris-kit" >/dev/null

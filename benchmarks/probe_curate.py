@@ -71,7 +71,7 @@ def main() -> None:
         samples = probe.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
         probe_s = time.perf_counter() - t0
         table = probe.per_temperature(samples, seed=run.seed)
-        decision = probe.choose_temperature(table, run.probe)
+        decision = probe.choose_temperature(table, run.probe, samples=samples, seed=run.seed)
         t0 = time.perf_counter()
         probe.run_probe(model, tok, run, out, problems, grader=grader, progress=False)
         resume_s = time.perf_counter() - t0  # every temperature already on disk

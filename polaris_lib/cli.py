@@ -2,6 +2,7 @@
 
 polaris run --preset tiny [--run-id X] [--seed N] [-p stages.*.max_steps 5 ...] [--steps 01,02]
 polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
+polaris plan-eval --half-width 1 --run RUN_ID  |  polaris plan-eval --half-width 1 --accuracy 80 --problems 30 --preset P
 polaris report RUN_ID            |  polaris report --compare RUN_A RUN_B
 polaris export verl --preset qwen3-4b-paper [--run-dir reports/X] [--data-dir D] [-p N V] [--out O]
 polaris kernel [--name polaris-kit] [--user]
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from polaris_lib.config import PRESETS, ConfigError, apply_overrides, get_preset, parse_value
 from polaris_lib.data import DataUnavailableError
+from polaris_lib.evaluate import format_plan as format_eval_plan
+from polaris_lib.evaluate import plan_eval
 from polaris_lib.pipeline import (
     QUICK_OVERRIDES,
     RunInUse,
@@ -103,6 +106,12 @@ EXAMPLES = {
   polaris plan --preset qwen3-1.7b-24gb --gpu-memory 24
   polaris plan --preset qwen3-4b-24gb --gpu-memory 16 -p model.load_in_4bit=true
 exit status: 0 when every stage fits, 1 when not (a combined set of -p flags is printed)""",
+    "plan-eval": """examples:
+  polaris plan-eval --half-width 1 --run demo    from the run's evaluation (05) as a pilot
+  polaris plan-eval --half-width 2 --run demo --benchmark toy --checkpoint stage3
+  polaris plan-eval --half-width 1 --accuracy 80 --problems 30 --preset qwen3-4b-24gb
+  polaris plan-eval --half-width 1 --accuracy 80 --problems 30 --preset qwen3-4b-24gb --tokens-per-s 3500
+the half-width is the 95% interval with the problems held fixed, in percentage points""",
     "report": """examples:
   polaris report demo
   polaris report --compare demo demo-seed1 --out reports/compare""",
@@ -187,6 +196,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True, choices=PRESETS)
     p.add_argument("--gpu-memory", type=gib, default=24.0, help="GPU memory in GiB (default 24)")
     _add_override_arg(p)
+
+    pe = add(
+        "plan-eval",
+        "samples per problem for a target 95% half-width, and the device time they cost",
+    )
+    pe.add_argument(
+        "--half-width",
+        type=float,
+        required=True,
+        help="target half-width in percentage points (1 = ±1 point), problems held fixed",
+    )
+    pe.add_argument("--run", metavar="RUN_ID", help="a run whose evaluation (05) is the pilot")
+    pe.add_argument("--reports-dir", default="reports", help="where run folders live")
+    pe.add_argument("--benchmark", help="the pilot's benchmark (default: the first real one)")
+    pe.add_argument("--checkpoint", help="the pilot's checkpoint (default: the last evaluated)")
+    pe.add_argument("--accuracy", type=float, help="no pilot: assumed accuracy in percent")
+    pe.add_argument("--problems", type=int, help="problems in the benchmark (with --accuracy)")
+    pe.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="tiny",
+        help="no pilot: the preset whose max_new_tokens and device set the cost (default tiny)",
+    )
+    _add_override_arg(pe, "")
+    pe.add_argument(
+        "--tokens-per-s", type=float, help="generation throughput to cost with (tokens/s)"
+    )
 
     rep = add("report", "rebuild report.html from a run folder's files")
     rep.add_argument("run_ids", nargs="*", metavar="RUN_ID")
@@ -304,6 +340,49 @@ def cmd_plan(a: argparse.Namespace) -> int:
     print(f"check: polaris plan --preset {a.preset} --gpu-memory {a.gpu_memory:g} {every}")
     print(f"run:   polaris run --preset {a.preset} {every}")
     return 1
+
+
+def cmd_plan_eval(a: argparse.Namespace) -> int:
+    """How many samples per problem a half-width needs (pilot run or assumed accuracy)."""
+    if (a.run is None) == (a.accuracy is None):
+        print(
+            "polaris plan-eval: give --run RUN_ID (a pilot) or --accuracy PERCENT", file=sys.stderr
+        )
+        return 2
+    if a.accuracy is not None and not a.problems:
+        print("polaris plan-eval: --accuracy needs --problems N", file=sys.stderr)
+        return 2
+    if not 0 < a.half_width < 100:
+        print(
+            f"polaris plan-eval: --half-width is in percentage points, in (0, 100); got "
+            f"{a.half_width:g}",
+            file=sys.stderr,
+        )
+        return 2
+    half = a.half_width / 100
+    if a.run is not None:
+        run_dir = Path(a.reports_dir) / a.run
+        p = plan_eval(
+            half,
+            run_dir=run_dir,
+            benchmark=a.benchmark,
+            checkpoint=a.checkpoint,
+            problems=a.problems,
+            tokens_per_s=a.tokens_per_s,
+        )
+    else:
+        cfg = get_preset(a.preset)
+        ov = _overrides(a.param)
+        cfg = apply_overrides(cfg, ov) if ov else cfg
+        p = plan_eval(
+            half,
+            cfg=cfg,
+            accuracy=a.accuracy / 100,
+            problems=a.problems,
+            tokens_per_s=a.tokens_per_s,
+        )
+    print(format_eval_plan(p))
+    return 0
 
 
 def format_plan(table) -> str:
@@ -435,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "run": cmd_run,
         "plan": cmd_plan,
+        "plan-eval": cmd_plan_eval,
         "report": cmd_report,
         "export": cmd_export,
         "kernel": cmd_kernel,

@@ -33,18 +33,65 @@ PAPER_TRAINED = {
 """The paper's POLARIS-trained model for a base model: what a trained checkpoint compares with."""
 
 
-COMPARISON_COLUMNS = ["checkpoint", "benchmark", "kit", "kit_lo", "kit_hi", "paper_model", "paper"]
+NO_PAPER_NUMBER = "no published POLARIS number"
+CONTAMINATION_RESISTANT = {
+    "aime26": "AIME 2026: after POLARIS's release (June 2025), so not in its training data",
+    "hmmt25": "HMMT February 2025: a competition the POLARIS evaluation did not use",
+}
+"""Catalog benchmarks the paper never reported on; they sit in the comparison as NO_PAPER_NUMBER."""
+
+PAPER_PROTOCOL = (
+    "paper: T 1.4 (AIME25 1.4-1.45) · top-p 1 · top-k 20 · ≤ 90K new tokens · YaRN ×1.5 (96K "
+    "context) · avg@32 AIME, @8 AMC23, @4 Minerva/Olympiad · authors' grader (last \\boxed{})"
+)
+"""The protocol of every PAPER_RESULTS number (RECIPE §6-7)."""
+COMPARISON_INTERVAL = (
+    "kit_lo / kit_hi: 95% interval with the problems held fixed (sampling noise only): the "
+    "paper's numbers are for these same problems, so problem resampling is not part of the gap"
+)
+COMPARISON_COLUMNS = [
+    "checkpoint",
+    "benchmark",
+    "kit",
+    "kit_lo",
+    "kit_hi",
+    "kit_protocol",
+    "paper_model",
+    "paper",
+    "paper_protocol",
+    "note",
+]
 
 
-def paper_comparison(summary: pd.DataFrame, model_id: str) -> pd.DataFrame:
-    """Kit avg@k (percent, with interval) beside the paper's for the matching model; empty if none.
+def paper_comparison(
+    summary: pd.DataFrame,
+    model_id: str,
+    protocol: pd.DataFrame | None = None,
+    skipped: list[str] | tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """Kit avg@k (percent, problems-fixed interval) beside the paper's for the matching model.
 
-    The base checkpoint compares with the paper's base model row; trained checkpoints with the
-    paper's POLARIS model trained from that base (when the preset's model is a base model).
+    Empty when the paper has no row for the model. The base checkpoint compares with the paper's
+    base model row; trained checkpoints with the paper's POLARIS model trained from that base.
+    The interval is the one with the problems held fixed (`metrics.sampling_interval`, the
+    summary's sampling_lo / sampling_hi; older tables without them fall back to ci_lo / ci_hi):
+    both numbers are on the same problems. Each row carries both protocols (kit_protocol: the
+    protocol table's mark and stamp when given). Benchmarks the paper never reported (and
+    `skipped` ones, not evaluated here) get paper = NaN and a note.
     """
     base_row = PAPER_MODEL_IDS.get(model_id)
     if base_row is None:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    stamps = {}
+    if protocol is not None and not protocol.empty:
+        legend = protocol.attrs.get("legend", {})
+        stamps = {
+            (r.checkpoint, r.benchmark): f"{r.protocol}: {legend.get(r.protocol, '')}"
+            for r in protocol.itertuples()
+        }
+    lo_col, hi_col = (
+        ("sampling_lo", "sampling_hi") if "sampling_lo" in summary else ("ci_lo", "ci_hi")
+    )
     rows = []
     for r in summary.to_dict("records"):
         ref = base_row if r["checkpoint"] == "base" else PAPER_TRAINED.get(base_row, base_row)
@@ -54,10 +101,47 @@ def paper_comparison(summary: pd.DataFrame, model_id: str) -> pd.DataFrame:
                 checkpoint=r["checkpoint"],
                 benchmark=r["benchmark"],
                 kit=100 * r["avg"],
-                kit_lo=100 * r["ci_lo"],
-                kit_hi=100 * r["ci_hi"],
+                kit_lo=100 * r[lo_col],
+                kit_hi=100 * r[hi_col],
+                kit_protocol=stamps.get((r["checkpoint"], r["benchmark"]), "kit (see protocol)"),
                 paper_model=ref,
                 paper=paper,
+                paper_protocol=PAPER_PROTOCOL if paper is not None else "",
+                note="" if paper is not None else _no_number(r["benchmark"]),
             )
         )
-    return pd.DataFrame(rows)
+    ref = PAPER_TRAINED.get(base_row, base_row)
+    for b in skipped:
+        rows.append(
+            dict(
+                checkpoint="",
+                benchmark=b,
+                kit=float("nan"),
+                kit_lo=float("nan"),
+                kit_hi=float("nan"),
+                kit_protocol="",
+                paper_model=ref,
+                paper=PAPER_RESULTS[ref].get(b),
+                paper_protocol="",
+                note="not evaluated here (its data is not on this machine); " + _no_number(b),
+            )
+        )
+    out = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    out.attrs["interval"] = COMPARISON_INTERVAL
+    return out
+
+
+def _no_number(benchmark: str) -> str:
+    why = CONTAMINATION_RESISTANT.get(benchmark)
+    return f"{NO_PAPER_NUMBER} ({why})" if why else NO_PAPER_NUMBER
+
+
+def paper_reference() -> pd.DataFrame:
+    """Every published avg@k (%), one row per model, plus the catalog's benchmarks the paper
+    never reported, marked NO_PAPER_NUMBER (the reference table when the model is not theirs)."""
+    ref = pd.DataFrame(PAPER_RESULTS).T.rename_axis("model").reset_index()
+    ref = ref.astype({c: object for c in ref.columns if c != "model"})
+    for b in CONTAMINATION_RESISTANT:
+        ref[b] = NO_PAPER_NUMBER
+    ref.attrs["protocol"] = PAPER_PROTOCOL
+    return ref

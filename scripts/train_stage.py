@@ -21,6 +21,8 @@ from pathlib import Path
 # Run as a file (accelerate launch scripts/train_stage.py): make the kit importable from a checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# The first import of trl comes through the training face, which imports Unsloth before it where
+# the environment wants it (polaris_lib/training/backend.py): nothing above imports trl.
 from polaris_lib import artifacts, training  # noqa: E402
 from polaris_lib.artifacts import GRPO_STAGE, step_dir  # noqa: E402
 from polaris_lib.config import PRESETS, parse_value, resolve  # noqa: E402

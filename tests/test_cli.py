@@ -492,3 +492,42 @@ def test_a_run_ends_with_one_line_naming_the_report_and_its_verdict(tmp_path, ca
     from polaris_lib.report import Run, verdict
 
     assert last == f"[polaris] done: {run / 'report.html'} · {verdict(Run.load(run))}"
+
+
+def test_plan_eval_from_an_assumed_accuracy(capsys):
+    """All 30 problems at 80%: 205 samples each for ±1 point; the GPU throughput is an assumption
+    and says so (a --tokens-per-s figure replaces it)."""
+    argv = ["plan-eval", "--half-width", "1", "--accuracy", "80", "--problems", "30"]
+    assert cli.main([*argv, "--preset", "qwen3-4b-24gb"]) == 0
+    out = capsys.readouterr().out
+    assert "samples per problem: 205" in out and "6,150 responses" in out
+    assert "GPU time" in out and "ASSUMPTION" in out
+    assert cli.main([*argv, "--preset", "qwen3-4b-24gb", "--tokens-per-s", "4000"]) == 0
+    out = capsys.readouterr().out
+    assert "4,000 tokens/s (given (--tokens-per-s))" in out and "ASSUMPTION" not in out
+    assert cli.main(["plan-eval", "--half-width", "1"]) == 2
+    assert "--run RUN_ID (a pilot) or --accuracy" in capsys.readouterr().err
+    assert (
+        cli.main(["plan-eval", "--half-width", "150", "--accuracy", "80", "--problems", "30"]) == 2
+    )
+    assert "percentage points" in capsys.readouterr().err
+
+
+def test_plan_eval_from_a_pilot_run(tmp_path, capsys):
+    """A finished run's evaluation is the pilot: its pass rates, its lengths, the over-problems
+    floor that samples cannot remove."""
+    from synthetic import make_run_folder
+
+    from polaris_lib import metrics
+
+    run = make_run_folder(tmp_path / "demo")
+    argv = ["plan-eval", "--half-width", "5", "--run", "demo", "--reports-dir", str(tmp_path)]
+    assert cli.main([*argv, "--benchmark", "toy"]) == 0
+    out = capsys.readouterr().out
+    resp = pd.read_parquet(run / "05_eval_aime" / "responses.parquet")
+    pilot = resp[(resp.checkpoint == "stage3") & (resp.benchmark == "toy")]
+    k = metrics.plan_samples(0.05, pass_rates=metrics.per_problem(pilot))["samples_per_problem"]
+    assert f"samples per problem: {k} " in out and "stage3/toy" in out
+    assert "CPU time" in out and "however many samples are drawn" in out
+    assert cli.main([*argv, "--benchmark", "nope"]) == 2
+    assert "benchmarks" in capsys.readouterr().err

@@ -84,3 +84,24 @@ def test_vllm_cpu_lock_matches_the_gpu_extras_vllm():
     vllm = next(Requirement(r) for r in gpu["gpu"] if Requirement(r).name == "vllm")
     assert str(pins[0].specifier) == str(vllm.specifier) == "==0.31.0"
     assert "/.venv-vllm/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_unsloth_cpu_lock_matches_the_gpu_extras_unsloth():
+    """The CPU set's Unsloth (locks/unsloth-cpu.txt, installed --no-deps by the Makefile's bootstrap)
+    is the gpu extra's Unsloth, so its CPU tests exercise the version a GPU run gets."""
+    pins = {
+        canonicalize_name(r.name): str(r.specifier)
+        for r in (
+            Requirement(line)
+            for line in (ROOT / "locks/unsloth-cpu.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        )
+    }
+    gpu = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extra = {
+        canonicalize_name(Requirement(r).name): str(Requirement(r).specifier) for r in gpu["gpu"]
+    }
+    assert pins == {k: extra[k] for k in ("unsloth", "unsloth-zoo")}
+    make = (ROOT / "Makefile").read_text()
+    assert "--no-deps -r locks/unsloth-cpu.txt" in make
+    assert "unsloth" not in (ROOT / "scripts/setup_vllm_cpu.sh").read_text()  # SIGILL there

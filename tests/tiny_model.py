@@ -26,3 +26,25 @@ def random_qwen3(max_positions: int = 64):
     )
     torch.manual_seed(0)
     return Qwen3ForCausalLM(cfg), tok
+
+
+def save_adapter(base: str, out, rank: int = 4) -> str:
+    """A non-zero LoRA adapter on `base`, saved as PEFT saves it (what TRL's save_model writes
+    for a LoRA policy), with the tokenizer beside it as stage.train_stage does."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from polaris_lib.policy.load import LORA_TARGETS
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    lora = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=list(LORA_TARGETS),
+        init_lora_weights=False,  # random B as well: the adapter changes the outputs
+    )
+    get_peft_model(model, lora).save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return str(out)

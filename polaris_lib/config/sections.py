@@ -302,8 +302,19 @@ class ProbeConfig:
     """Top-k during the probe; 0 = disabled (paper rollouts)."""
     max_new_tokens: int = 32768
     """Response budget during the probe."""
-    robust_tolerance: float = 0.03
-    """Accuracy may sit this far (absolute) below the grid's best and still count as 'robust'."""
+    robust_tolerance: float = 0.005
+    """A drop (absolute accuracy) below the plateau level small enough to ignore, on top of the
+    statistical margin. RECIPE §1 calls 0.6-1.4 flat yet puts 1.45, one point below the peak,
+    outside the robust zone: the band is under one point; half a point keeps a resolvable
+    one-point dip out and lets a large probe settle on the paper's 1.4 (tests/probe)."""
+    significance: float = 0.05
+    """One-sided level of the paired bootstrap: a temperature leaves the robust zone when its
+    accuracy is below the plateau with this error rate (0.05: tests/probe/test_probe_noise.py)."""
+    n_bootstrap: int = 1000
+    """Problem resamples of the paired bootstrap (the same resamples for every temperature)."""
+    stability_resamples: int = 200
+    """Problem resamples on which the whole stage-1 rule is rerun to report how stable the choice
+    is (probe/choice_stability)."""
     collapse_drop: float = 0.10
     """Accuracy more than this below the best marks the collapse zone."""
     match_tolerance: float = 0.02
@@ -332,6 +343,9 @@ class ProbeConfig:
             0 <= self.robust_tolerance < self.collapse_drop,
             "probe: need 0 <= robust_tolerance < collapse_drop",
         )
+        _require(0 < self.significance < 0.5, "probe: significance must be in (0, 0.5)")
+        _require(self.n_bootstrap >= 100, "probe: n_bootstrap must be >= 100")
+        _require(self.stability_resamples >= 1, "probe: stability_resamples must be >= 1")
 
 
 @dataclass
@@ -408,7 +422,14 @@ class StageConfig:
     entropy_coef: float = 0.0
     """Entropy bonus coefficient (paper: none, 0); TRL's entropy_coef, set explicitly."""
     loss_type: str = "dapo"
-    """Loss aggregation; dapo = token-mean over the whole batch (paper)."""
+    """Loss aggregation (TRL's loss_type): dapo = token-mean over the whole generation batch
+    (RECIPE §3, the paper's description); bnpo = token-mean per micro-batch, then the mean over
+    micro-batches, which is what the authors' verl ran (its loss is aggregated per packed
+    micro-batch); grpo = per-sequence mean, then the mean over sequences."""
+    optimizer: Literal["adamw_torch", "sgd"] = "adamw_torch"
+    """Optimizer (paper: AdamW). 'sgd' exists for the ablation: under Adam's per-parameter
+    normalisation, duplicating groups (substitution) mostly adds variance; under SGD it rescales
+    the gradient (benchmarks/ablation.py)."""
     scale_rewards: str = "group"
     """Advantage normalisation: (r - mean) / (std + eps) within the group (GRPO)."""
     mask_truncated_completions: bool = False
@@ -426,16 +447,28 @@ class StageConfig:
     """Upper bound of the ratio when vllm_is_correction is on (None = no upper bound)."""
     vllm_is_clip_min: float | None = None
     """Lower bound of the ratio when vllm_is_correction is on (None = no lower bound)."""
-    substitution: bool = True
-    """Intra-batch informative substitution of all-0/all-1 groups by copies of mixed groups."""
-    low_mixed_policy: Literal["skip", "train_mixed"] = "skip"
-    """With too few mixed groups: 'skip' the step (authors' code) or 'train_mixed' on what is mixed."""
+    substitution: Literal["intent", "released", "off"] = "intent"
+    """Intra-batch informative substitution of all-0/all-1 groups by copies of mixed groups
+    (RECIPE §4). 'intent': the blog's intent, a copy keeps its donor's answer and rewards (so it
+    trains as a second copy of an informative group); 'released': what the authors' code did, the
+    copy is re-graded against the replaced group's answer, scores ~0 and gets ~zero advantage
+    (its tokens still count in the loss normaliser); 'off': groups are trained as sampled.
+    (true/false are read as intent/off.)"""
+    low_mixed_policy: Literal["skip", "train_mixed", "none"] = "skip"
+    """With too few mixed groups: 'skip' the step (authors' code), 'train_mixed' on what is mixed,
+    or 'none': train on the batch as it is (plain GRPO; a batch with no mixed group then moves
+    the weights only through AdamW's momentum and weight decay)."""
     min_mixed_fraction: float = 1.0 / 3.0
     """'skip' applies when the mixed fraction is <= this (authors' code: 1/3)."""
     rescue: bool = True
     """Rollout rescue: swap one failed rollout of an all-0 group for the buffered correct one."""
     easy_drop: bool = True
     """Drop problems with stage mean reward > curation.easy_drop_threshold before the next stage."""
+    skipped_steps: Literal["count", "redraw"] = "count"
+    """What a skipped batch (low-mixed 'skip') costs: 'count' = it uses one of max_steps (the
+    kit's budget: max_steps generation batches); 'redraw' = it does not (the authors' verl
+    `continue`s without advancing its step counter, so max_steps counts optimizer updates; the
+    trainer then draws up to max_steps more batches, at most twice the budget in all)."""
     save_steps: int = 50
     """Checkpoint every this many steps (resume after a crash)."""
     seed: int = 0
@@ -445,6 +478,8 @@ class StageConfig:
     WANDB_MODE=offline for no account). A logging choice only: not part of step fingerprints."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.substitution, bool):  # the switch was a bool before it had modes
+            self.substitution = "intent" if self.substitution else "off"
         _check_types(self, f"stage {self.stage}")
         _require(
             self.report_to in REPORT_TO,
@@ -574,6 +609,10 @@ class EvalConfig:
     """Bootstrap resamples over problems for the 95% interval of avg@k."""
     checkpoints: list[str] = field(default_factory=lambda: ["base", "final"])
     """Which checkpoints to evaluate: base, stage1..stageN, final."""
+    selection: str = "final"
+    """Which checkpoint the run reports: "final" (the last evaluated, no selection) or "best"
+    (chosen by avg@k on a random half of each benchmark's problems, reported on the other half,
+    and said so in the notebook, metrics.json and the report)."""
 
     def __post_init__(self) -> None:
         _check_types(self, "eval")
@@ -593,6 +632,10 @@ class EvalConfig:
         )
         _require(self.temperature > 0, "eval: temperature must be > 0")
         _require(self.default_samples >= 1, "eval: default_samples must be >= 1")
+        _require(
+            self.selection in ("final", "best"),
+            f"eval: selection must be 'final' or 'best', got {self.selection!r}",
+        )
 
     def k_for(self, benchmark: str) -> int:
         """Samples per problem for a benchmark."""
@@ -636,10 +679,10 @@ class RunConfig:
             )
             self.stage_rope(i)  # every training length fits, with YaRN where it needs it
         self.eval_rope()
-        for name, budget in (
-            ("probe.max_new_tokens", self.probe.max_new_tokens),
-            ("curation.max_new_tokens", self.curation.max_new_tokens),
-        ):  # probe and curation sample the policy as it trains: its own RoPE, its own context
+        # Curation samples the policy as it trains: its own RoPE, its own context. (The probe is
+        # not checked: the paper presets probe with the authors' 50,000 tokens, RECIPE §1, and
+        # the engine's context cap stops a response first, counted as truncated.)
+        for name, budget in (("curation.max_new_tokens", self.curation.max_new_tokens),):
             total = self.prompt_budget + budget
             _require(
                 total <= self.model.max_context,

@@ -39,14 +39,20 @@ PASS_COLUMNS = ["problem_id", "k", "n", "pass_rate", "mean_tokens", "truncation_
 
 # ----------------------------------------------------------------------------- inputs
 def pool_problems(run) -> pd.DataFrame:
-    """The curation pool: toy 'train' split, or the catalog pool (seeded sample of max_problems)."""
+    """The curation pool: toy 'train' split, or the catalog pool (seeded sample of max_problems).
+
+    Refused (data.DataOverlapError naming the ids) when it shares a problem with a benchmark the
+    run evaluates: a run must not train on its own test set.
+    """
 
     cap = run.curation.max_problems
     if run.curation.pool == "toy":
-        return data.load_dataset("toy", split="train", n=cap or 256, toy_cfg=run.toy, seed=run.seed)
-    df = data.load_dataset(run.curation.pool)
-    if cap and cap < len(df):
-        df = df.sample(n=cap, random_state=run.seed).sort_index().reset_index(drop=True)
+        df = data.load_dataset("toy", split="train", n=cap or 256, toy_cfg=run.toy, seed=run.seed)
+    else:
+        df = data.load_dataset(run.curation.pool)
+        if cap and cap < len(df):
+            df = df.sample(n=cap, random_state=run.seed).sort_index().reset_index(drop=True)
+    data.check_no_overlap(run, df)
     return df
 
 

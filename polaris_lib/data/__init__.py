@@ -18,6 +18,12 @@ from polaris_lib.data.catalog import (
     resolve_data_dir,
     unavailable_reason,
 )
+from polaris_lib.data.overlap import (
+    DataOverlapError,
+    check_no_overlap,
+    overlaps,
+    problem_key,
+)
 from polaris_lib.data.prompt import (
     INSTRUCTION_SUFFIX,
     apply_suffix,

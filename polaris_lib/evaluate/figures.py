@@ -14,7 +14,10 @@ def _panels(n: int, width_each: float = 4.2, height: float = 3.6):
 
 
 def avg_by_checkpoint(summary: pd.DataFrame, caption_text: str, paper: pd.DataFrame | None = None):
-    """avg@k (percent, 95% bootstrap interval) per checkpoint, one line per benchmark.
+    """avg@k (percent) per checkpoint, one line per benchmark, with both 95% intervals.
+
+    Thin capped bars: the bootstrap over problems (generalisation); thick bars: the interval with
+    the problems held fixed (sampling noise only), when the summary has it.
 
     `summary` is metrics.summarize's table; `paper` (paper.paper_comparison) adds the
     published values as dashed references.
@@ -27,7 +30,18 @@ def avg_by_checkpoint(summary: pd.DataFrame, caption_text: str, paper: pd.DataFr
         g = g.set_index("checkpoint").reindex(order)
         y = 100 * g["avg"].to_numpy()
         err = 100 * np.abs(np.vstack([g["avg"] - g["ci_lo"], g["ci_hi"] - g["avg"]]).astype(float))
-        line = ax.errorbar(x, y, yerr=err, marker="o", capsize=4, label=f"{b} (avg@{k})")
+        line = ax.errorbar(x, y, yerr=err, marker="o", capsize=4, lw=1, label=f"{b} (avg@{k})")
+        if {"sampling_lo", "sampling_hi"} <= set(g.columns):  # problems fixed: thick, no caps
+            fixed = np.vstack([g["avg"] - g["sampling_lo"], g["sampling_hi"] - g["avg"]])
+            ax.errorbar(
+                x,
+                y,
+                yerr=100 * np.abs(fixed.astype(float)),
+                fmt="none",
+                elinewidth=5,
+                alpha=0.45,
+                color=line[0].get_color(),
+            )
         ref = None if paper is None else paper[paper["benchmark"] == b]
         if ref is not None and ref["paper"].notna().any():
             ref = ref.set_index("checkpoint").reindex(order)["paper"]
@@ -43,7 +57,9 @@ def avg_by_checkpoint(summary: pd.DataFrame, caption_text: str, paper: pd.DataFr
     ax.set_xlabel("checkpoint")
     ax.set_ylabel("avg@k (% correct)")
     ax.set_ylim(0, 100)
-    ax.set_title("Accuracy by checkpoint (error bars: 95% bootstrap over problems)")
+    ax.set_title(
+        "Accuracy by checkpoint (95%: thin = over problems, thick = problems fixed)", fontsize=9
+    )
     ax.legend(fontsize=8)
     caption(fig, caption_text)
     return fig

@@ -18,7 +18,13 @@ import pandas as pd
 from polaris_lib import artifacts
 from polaris_lib.artifacts.resume import PartStore
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.data import catalog_entry, check_available, harness_only, load_dataset
+from polaris_lib.data import (
+    catalog_entry,
+    check_available,
+    harness_only,
+    load_dataset,
+    prompt_texts,
+)
 from polaris_lib.policy.load import load_policy, lora_request_for, weights_key
 from polaris_lib.policy.rollouts import RESPONSE_COLUMNS, rollout
 from polaris_lib.policy.rope import yarn_max_length
@@ -169,6 +175,9 @@ def run_evaluation(
                     )
                     df.insert(0, "benchmark", b)
                     df.insert(0, "checkpoint", ck)
+                    t["prompt_tokens_max"] = longest_prompt(
+                        m.tokenizer, benches[b], cfg.model.instruction_suffix
+                    )
                     store.write(f"{ck}__{b}", df[RESPONSE_COLUMNS], settings[b], **t)
                     log(
                         f"{ck} / {b}: {len(df)} responses, accuracy {df['correct'].mean():.3f}, "
@@ -178,6 +187,17 @@ def run_evaluation(
     responses = pd.concat(frames, ignore_index=True)
     artifacts.write_parquet(out / "responses.parquet", responses)
     return responses
+
+
+def longest_prompt(tokenizer, problems: pd.DataFrame, suffix: str) -> int | None:
+    """Tokens of the longest chat-formatted prompt (for the protocol's context actually used)."""
+    try:
+        texts = prompt_texts(tokenizer, problems, suffix)
+        return max(
+            (len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts), default=0
+        )
+    except (TypeError, ValueError, KeyError, AttributeError):  # a test double without a tokenizer
+        return None
 
 
 def timings(out: str | Path) -> pd.DataFrame:

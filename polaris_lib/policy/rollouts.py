@@ -91,7 +91,8 @@ def rollout(
     """Sample n responses per problem and grade them; returns (responses, timing dict).
 
     `sample_fn` replaces polaris_lib.policy.sampling.sample (same signature); `lora_request` is
-    passed on only when set (an Unsloth fast_inference model sampling a LoRA checkpoint).
+    passed on only when set (without it, `sample` uses the adapter `load_policy` attached to a
+    vLLM engine loaded from a LoRA checkpoint).
     """
     extra = {"lora_request": lora_request} if lora_request is not None else {}
     t0 = time.perf_counter()

@@ -147,10 +147,22 @@ def vllm_rope_kwargs(config, yarn: YarnConfig, variant: str) -> dict:
     return vllm_yarn_kwargs(config, yarn) if variant == "yarn" else linear_vllm_kwargs(config, yarn)
 
 
+def rope_type(model) -> str | None:
+    """The RoPE type the loaded model runs with, read from ``model.config`` (transformers 5
+    ``rope_parameters``, or a transformers 4 style ``rope_scaling``): the one place every loader
+    records it. Unsloth's own rotary modules carry no ``rope_type`` attribute."""
+    config = model.config
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    return params.get("rope_type") or params.get("type")
+
+
 def yarn_applied(model) -> bool:
-    """True when the loaded model's config *and* its rotary embedding module use YaRN."""
-    params = getattr(model.config, "rope_parameters", None) or {}
-    if params.get("rope_type") != "yarn":
+    """True when the loaded model's config says YaRN and no rotary module says otherwise.
+
+    The type comes from ``model.config`` (`rope_type`); a rotary module that declares its own
+    ``rope_type`` (transformers') must agree, one that declares none (Unsloth's) is not asked.
+    Whether the scaling reached the frequencies is `extrapolate.rope_check`'s inv_freq column."""
+    if rope_type(model) != "yarn":
         return False
     rotary = [m for m in model.modules() if type(m).__name__.endswith("RotaryEmbedding")]
-    return bool(rotary) and all(getattr(m, "rope_type", None) == "yarn" for m in rotary)
+    return all(getattr(m, "rope_type", "yarn") == "yarn" for m in rotary)

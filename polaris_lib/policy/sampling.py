@@ -10,6 +10,13 @@ Backends:
   default is 16 tokens.
 Special tokens such as ``</think>`` stay in `text` (the grader needs them); eos/pad are stripped.
 
+LoRA checkpoints: a vLLM engine (a ``vllm.LLM``, or Unsloth's fast_inference engine) serves the
+base weights and applies an adapter per request. `load_policy` attaches the adapter's
+``LoRARequest`` to the engine it returns for an adapter folder (`attach_adapter`), and `sample`
+passes it on every call unless given another: no caller can sample an adapter checkpoint as its
+base model by forgetting it. (A transformers model loaded from an adapter folder has the adapter
+in its weights already.)
+
 Engine lifetime: `loaded_model(pair)` holds a (model, tokenizer) for one block; on exit a vLLM
 engine is shut down and its GPU memory given back (`release_engine`) before the caller loads the
 next checkpoint's engine. Every call site that loads engines in a loop goes through it.
@@ -33,6 +40,17 @@ from polaris_lib.data.prompt import prompt_texts
 log = logging.getLogger(__name__)
 
 COLUMNS = ["problem_id", "sample_idx", "text", "n_tokens", "finished", "truncated"]
+_ADAPTER_ATTR = "polaris_lora_request"
+
+
+def attach_adapter(model, lora_request) -> None:
+    """Record on a vLLM-backed policy the LoRA request every sampling call must carry."""
+    setattr(model, _ADAPTER_ATTR, lora_request)
+
+
+def adapter_request(model):
+    """The LoRA request attached to `model` by `load_policy` (None: base weights, or none needed)."""
+    return getattr(model, _ADAPTER_ATTR, None)
 
 
 def resolve_backend(model, backend: str = "auto") -> str:
@@ -62,7 +80,9 @@ def sample(
     backend: str = "auto",
     lora_request=None,
 ) -> pd.DataFrame:
-    """n completions per problem row; temperature 0 means greedy. See the module docstring."""
+    """n completions per problem row; temperature 0 means greedy. See the module docstring.
+
+    `lora_request` (vLLM only) defaults to the adapter `load_policy` attached to the model."""
     if n < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ValueError("sample: n, max_new_tokens and batch_size must be >= 1")
     if temperature < 0:
@@ -76,7 +96,8 @@ def sample(
     kw = dict(n=n, temperature=temperature, top_p=top_p, top_k=top_k)
     kw.update(max_new_tokens=max_new_tokens, seed=seed)
     if resolve_backend(model, backend) == "vllm":
-        rows = _sample_vllm(model, tokenizer, prompts, lora_request=lora_request, **kw)
+        lora = lora_request if lora_request is not None else adapter_request(model)
+        rows = _sample_vllm(model, tokenizer, prompts, lora_request=lora, **kw)
     else:
         rows = _sample_hf(model, tokenizer, prompts, batch_size=batch_size, progress=progress, **kw)
     ids = list(problems["problem_id"])

@@ -31,10 +31,18 @@ def probe_curve(
 ):
     """Accuracy (with 95% CI) and distinct-4 against temperature, zones shaded, choice marked.
 
-    `table`: per_temperature.parquet (temperature, accuracy, acc_lo, acc_hi, distinct4, zone).
-    `reference`: the paper's (accuracy, distinct-4) tables, drawn dashed.
+    `table`: per_temperature.parquet (temperature, accuracy, acc_lo, acc_hi, distinct4, zone,
+    and chosen_share when the rule ran: a lower panel of how often each temperature is chosen
+    under resampling of the problems). `reference`: the paper's (accuracy, distinct-4) tables,
+    drawn dashed.
     """
-    fig, ax = new_figure(7.2, 4.2)
+    stability = "chosen_share" in table
+    if stability:
+        fig, (ax, ax_share) = new_figure(
+            7.2, 5.4, nrows=2, sharex=True, gridspec_kw={"height_ratios": [3.2, 1]}
+        )
+    else:
+        fig, ax = new_figure(7.2, 4.2)
     t = table.temperature.to_numpy()
     edges = np.concatenate([[t[0] - 0.05], (t[1:] + t[:-1]) / 2, [t[-1] + 0.05]])
     seen = set()
@@ -82,6 +90,17 @@ def probe_curve(
     h2, l2 = ax2.get_legend_handles_labels()
     # Above the axes: inside, the crossing curves leave no free corner.
     ax2.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncol=3)
+    if stability:
+        widths = np.diff(edges) * 0.7
+        ax_share.bar(t, table.chosen_share, width=widths, color="0.45")
+        ax_share.axvline(chosen, color="k", lw=1.5)
+        for x, share in zip(t, table.chosen_share, strict=True):
+            if share >= 0.005:
+                ax_share.annotate(f"{share:.0%}", (x, share), ha="center", va="bottom", fontsize=7)
+        ax_share.set_ylim(0, 1.15)
+        ax_share.set_ylabel("chosen under\nresampling", fontsize=8)
+        ax_share.set_xlabel("sampling temperature")
+        ax.set_xlabel("")
     caption(fig, caption_text)
     return fig
 

@@ -4,18 +4,31 @@ Sampling and grading the grid, resuming it and tabulating it live in polaris_lib
 
 The rule (also written into metrics.json as "probe/rule"):
 
-Stage 1 — zones. Let a(T) be avg@n at each grid temperature (ascending) and best = max a(T).
-- robust generation: the contiguous run of temperatures around the best one whose accuracy is
-  >= best - robust_tolerance; it ends at the first temperature (going up) that leaves that band.
-- controlled exploration: temperatures above the robust run not yet collapsed (a later return into
-  the band does not make a temperature robust again: the zone ended at the first leaver).
-- collapse: from the first temperature above the robust run with a(T) < best - collapse_drop, on.
-- cold: temperatures below the robust run (accuracy not yet at its best; rare, e.g. repetition).
-The chosen temperature is the highest robust one, i.e. the start of controlled exploration: "the
-highest temperature whose accuracy has not yet left the robust zone" (Qwen3-4B: 1.4). When the
-whole grid is robust (flat curve) that is the grid's top and "probe/grid_exhausted" is set: the
-true boundary lies above the grid, so extend it upward. It is also set when only the grid's lowest
-temperature is robust (accuracy falls from the start: no plateau is visible on this grid).
+Stage 1 — the plateau, by statistics. The paper's rule is "the highest temperature whose accuracy
+has not yet left the robust zone" (Qwen3-4B: 1.4), the zone where accuracy is flat at its best.
+With 30 problems x 16 samples the accuracy difference between two equally good temperatures
+moves by about 2 points from sampling alone, twice the paper's whole dip at 1.45, so a fixed band
+around the single best point mostly measures noise (the best point is the maximum of noisy values
+and overstates the plateau): on the paper's own curve a 0.8-point band lands within 0.05 of 1.4
+in under 35% of simulated probes (tests/probe/test_probe_noise.py). The kit therefore decides with a paired per-problem bootstrap
+(every temperature is sampled on the same problems, so problem difficulty cancels in differences):
+- smoothed accuracy s(T): each problem's accuracy averaged over T and its grid neighbours (one on
+  each side; accuracy is smooth in T and one point's n samples are too few on their own);
+- plateau level: the per-problem mean of s over every temperature whose s is not significantly
+  below the best s (first pass), i.e. the pooled level of the flat part, not its noisiest point;
+- robust: s(T) is not significantly below the plateau level minus robust_tolerance — the
+  one-sided (1 - significance) bootstrap upper bound of s(T) - plateau is >= -robust_tolerance
+  (the same problem resample for every temperature, n_bootstrap resamples);
+- collapse: from the first temperature above the raw peak whose accuracy (avg@n) is below the
+  best avg@n minus collapse_drop, on (sticky);
+- chosen: the highest robust temperature below the collapse zone, i.e. the start of controlled
+  exploration. Zones: cold below the lowest robust temperature, robust from there to the chosen
+  one (a lone insignificant dip inside counts as plateau), exploration between the chosen one and
+  collapse. "probe/grid_exhausted" is set when the choice is the grid's top (flat up to the top:
+  extend the grid upward) or its bottom (falling from the start: no plateau on this grid).
+Stability: the whole rule is rerun on stability_resamples resamples of the problems;
+"probe/choice_stability" is the share of resamples choosing each temperature (the per_temperature
+table's chosen_share column; bars under the probe figure).
 
 Stage k > 1 — re-probe. RL lowers diversity, so the probe of stage k-1's checkpoint picks the
 temperature whose distinct-4 is closest to the previous probe's distinct-4 at its chosen
@@ -40,21 +53,25 @@ from polaris_lib.config.sections import ProbeConfig
 
 ZONES = ("cold", "robust", "exploration", "collapse")
 RULE = (
-    "stage 1: best = max avg@n over the grid; robust = contiguous run around the best with "
-    "accuracy >= best - robust_tolerance (ends at the first leaver going up); collapse = from "
-    "the first temperature above it with accuracy < best - collapse_drop; exploration = between; "
-    "chosen = highest robust temperature (start of controlled exploration; flagged "
-    "grid_exhausted when it is the top or the bottom of the grid). stage k>1: grid temperature >= the previous one, outside collapse, whose distinct-4 "
-    "is closest to the previous probe's distinct-4 at its chosen temperature (ties: lower)."
+    "stage 1: paired per-problem bootstrap (every temperature sampled on the same problems); "
+    "s(T) = each problem's accuracy averaged over T and its grid neighbours; plateau level = the "
+    "pooled s of the temperatures not significantly below the best s; robust = s(T) not "
+    "significantly below the plateau level minus robust_tolerance (one-sided, level "
+    "significance); collapse = from the first temperature above the peak with avg@n < best - "
+    "collapse_drop; chosen = highest robust temperature below collapse (start of controlled "
+    "exploration; flagged grid_exhausted when it is the top or the bottom of the grid); "
+    "choice_stability = share of problem resamples choosing each temperature. stage k>1: grid "
+    "temperature >= the previous one, outside collapse, whose distinct-4 is closest to the "
+    "previous probe's distinct-4 at its chosen temperature (ties: lower)."
 )
 
 
 def rule_for(stage: int) -> str:
-    """The rule of one stage in one line, for a notebook's log (RULE has both, ~600 characters)."""
+    """The rule of one stage in one line, for a notebook's log (RULE has both, ~800 characters)."""
     if stage <= 1:
         return (
-            "stage 1 rule: the highest temperature whose accuracy stays within robust_tolerance "
-            "of the best, i.e. the start of controlled exploration (full rule: probe.RULE)"
+            "stage 1 rule: the highest temperature whose accuracy is not significantly below the "
+            "plateau (paired bootstrap), i.e. the start of controlled exploration (probe.RULE)"
         )
     return (
         f"stage {stage} rule: the temperature >= the previous stage's, outside collapse, whose "
@@ -86,37 +103,97 @@ class Choice:
 
 
 # ----------------------------------------------------------------------------- the rule
-def classify_zones(
-    temperatures, accuracy, robust_tolerance: float, collapse_drop: float
-) -> list[str]:
-    """Zone of each grid temperature (see the module docstring).
+def accuracy_matrix(samples: pd.DataFrame) -> tuple[list[float], list[str], np.ndarray]:
+    """Each problem's accuracy at each temperature: (temperatures, problem ids, problems x temps).
 
-    >>> classify_zones([0.6, 1.0, 1.4, 1.6], [0.74, 0.73, 0.66, 0.5], 0.03, 0.10)
+    The bootstrap pairs temperatures by problem, so every temperature must cover the same
+    problems; ungraded samples (NaN) are ignored, a problem with none graded at some temperature
+    is an error naming it.
+    """
+    need = {"temperature", "problem_id", "correct"}
+    if missing := need - set(samples.columns):
+        raise ValueError(f"probe samples lack columns {sorted(missing)}")
+    correct = pd.to_numeric(samples["correct"], errors="coerce")
+    table = correct.groupby([samples.problem_id, samples.temperature]).mean().unstack("temperature")
+    if table.empty:
+        raise ValueError("probe samples are empty: nothing to choose a temperature from")
+    if table.isna().any().any():
+        holes = table.isna().stack()
+        pairs = [f"{pid} at T={t:g}" for (pid, t), hole in holes.items() if hole][:5]
+        raise ValueError(
+            "the stage-1 rule compares temperatures on the same problems, but some problem has no "
+            f"graded sample at some temperature: {', '.join(pairs)}"
+        )
+    return [float(t) for t in table.columns], [str(i) for i in table.index], table.to_numpy(float)
+
+
+def bootstrap_weights(n_problems: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Multinomial resample counts of the problems, n_bootstrap x n_problems (one per resample)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_problems, np.full(n_problems, 1 / n_problems), size=n_bootstrap)
+
+
+def smooth(per_problem: np.ndarray) -> np.ndarray:
+    """Each problem's accuracy averaged over each temperature and its grid neighbours (..., n, T)."""
+    x = np.asarray(per_problem, float)
+    n_t = x.shape[-1]
+    return np.stack([x[..., max(0, k - 1) : k + 2].mean(-1) for k in range(n_t)], axis=-1)
+
+
+def plateau_test(
+    per_problem: np.ndarray, weights: np.ndarray, *, robust_tolerance: float, significance: float
+) -> dict[str, np.ndarray]:
+    """The statistical part of the stage-1 rule on (..., problems, temperatures) accuracies.
+
+    Returns, per temperature (leading dimensions kept): "smoothed" s(T), "upper" the one-sided
+    upper bound of s(T) - plateau level, "robust" (upper >= -robust_tolerance); and "plateau" the
+    plateau level. `weights`: bootstrap_weights (the same resamples for every temperature).
+    """
+    s = smooth(per_problem)
+    n = s.shape[-2]
+    observed = s.mean(-2)  # (..., T)
+    boot = np.einsum("bn,...nt->...bt", weights, s) / n  # (..., B, T)
+    q, edge = 1.0 - significance, -robust_tolerance - 1e-12  # 1e-12: exactly on the edge is in
+    best = np.take_along_axis(boot, observed.argmax(-1)[..., None, None], -1)
+    first = np.quantile(boot - best, q, axis=-2) >= edge  # not significantly below the best
+    pool = first / first.sum(-1, keepdims=True)  # the best itself is always in: no division by 0
+    level = (boot * pool[..., None, :]).sum(-1, keepdims=True)
+    upper = np.quantile(boot - level, q, axis=-2)
+    return {
+        "smoothed": observed,
+        "upper": upper,
+        "robust": upper >= edge,
+        "plateau": (observed * pool).sum(-1),
+    }
+
+
+def classify_zones(temperatures, accuracy, robust, collapse_drop: float) -> list[str]:
+    """Zone of each grid temperature from avg@n and the robust mask (see the module docstring).
+
+    >>> classify_zones([0.6, 1.0, 1.4, 1.6], [0.74, 0.73, 0.66, 0.5], [1, 1, 0, 0], 0.10)
     ['robust', 'robust', 'exploration', 'collapse']
     """
     t, a = np.asarray(temperatures, float), np.asarray(accuracy, float)
-    if len(t) != len(a) or len(t) == 0:
-        raise ValueError(f"need one accuracy per temperature, got {len(t)} and {len(a)}")
+    r = np.asarray(robust, bool)
+    if not len(t) == len(a) == len(r) or len(t) == 0:
+        raise ValueError(
+            f"need one accuracy and one robust flag per temperature, got {len(t)}, {len(a)}, {len(r)}"
+        )
     if np.any(np.diff(t) <= 0):
         raise ValueError(f"temperatures must be strictly ascending, got {list(t)}")
     if np.isnan(a).any():
         raise ValueError(
             f"accuracy is NaN at temperatures {list(t[np.isnan(a)])} (nothing graded?)"
         )
-    best, peak = a.max(), int(np.argmax(a))
-    in_band = a >= best - robust_tolerance - 1e-12  # 1e-12: a value exactly on the edge is inside
-    lo = peak
-    while lo > 0 and in_band[lo - 1]:
-        lo -= 1
-    hi = peak
-    while hi + 1 < len(a) and in_band[hi + 1]:
-        hi += 1
-    zones = ["cold"] * lo + ["robust"] * (hi - lo + 1)
-    collapsed = False
-    for i in range(hi + 1, len(a)):
-        collapsed = collapsed or a[i] < best - collapse_drop - 1e-12
-        zones.append("collapse" if collapsed else "exploration")
-    return zones
+    peak, onset = int(np.argmax(a)), len(a)
+    for i in range(peak + 1, len(a)):
+        if a[i] < a[peak] - collapse_drop - 1e-12:
+            onset = i
+            break
+    robust_below = [i for i in range(onset) if r[i]] or [peak]
+    lo, hi = min(robust_below), max(robust_below)
+    zones = ["cold"] * lo + ["robust"] * (hi - lo + 1) + ["exploration"] * (onset - hi - 1)
+    return zones + ["collapse"] * (len(a) - onset)
 
 
 def choose_initial(temperatures, zones) -> Choice:
@@ -126,20 +203,60 @@ def choose_initial(temperatures, zones) -> Choice:
     if chosen == float(max(temperatures)):
         return Choice(
             chosen,
-            f"accuracy never left the robust zone up to the top of the grid ({chosen:g}); "
-            "extend the grid upward to find where it does",
+            f"accuracy is not significantly below the plateau up to the top of the grid "
+            f"({chosen:g}); extend the grid upward to find where it leaves",
             grid_exhausted=True,
         )
     if chosen == float(min(temperatures)):
         return Choice(
             chosen,
-            f"accuracy is best at the bottom of the grid ({chosen:g}) and leaves the robust zone "
-            "at the next temperature: no plateau on this grid; extend it downward to see one",
+            f"accuracy is best at the bottom of the grid ({chosen:g}) and significantly lower "
+            "from the next temperature on: no plateau on this grid; extend it downward to see one",
             grid_exhausted=True,
         )
     return Choice(
-        chosen, f"highest temperature whose accuracy has not left the robust zone: {chosen:g}"
+        chosen,
+        f"highest temperature whose accuracy is not significantly below the plateau: {chosen:g}",
     )
+
+
+def stage1_zones(
+    per_problem: np.ndarray, temperatures, cfg: ProbeConfig, weights: np.ndarray
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Zones of one probe (problems x temperatures accuracies) and its plateau test."""
+    test = plateau_test(
+        per_problem,
+        weights,
+        robust_tolerance=cfg.robust_tolerance,
+        significance=cfg.significance,
+    )
+    zones = classify_zones(temperatures, per_problem.mean(0), test["robust"], cfg.collapse_drop)
+    return zones, test
+
+
+def choice_stability(
+    per_problem: np.ndarray, temperatures, cfg: ProbeConfig, *, seed: int = 0
+) -> np.ndarray:
+    """Share of problem resamples for which the stage-1 rule chooses each grid temperature.
+
+    The whole rule (its own bootstrap included) is rerun on cfg.stability_resamples resamples of
+    the problems: how much the choice would move with another draw of problems and samples.
+    """
+    n = per_problem.shape[0]
+    rng = np.random.default_rng(seed + 1)
+    resampled = per_problem[rng.integers(0, n, size=(cfg.stability_resamples, n))]
+    weights = bootstrap_weights(n, cfg.n_bootstrap, seed)
+    robust = plateau_test(
+        resampled,
+        weights,
+        robust_tolerance=cfg.robust_tolerance,
+        significance=cfg.significance,
+    )["robust"]
+    counts = np.zeros(len(temperatures))
+    for x, r in zip(resampled, robust, strict=True):
+        zones = classify_zones(temperatures, x.mean(0), r, cfg.collapse_drop)
+        counts[max(i for i, z in enumerate(zones) if z == "robust")] += 1
+    return counts / len(resampled)
 
 
 def match_diversity(
@@ -182,22 +299,40 @@ def match_diversity(
 
 
 def choose_temperature(
-    table: pd.DataFrame, cfg: ProbeConfig, *, stage: int = 1, previous: dict | None = None
+    table: pd.DataFrame,
+    cfg: ProbeConfig,
+    *,
+    samples: pd.DataFrame,
+    stage: int = 1,
+    previous: dict | None = None,
+    seed: int = 0,
 ) -> dict:
-    """Zones into `table` (in place) and the "probe/..." metrics of the choice."""
-    table["zone"] = classify_zones(
-        table.temperature, table.accuracy, cfg.robust_tolerance, cfg.collapse_drop
-    )
+    """Zones and the plateau test into `table` (in place) and the "probe/..." metrics.
+
+    `table`: per_temperature(samples); `samples`: the graded samples (the bootstrap resamples
+    their problems). Columns added: zone, acc_smoothed, upper_vs_plateau, robust, chosen_share.
+    """
+    temps, _, per_problem = accuracy_matrix(samples)
+    if temps != [float(t) for t in table.temperature]:
+        raise ValueError(f"samples cover temperatures {temps}, the table {list(table.temperature)}")
+    weights = bootstrap_weights(per_problem.shape[0], cfg.n_bootstrap, seed)
+    zones, test = stage1_zones(per_problem, temps, cfg, weights)
+    shares = choice_stability(per_problem, temps, cfg, seed=seed)
+    table["zone"] = zones
+    table["acc_smoothed"] = test["smoothed"]
+    table["upper_vs_plateau"] = test["upper"]
+    table["robust"] = test["robust"]
+    table["chosen_share"] = shares
     if stage == 1:
-        auto, method = choose_initial(list(table.temperature), list(table.zone)), "zones"
+        auto, method = choose_initial(temps, zones), "plateau_bootstrap"
         extra = {}
     else:
         if not previous:
             raise ValueError(f"stage {stage} re-probe needs the previous probe's metrics")
         auto = match_diversity(
-            list(table.temperature),
+            temps,
             list(table.distinct4),
-            list(table.zone),
+            zones,
             target=previous["probe/distinct4_at_chosen"],
             previous_temperature=previous["probe/chosen_temperature"],
             match_tolerance=cfg.match_tolerance,
@@ -223,7 +358,15 @@ def choose_temperature(
         "probe/distinct4_at_chosen": at["distinct4"],
         "probe/accuracy_at_chosen": at["accuracy"],
         "probe/best_accuracy": float(table.accuracy.max()),
+        "probe/plateau_accuracy": float(test["plateau"]),
+        # Stage 1's choice under resampling of the problems (a re-probe's match is not resampled).
+        "probe/choice_stability": {f"{t:g}": float(x) for t, x in zip(temps, shares, strict=True)},
+        "probe/stability_of_choice": float(shares[temps.index(auto.temperature)])
+        if stage == 1
+        else None,
         "probe/robust_tolerance": cfg.robust_tolerance,
+        "probe/significance": cfg.significance,
+        "probe/n_bootstrap": cfg.n_bootstrap,
         "probe/collapse_drop": cfg.collapse_drop,
         **extra,
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from polaris_lib import artifacts, metrics, paper
+from polaris_lib.grading import kit_rule_name
 
 # Training metrics plotted on the timeline: label -> column candidates in steps.parquet (TRL log
 # keys first; the first present one is used).
@@ -203,8 +204,8 @@ def evaluation(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
             r.table(artifacts.EVALUATION, "summary.parquet"),
             r.table(artifacts.EVALUATION, "responses.parquet"),
         )
-        if s is None and resp is not None:
-            s = metrics.summarize(resp)
+        if resp is not None and (s is None or "sampling_lo" not in s):
+            s = metrics.summarize(resp)  # older runs: the problems-fixed interval added here
         c = r.table(artifacts.EVALUATION, "pass_at_k.parquet")
         if c is None and resp is not None:
             c = metrics.pass_at_k_curve(resp)
@@ -247,7 +248,15 @@ def paper_table(run: Run) -> pd.DataFrame:
     if summary.empty:
         return pd.DataFrame(columns=paper.COMPARISON_COLUMNS)
     model = run.config().get("model", {}).get("name_or_path", "")
-    return paper.paper_comparison(summary.drop(columns="run"), model)
+    return paper.paper_comparison(
+        summary.drop(columns="run"), model, eval_protocol(run), skipped_benchmarks(run)
+    )
+
+
+def skipped_benchmarks(run: Run) -> list[str]:
+    """Benchmarks 05 skipped (recorded as eval/<benchmark>/skipped in its metrics.json)."""
+    m = run.metrics(artifacts.EVALUATION)
+    return [k.split("/")[1] for k in m if k.startswith("eval/") and k.endswith("/skipped")]
 
 
 def eval_table(run: Run) -> pd.DataFrame:
@@ -378,6 +387,8 @@ def eval_headline(run: Run) -> tuple[pd.DataFrame, str]:
                 last=float(r["avg"]),
                 ci_lo=float(r["ci_lo"]),
                 ci_hi=float(r["ci_hi"]),
+                fixed_lo=float(r["sampling_lo"]) if "sampling_lo" in g else None,
+                fixed_hi=float(r["sampling_hi"]) if "sampling_hi" in g else None,
                 rule=r.get("ci_rule", "bootstrap"),
                 note=expected_zero(run, b),
             )
@@ -388,8 +399,9 @@ def eval_headline(run: Run) -> tuple[pd.DataFrame, str]:
     )
     proto = (
         f"{first} → {last}; {samples}; T {e.get('temperature', '?')}, top_p {e.get('top_p', '?')}, "
-        f"≤ {e.get('max_new_tokens', '?')} new tokens; 95% bootstrap interval over problems "
-        "(Wilson where every problem scored 0 or 1)"
+        f"top_k {e.get('top_k', '?') or 'off'}, ≤ {e.get('max_new_tokens', '?')} new tokens; "
+        "95% intervals: over problems (bootstrap; Wilson where every problem scored 0 or 1), "
+        "then with the problems held fixed (sampling noise only)"
     )
     out = pd.DataFrame(rows)
     out.attrs.update(first=first, last=last)
@@ -413,3 +425,140 @@ def verdict(run: Run) -> str:
     else:
         word = "No measurable change from training"
     return f"{word}: held-out accuracy {span}{ci} after {h['stage']} stage(s){unfinished}."
+
+
+# --- issue 15: protocols, paired comparisons, the grader audit, the reported checkpoint -------
+AUDIT_FILE = "grader_disagreements.parquet"
+"""The disagreement table of 05's grader audit (linked from the report)."""
+
+
+def eval_protocol(run: Run) -> pd.DataFrame:
+    """The run's protocol table (05's protocol.parquet); for a run made before the stamp, the same
+    fields rebuilt from its config and summary (context: the longest response only)."""
+    t = run.table(artifacts.EVALUATION, "protocol.parquet")
+    if t is not None:
+        return metrics.mark_protocols(t.drop(columns="protocol", errors="ignore"))
+    summary, _ = evaluation([run])
+    if summary.empty:
+        return pd.DataFrame()
+    cfg = step_config(run, artifacts.EVALUATION) or run.config()
+    e = cfg.get("eval", {})
+    thinking = cfg.get("model", {}).get("thinking", True)
+    rows = [
+        dict(
+            checkpoint=r["checkpoint"],
+            benchmark=r["benchmark"],
+            temperature=float(e.get("temperature", float("nan"))),
+            top_p=float(e.get("top_p", float("nan"))),
+            top_k=int(e.get("top_k", 0)),
+            max_new_tokens=int(e.get("max_new_tokens", 0)),
+            yarn=False,  # the kit has always evaluated at the model's own positions
+            yarn_factor=float("nan"),
+            k=int(r["k"]),
+            grader=kit_rule_name(thinking),
+            context_used=int(r.get("max_len", 0)),
+            context_note="response only (recorded before the protocol stamp)",
+            truncation_rate=float(r.get("truncation_rate", float("nan"))),
+        )
+        for r in summary.to_dict("records")
+    ]
+    return metrics.mark_protocols(pd.DataFrame(rows))
+
+
+def runs_protocols(runs: list[Run]) -> pd.DataFrame:
+    """Every run's protocol rows (with `run`), marked together: one letter per distinct protocol
+    across all the runs, so a column never mixes protocols unmarked."""
+    frames = [eval_protocol(r).assign(run=r.name) for r in runs]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    both = pd.concat(frames, ignore_index=True).drop(columns="protocol")
+    return metrics.mark_protocols(both)
+
+
+def eval_paired(run: Run) -> pd.DataFrame:
+    """Each checkpoint against the first evaluated one (05's paired.parquet, else from the
+    responses)."""
+    t = run.table(artifacts.EVALUATION, "paired.parquet")
+    if t is not None:
+        return t
+    resp = run.table(artifacts.EVALUATION, "responses.parquet")
+    if resp is None or not run.done(artifacts.EVALUATION):
+        return pd.DataFrame()
+    return metrics.paired_table(resp)
+
+
+def paired_runs(runs: list[Run], n_boot: int = 2000) -> pd.DataFrame:
+    """Run B (each later run) minus run A (the first), per checkpoint and benchmark both evaluated,
+    on the problems both evaluated; with each side's protocol mark and whether they match."""
+    resp = {
+        r.name: r.table(artifacts.EVALUATION, "responses.parquet")
+        for r in runs
+        if r.done(artifacts.EVALUATION)
+    }
+    resp = {k: v for k, v in resp.items() if v is not None}
+    if len(runs) < 2 or runs[0].name not in resp:
+        return pd.DataFrame()
+    marks = runs_protocols(runs)
+    mark_of = (
+        {(m.run, m.checkpoint, m.benchmark): m.protocol for m in marks.itertuples()}
+        if not marks.empty
+        else {}
+    )
+    a_name, a = runs[0].name, resp[runs[0].name]
+    rows = []
+    for b_run in runs[1:]:
+        b = resp.get(b_run.name)
+        if b is None:
+            continue
+        for (ck, bench), ga in a.groupby(["checkpoint", "benchmark"], sort=False):
+            gb = b[(b["checkpoint"] == ck) & (b["benchmark"] == bench)]
+            if gb.empty:
+                continue
+            try:
+                r = metrics.paired_difference(
+                    metrics.per_problem(ga), metrics.per_problem(gb), n_boot=n_boot
+                )
+            except ValueError:  # no shared problem: not comparable, not a zero
+                continue
+            pa, pb = (
+                mark_of.get((a_name, ck, bench), "?"),
+                mark_of.get((b_run.name, ck, bench), "?"),
+            )
+            rows.append(
+                dict(
+                    run_a=a_name,
+                    run_b=b_run.name,
+                    checkpoint=ck,
+                    benchmark=bench,
+                    protocol_a=pa,
+                    protocol_b=pb,
+                    same_protocol=pa == pb,
+                    **{("avg_" + k if k in ("a", "b") else k): v for k, v in r.items()},
+                )
+            )
+    out = pd.DataFrame(rows)
+    out.attrs["legend"] = marks.attrs.get("legend", {}) if not marks.empty else {}
+    return out
+
+
+def grader_audit(run: Run) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(agreement per pair, disagreement rows) of 05's grader audit; empty / None when absent."""
+    agree = run.table(artifacts.EVALUATION, "grader_audit.parquet")
+    return (pd.DataFrame() if agree is None else agree), run.table(artifacts.EVALUATION, AUDIT_FILE)
+
+
+def eval_selection(run: Run) -> str:
+    """Which checkpoint the run reports, as 05 said it (eval/selection); an older run's report
+    states the last checkpoint, which is what the kit has always reported."""
+    m = run.metrics(artifacts.EVALUATION)
+    if "eval/selection" in m:
+        return m["eval/selection"]
+    summary, _ = evaluation([run])
+    if summary.empty:
+        return ""
+    last = list(dict.fromkeys(summary["checkpoint"]))[-1]
+    return (
+        f"reported checkpoint: the last evaluated one ({last}); no checkpoint is chosen by its "
+        "evaluation score"
+    )

@@ -13,19 +13,27 @@ import pandas as pd
 
 from polaris_lib import artifacts, metrics, paper
 from polaris_lib.report import figures, html
+from polaris_lib.report.ablation import ablation_section
 from polaris_lib.report.runs import (
+    AUDIT_FILE,
     EXPECTED_ZERO,
     Run,
     dataset_sizes,
     difficulty,
     easy_drops,
     eval_headline,
+    eval_paired,
+    eval_protocol,
+    eval_selection,
     evaluation,
     expected_zero,
+    grader_audit,
     heldout,
     manifest_steps,
+    paired_runs,
     probe_curves,
     probe_name,
+    runs_protocols,
     stage_name,
     temperatures,
     training,
@@ -45,7 +53,8 @@ def _fig(fig, fig_id: str, save_dir: Path | None, caption: str = "") -> str:
 
 CAPTIONS = {
     "fig_probe": "accuracy (95% interval) and distinct-4 against temperature; zones shaded, "
-    "chosen temperature marked",
+    "chosen temperature marked; below, how often each temperature is chosen when the problems "
+    "are resampled",
     "fig_truncation": "truncated fraction and mean response length against temperature",
     "fig_pass_rates": "how many of the n samples each pool problem solved",
     "fig_pass_rate_by_difficulty": "pass rate by difficulty",
@@ -88,13 +97,15 @@ def _constant_clip(run: Run, step: str) -> bool:
     return bool(cols) and all(t[c].dropna().nunique() <= 1 for c in cols)
 
 
-def _step_figs(run: Run, step: str, skip: tuple[str, ...] = ()) -> str:
+def _step_figs(run: Run, step: str, skip: tuple[str, ...] = (), extra: str = "") -> str:
     figs = [p for p in run.figures(step) if p.name not in skip]
     notes = ""
     if any(p.name == "fig_clip_entropy.png" for p in figs) and _constant_clip(run, step):
         figs = [p for p in figs if p.name != "fig_clip_entropy.png"]
         notes = html.note(CONSTANT_CLIP)
-    return notes + "".join(html.figure(p, f"{step}/{p.stem}", _caption(step, p.stem)) for p in figs)
+    return notes + "".join(
+        html.figure(p, f"{step}/{p.stem}", _caption(step, p.stem) + extra) for p in figs
+    )
 
 
 def _grid(figs: str) -> str:
@@ -143,6 +154,8 @@ def _summary(run: Run, save: Path | None) -> str:
             f"<td>{'' if pd.isna(r.first) else f'{r.first:.3f} → '}<b>{r.last:.3f}</b></td>"
             f'<td class="ci">{_ci(r.ci_lo, r.ci_hi)}'
             f"{'' if r.rule == 'bootstrap' else ' Wilson'}</td>"
+            f'<td class="ci">{"" if pd.isna(r.fixed_lo) else "fixed " + _ci(r.fixed_lo, r.fixed_hi)}'
+            "</td>"
             f'<td class="expect">{"≈ 0 expected on the toy (harness check)" if r.note else ""}'
             "</td></tr>"
             for r in ev.itertuples()
@@ -324,40 +337,30 @@ def _eval(run: Run, save: Path | None) -> str:
         body.append(
             f'<p class="expect">{html.esc(", ".join(zero))}: {html.esc(EXPECTED_ZERO)}.</p>'
         )
+    if selected := eval_selection(run):
+        body.append(f'<p class="proto"><b>{html.esc(selected)}</b></p>')
+    proto = eval_protocol(run)
     if not summary.empty:
-        cols = [
-            c
-            for c in (
-                "checkpoint",
-                "benchmark",
-                "k",
-                "avg",
-                "ci_lo",
-                "ci_hi",
-                "ci_rule",
-                "pass_at_k",
-                "truncation_rate",
-                "mean_len",
-            )
-            if c in summary
-        ]
-        body += [
-            html.note(summary.attrs.get("interval", metrics.INTERVAL_METHOD)),
-            html.table(summary[cols].rename(columns={"avg": "avg@k", "pass_at_k": "pass@k"})),
-        ]
+        body.append(_eval_table(summary, proto))
+        body.append(_paired(run))
+        body.append(_audit(run))
         model = run.config().get("model", {}).get("name_or_path", "")
-        comparison = paper.paper_comparison(summary, model)
+        comparison = paper.paper_comparison(summary, model, proto, skipped)
         if comparison.empty:
-            ref = pd.DataFrame(paper.PAPER_RESULTS).T.rename_axis("model").reset_index()
+            ref = paper.paper_reference()
             body.append(
                 html.note(
                     f"The paper reports no numbers for {model or 'this model'}; for "
-                    "reference, its avg@k (%, RECIPE §7):"
+                    f"reference, its avg@k (%, RECIPE §7; {ref.attrs['protocol']}):"
                 )
                 + html.table(ref, "{:.1f}")
             )
         else:
-            body.append(html.table(comparison, "{:.1f}"))
+            body.append(
+                "<h3>Beside the paper</h3>"
+                + html.note(comparison.attrs["interval"])
+                + html.table(comparison, "{:.1f}")
+            )
     shown: tuple[str, ...] = ()
     if not curve.empty:  # the report's own pass@k replaces the step's copy of the same curves
         body.append(
@@ -365,11 +368,120 @@ def _eval(run: Run, save: Path | None) -> str:
                 figures.pass_at_k_overlay(curve, run.caption()),
                 "pass_at_k",
                 save,
-                "unbiased pass@k per checkpoint",
+                "unbiased pass@k per checkpoint" + _protocol_caption(proto),
             )
         )
         shown = ("fig_pass_at_k.png",)
-    return "".join(body) + _grid(_step_figs(run, artifacts.EVALUATION, skip=shown))
+    figs = _step_figs(run, artifacts.EVALUATION, skip=shown, extra=_protocol_caption(proto))
+    return "".join(body) + _grid(figs)
+
+
+EVAL_COLUMNS = {
+    "checkpoint": "checkpoint",
+    "benchmark": "benchmark",
+    "k": "k",
+    "avg": "avg@k",
+    "sampling_lo": "problems fixed: lo",
+    "sampling_hi": "problems fixed: hi",
+    "ci_lo": "over problems: lo",
+    "ci_hi": "over problems: hi",
+    "ci_rule": "over-problems rule",
+    "pass_at_k": "pass@k",
+    "truncation_rate": "truncation_rate",
+    "mean_len": "mean_len",
+    "protocol": "protocol",
+}
+"""The evaluation table's columns (summary name -> heading), in order."""
+
+
+def _eval_table(summary: pd.DataFrame, proto: pd.DataFrame) -> str:
+    """avg@k with both intervals and the protocol mark of every row, then the marks' legend."""
+    marks = {(r.checkpoint, r.benchmark): r.protocol for r in proto.itertuples()}
+    t = summary.assign(
+        protocol=[
+            marks.get(key, "?") for key in zip(summary.checkpoint, summary.benchmark, strict=True)
+        ]
+    )
+    t = t[[c for c in EVAL_COLUMNS if c in t]].rename(columns=EVAL_COLUMNS)
+    return (
+        html.note(
+            f"Two 95% intervals per number. Problems fixed: {metrics.SAMPLING_METHOD}. Over "
+            f"problems: {summary.attrs.get('interval', metrics.INTERVAL_METHOD)}."
+        )
+        + html.table(t)
+        + _legend(proto.attrs.get("legend", {}))
+    )
+
+
+def _legend(legend: dict) -> str:
+    lines = "<br>".join(f"<b>{html.esc(k)}</b>: {html.esc(v)}" for k, v in sorted(legend.items()))
+    return f'<p class="proto">protocols — {lines}</p>' if lines else ""
+
+
+def _protocol_caption(proto: pd.DataFrame) -> str:
+    legend = proto.attrs.get("legend", {}) if not proto.empty else {}
+    return "".join(f" · protocol {k}: {v}" for k, v in sorted(legend.items()))
+
+
+def _paired(run: Run) -> str:
+    paired = eval_paired(run)
+    if paired.empty:
+        return ""
+    ref = paired["a"].iloc[0]
+    return (
+        f"<h3>Paired: each checkpoint against {html.esc(ref)}</h3>"
+        + html.note(paired.attrs.get("method", metrics.PAIRED_METHOD))
+        + html.table(paired, "{:.3f}")
+    )
+
+
+def _audit(run: Run) -> str:
+    agree, rows = grader_audit(run)
+    if agree.empty:
+        return html.note("grader audit: not recorded for this run (made before the audit)")
+    rel = f"{artifacts.EVALUATION}/{AUDIT_FILE}"
+    link = f'<a href="{html.esc(rel)}">{html.esc(rel)}</a>'
+    n = 0 if rows is None else len(rows)
+    shown = (
+        html.details(
+            f"the first {min(n, 20)} of {n} disagreements",
+            html.table(rows.head(20).astype({"answers": str})),
+        )
+        if n
+        else ""
+    )
+    return (
+        "<h3>Grader audit: a second, independent rule</h3>"
+        + html.note(
+            "Every response graded again with the authors' evaluation rule (the last \\boxed{} "
+            "anywhere, no </think> required; math-verify, same time bound). The training reward "
+            "stays the kit's rule. kit_only / authors_only: responses only that rule credits."
+        )
+        + html.table(agree)
+        + f'<p class="proto">{n} disagreements (problem, answers, both verdicts): {link}</p>'
+        + shown
+    )
+
+
+def _paired_runs(runs: list[Run]) -> str:
+    """Run B minus run A per checkpoint and benchmark on shared problems, protocols marked."""
+    pr = paired_runs(runs)
+    protos = runs_protocols(runs)
+    if pr.empty:
+        return html.not_run("paired comparison", "no two runs evaluated the same problems")
+    pr = pr.assign(mark=["" if same else "≠ protocols differ" for same in pr["same_protocol"]])
+    cols = [c for c in pr.columns if c != "same_protocol"]
+    table = protos[["run", "checkpoint", "benchmark", "protocol", "truncation_rate"]]
+    return (
+        html.note(
+            metrics.PAIRED_METHOD + ". protocol_a / protocol_b: each side's protocol mark "
+            "(legend below); a row whose two protocols differ is marked ≠ and is not a clean "
+            "comparison of the runs."
+        )
+        + html.table(pr[cols])
+        + _legend(protos.attrs.get("legend", {}))
+        + html.details("every run's protocol mark per checkpoint and benchmark", html.table(table))
+    )
 
 
 def _manifest(run: Run, save: Path | None) -> str:
@@ -395,6 +507,11 @@ def _manifest(run: Run, save: Path | None) -> str:
     return html.kv_table(env) + html.table(steps, "{:.2f}") + html.note(f"packages: {pk}")
 
 
+def _ablation(run: Run, save: Path | None) -> str:
+    """The kit's shipped per-component ablation (not this run's): when each trick paid on the toy."""
+    return ablation_section(save)
+
+
 SINGLE = [
     ("summary", "Summary", _summary),
     ("probe", "1. Temperature probe", _probe),
@@ -403,6 +520,7 @@ SINGLE = [
     ("yarn", "4. Length extrapolation (YaRN)", _yarn),
     ("eval", "5. Evaluation", _eval),
     ("manifest", "6. What ran, where, how long", _manifest),
+    ("ablation", "7. What each component does on the toy (benchmarks/ablation.py)", _ablation),
 ]
 
 
@@ -467,8 +585,26 @@ def compare_sections(runs: list[Run]) -> list[tuple[str, str, str]]:
         "yarn",
     )
     summary, curve = evaluation(runs)
-    add("eval", "5. Evaluation", summary, lambda t: figures.eval_overlay(t, cap), "eval")
+    protos = runs_protocols(runs)
+    legend = protos.attrs.get("legend", {}) if not protos.empty else {}
+    add(
+        "eval",
+        "5. Evaluation",
+        summary,
+        lambda t: figures.eval_overlay(t, cap),
+        "eval",
+        " · ".join(f"protocol {k}: {v}" for k, v in sorted(legend.items()))
+        + (
+            " · runs: "
+            + "; ".join(
+                f"{r} {''.join(sorted(set(g['protocol'])))}" for r, g in protos.groupby("run")
+            )
+            if not protos.empty
+            else ""
+        ),
+    )
     add("passk", "5b. pass@k", curve, lambda t: figures.pass_at_k_overlay(t, cap), "pass_at_k")
+    out.append(("paired", "5c. Paired: each run against the first", _paired_runs(runs)))
     rows = [
         dict(
             run=r.name,

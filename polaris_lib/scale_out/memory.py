@@ -254,3 +254,27 @@ def estimate(spec: ModelSpec, s: TrainSetup, gpu_gb: float) -> Estimate:
         lo, hi = need / gpu_gb, (gpu_gb * (1 - HEADROOM) - train) / gpu_gb
         est = dataclasses.replace(est, util_range=(lo, hi), util=s.gpu_memory_utilization)
     return est
+
+
+@dataclass(frozen=True)
+class SamplingFit:
+    """One vLLM engine sampling alone (notebook 04: no trainer beside it) on one GPU."""
+
+    weights: float
+    """GiB of weights."""
+    kv_per_sequence: float
+    """GiB of KV cache one sequence of the full context takes."""
+    kv_room: float
+    """GiB left for the KV cache after weights, vLLM's runtime, the CUDA context and headroom."""
+
+    @property
+    def sequences(self) -> float:
+        """Full-context sequences the KV cache holds at once (>= 1: the length fits)."""
+        return self.kv_room / self.kv_per_sequence
+
+
+def sampling_fit(spec: ModelSpec, context_len: int, gpu_gb: float, load_in_4bit=False):
+    """Can one GPU sample sequences of `context_len` tokens (prompt + response) with vLLM?"""
+    w = weight_bytes(spec, load_in_4bit) / GIB
+    room = gpu_gb * (1 - HEADROOM) - w - VLLM_RUNTIME_GB - CUDA_CONTEXT_GB
+    return SamplingFit(w, context_len * spec.kv_bytes_per_token() / GIB, room)

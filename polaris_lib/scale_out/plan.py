@@ -22,6 +22,7 @@ from polaris_lib.scale_out.memory import (
     ModelSpec,
     TrainSetup,
     estimate,
+    sampling_fit,
 )
 
 
@@ -261,3 +262,20 @@ def as_p_flags(overrides: dict[str, Any]) -> str:
         text = value if isinstance(value, str) else json.dumps(value)
         parts.append(f"-p {shlex.quote(f'{key}={text}')}")
     return " ".join(parts)
+
+
+def extrapolation_fit(run, gpu_memory_gb: float, spec: ModelSpec | None = None):
+    """Notebook 04's longest sampling context (prompt + the largest yarn.eval_max_lengths) on one
+    GPU: a SamplingFit, plus the context and the positions YaRN provides (original x factor)."""
+    spec = spec or spec_for(run)
+    y = run.yarn
+    context = max(st.max_prompt_length for st in run.stages) + max(y.eval_max_lengths)
+    fit = sampling_fit(spec, context, gpu_memory_gb, run.model.load_in_4bit)
+    return dict(
+        context=context,
+        yarn_positions=int(y.original_max_position_embeddings * y.factor),
+        original_positions=y.original_max_position_embeddings,
+        weights_gb=fit.weights,
+        kv_per_sequence_gb=fit.kv_per_sequence,
+        sequences=fit.sequences,
+    )

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polaris_lib.config.presets import HARD_TOY
 from polaris_lib.config.sections import ToyConfig
 from polaris_lib.policy.sampling import sample
 from polaris_lib.toy.model import build_model, build_tokenizer, prompt_text
@@ -161,19 +162,28 @@ def default_cache_dir() -> Path:
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "assets" / "toy"
 """Built worlds committed with the kit (made by `python -m polaris_lib.toy --ship`): a fresh
-clone skips the warm start when the default ToyConfig's hash has a shipped folder."""
+clone skips the warm start when a preset's ToyConfig hash has a shipped folder."""
+
+SHIPPED_WORLDS = {"tiny": ToyConfig(), "tiny-hard": HARD_TOY}
+"""The worlds committed with the kit: the demo's and the hard regime's (about 1.3 MB each)."""
 
 
 def ship_toy_world(
-    cfg: ToyConfig, dest: str | Path = SHIPPED_DIR, eval_per_difficulty: int = 16
+    cfg: ToyConfig,
+    dest: str | Path = SHIPPED_DIR,
+    eval_per_difficulty: int = 16,
+    keep: tuple[ToyConfig, ...] = (),
 ) -> Path:
-    """Build `cfg`'s world with the kit's own code and copy it into the shipped assets."""
+    """Build `cfg`'s world with the kit's own code and copy it into the shipped assets; shipped
+    worlds other than `cfg`'s and `keep`'s (stale ones) are removed."""
     built = build_toy_world(
         cfg, force=True, use_shipped=False, eval_per_difficulty=eval_per_difficulty
     )
     target = Path(dest) / built.name
-    for old in Path(dest).glob("toy-*"):  # one shipped world: the default config's
-        shutil.rmtree(old)
+    current = {f"toy-{config_hash(c)}" for c in keep}
+    for old in Path(dest).glob("toy-*"):
+        if old.name not in current:
+            shutil.rmtree(old)
     shutil.copytree(built, target)
     return target
 

@@ -2,6 +2,11 @@
 the between-stage easy drop and the held-out check."""
 
 from polaris_lib.training import figures
+from polaris_lib.training.backend import (
+    UNSLOTH_FIRST,
+    derives_from_unsloth,
+    require_backend_trainer,
+)
 from polaris_lib.training.checkpoint_check import (
     CorruptCheckpointError,
     check_checkpoint,

@@ -68,10 +68,12 @@ def grpo_kwargs(
         warmup_steps=st.warmup_steps,
         weight_decay=st.weight_decay,
         max_grad_norm=st.max_grad_norm,
-        optim="adamw_torch",
+        optim=st.optimizer,
         adam_beta1=0.9,
         adam_beta2=0.999,
-        max_steps=st.max_steps,
+        # skipped_steps='redraw' (the authors' verl): a skipped batch is not a step, so TRL gets
+        # room for as many redrawn batches as the budget; the trainer stops at max_steps trained
+        max_steps=st.max_steps * (2 if st.skipped_steps == "redraw" else 1),
         seed=st.seed + run.seed,
         # --- machinery ---
         gradient_checkpointing=run.model.gradient_checkpointing,

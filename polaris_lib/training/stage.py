@@ -30,6 +30,7 @@ from polaris_lib.data import build_messages
 from polaris_lib.figure_style import run_caption
 from polaris_lib.grading.grader import make_reward_fn
 from polaris_lib.policy.load import load_policy
+from polaris_lib.policy.sampling import LoadedModel, release_engine
 from polaris_lib.training.checkpoint_check import check_checkpoint
 from polaris_lib.training.easy_drop import easy_drop
 from polaris_lib.training.grpo_config import to_grpo_config
@@ -158,6 +159,7 @@ def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataF
         reward_log_path=out / "reward_log.jsonl",
         rescue_buffer=buffer,
         callbacks=[ProgressCallback(plan.stage)],
+        backend=run.model.backend,
     )
 
 
@@ -174,6 +176,46 @@ def train_stage(run: RunConfig, plan: StagePlan, out: str | Path, problems: pd.D
     if plan.resume_from:
         check_checkpoint(plan.resume_from)  # before any model is loaded: fail fast, name the file
     trainer = build_trainer(run, plan, out, problems)
+    try:
+        return _train_and_save(trainer, plan, out)
+    finally:
+        # Before anything else loads a model (03's held-out check loads two more policies, each
+        # with its own engine): on 24 GB there is no room beside the trainer's colocated engine.
+        release_trainer(trainer)
+        del trainer
+        _free_memory()
+
+
+def release_trainer(trainer) -> list[str]:
+    """Shut down the trainer's colocated vLLM engine — TRL's (`vllm_generation.llm`) and/or an
+    Unsloth fast_inference model's (`vllm_engine`), the same engine counted once — and drop the
+    trainer's references to it; returns `release_engine`'s steps. No engine: nothing to do."""
+    gen = getattr(trainer, "vllm_generation", None)
+    found = [getattr(gen, "llm", None), getattr(trainer.model, "vllm_engine", None)]
+    engines = [
+        e for i, e in enumerate(found) if e is not None and all(e is not f for f in found[:i])
+    ]
+    if gen is not None and engines:
+        gen.llm = None
+    done = []
+    while engines:
+        done += release_engine(LoadedModel(engines.pop(), None))
+    return done
+
+
+def _free_memory() -> None:
+    """Give the (released) trainer's memory back before the next model loads."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _train_and_save(trainer, plan: StagePlan, out: Path) -> dict:
+    """train() and the atomic save of the final policy (train_stage's body while it holds the trainer)."""
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=plan.resume_from)
     seconds = time.perf_counter() - t0

@@ -14,6 +14,7 @@ Layout: rows of one prompt are contiguous (`group_size` rows per group), as in t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,9 @@ import torch
 
 ALL0, ALL1, MIXED = "all0", "all1", "mixed"
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded per-row tensors; the others pad right
-SUBSTITUTE, SKIP, TRAIN_MIXED = "substitute", "skip", "train_mixed"
+SUBSTITUTE, SKIP, TRAIN_MIXED, KEEP = "substitute", "skip", "train_mixed", "keep"
+NO_RULE = "none"  # low_mixed_policy without the skip rule (plain GRPO)
+INTENT, RELEASED, OFF = "intent", "released", "off"  # substitution modes (StageConfig.substitution)
 
 
 def group_kinds(rewards: torch.Tensor | np.ndarray, group_size: int) -> np.ndarray:
@@ -47,17 +50,24 @@ def group_kinds(rewards: torch.Tensor | np.ndarray, group_size: int) -> np.ndarr
 
 
 def batch_action(n_mixed: int, n_groups: int, policy: str, min_mixed_fraction: float) -> str:
-    """What to do with a batch: 'substitute', 'skip' or 'train_mixed'.
+    """What to do with a batch: 'substitute', 'skip', 'train_mixed' or 'keep'.
 
     The authors' code substitutes only when more than `min_mixed_fraction` (1/3) of the groups
     are mixed and otherwise skips the step; 'train_mixed' instead trains on the mixed groups
-    alone. A batch without any mixed group has nothing to learn from: it is always skipped.
+    alone. A batch without any mixed group has nothing to learn from: it is skipped, except
+    under policy 'none' (plain GRPO, no rule), which keeps every batch as sampled.
 
     >>> batch_action(5, 16, "skip", 1 / 3), batch_action(6, 16, "skip", 1 / 3), batch_action(5, 16, "train_mixed", 1 / 3)
     ('skip', 'substitute', 'train_mixed')
+    >>> batch_action(0, 16, "none", 1 / 3), batch_action(5, 16, "none", 1 / 3)
+    ('keep', 'substitute')
     """
-    if policy not in (SKIP, TRAIN_MIXED):
-        raise ValueError(f"low_mixed_policy must be 'skip' or 'train_mixed', got {policy!r}")
+    if policy not in (SKIP, TRAIN_MIXED, NO_RULE):
+        raise ValueError(
+            f"low_mixed_policy must be 'skip', 'train_mixed' or 'none', got {policy!r}"
+        )
+    if policy == NO_RULE:
+        return SUBSTITUTE if n_mixed else KEEP
     if n_mixed == 0:
         return SKIP
     if n_mixed / n_groups <= min_mixed_fraction + 1e-12:
@@ -123,7 +133,7 @@ class SubstitutionResult:
     """What `substitute` did to one generation batch (all counts over groups)."""
 
     action: str
-    """'substitute', 'skip' or 'train_mixed' (see `batch_action`)."""
+    """'substitute', 'skip', 'train_mixed' or 'keep' (see `batch_action`)."""
     kinds: np.ndarray
     """Kind of each group before substitution: all0 / all1 / mixed."""
     donors: np.ndarray
@@ -147,6 +157,45 @@ class SubstitutionResult:
         }
 
 
+Regrader = Callable[[dict[str, Any], torch.Tensor], torch.Tensor]
+"""(batch, rows) -> rewards of those rows' completions against the batch's `polaris_answer`."""
+
+
+def regrade_copies(
+    batch: dict[str, Any],
+    targets: np.ndarray,
+    group_size: int,
+    regrade: Regrader,
+    scale_rewards: str,
+) -> torch.Tensor:
+    """The authors' released substitution: copied groups re-graded against the *replaced* group's
+    answer (RECIPE §4), their advantages recomputed as GRPO's, in place. Returns the new rewards of
+    the target groups' rows (mostly 0: the copied responses answer another problem).
+
+    `batch` is already re-indexed (rows carry the donor's prompt, completion and log-probs) and
+    its `polaris_answer` entries are the targets' own answers again, as in the authors' code.
+    """
+    rows = row_index(targets, group_size)
+    rewards = regrade(batch, rows).to(torch.float32).view(-1, group_size)
+    mean = torch.nanmean(rewards, dim=1, keepdim=True)
+    adv = rewards - mean
+    if scale_rewards == "group":
+        finite = torch.isfinite(rewards)
+        var = ((rewards - mean).nan_to_num(0.0) ** 2).sum(1, keepdim=True)
+        std = (var / (finite.sum(1, keepdim=True) - 1).clamp(min=1)).sqrt()
+        adv = adv / (std + 1e-4)  # TRL's group scaling (nanstd, unbiased, eps 1e-4)
+    elif scale_rewards != "none":
+        raise ValueError(
+            f"released substitution supports scale_rewards group/none, not {scale_rewards!r}"
+        )
+    adv = adv.nan_to_num(0.0).reshape(-1)
+    advantages = batch["advantages"]
+    batch["advantages"] = advantages.index_copy(
+        0, rows.to(advantages.device), adv.to(advantages.device, advantages.dtype)
+    )
+    return rewards.reshape(-1)
+
+
 def substitute(
     batch: dict[str, Any],
     rewards: torch.Tensor,
@@ -155,25 +204,46 @@ def substitute(
     policy: str,
     min_mixed_fraction: float,
     rng: np.random.Generator,
+    mode: str = INTENT,
+    regrade: Regrader | None = None,
+    scale_rewards: str = "group",
 ) -> tuple[dict[str, Any], SubstitutionResult]:
     """Apply informative substitution to a whole (global) batch whose rows are group-contiguous.
 
     - 'substitute': uninformative groups become copies of mixed donor groups (every per-row
-      entry re-indexed together, so copies keep their donors' rewards, answers and advantages);
+      entry re-indexed together). mode 'intent': copies keep their donors' rewards, answers and
+      advantages; mode 'released': copies keep the replaced group's answer and are re-graded
+      against it by `regrade` (`regrade_copies`); mode 'off': the batch trains as sampled ('keep');
     - 'train_mixed': uninformative rows get an all-zero completion mask (out of the loss and of
       the token count);
     - 'skip': the batch is returned unchanged; the caller must make the step a no-op.
     The loss token count `num_items_in_batch` (TRL's dapo normaliser) is recomputed.
     """
+    if mode not in (INTENT, RELEASED, OFF):
+        raise ValueError(f"substitution must be intent, released or off, got {mode!r}")
+    if mode == RELEASED and regrade is None:
+        raise ValueError("released substitution needs a regrade function")
     n_rows = rewards.shape[0]
     if n_rows % group_size:
         raise ValueError(f"substitution: {n_rows} rows do not split into groups of {group_size}")
     kinds = group_kinds(rewards.detach().cpu(), group_size)
     action = batch_action(int((kinds == MIXED).sum()), len(kinds), policy, min_mixed_fraction)
+    if action == SUBSTITUTE and mode == OFF:
+        action = KEEP
     donors = np.arange(len(kinds))
     if action == SUBSTITUTE:
         donors = plan_donors(kinds, rng)
+        answers = batch.get("polaris_answer")
         batch = reindex_rows(batch, row_index(donors, group_size), n_rows)
+        targets = np.flatnonzero(donors != np.arange(len(donors)))
+        if mode == RELEASED and len(targets):
+            batch["polaris_answer"] = answers  # the bug: the copy keeps the target's answer
+            new = regrade_copies(batch, targets, group_size, regrade, scale_rewards)
+            if "polaris_reward" in batch:
+                rows = row_index(targets, group_size).to(batch["polaris_reward"].device)
+                batch["polaris_reward"] = batch["polaris_reward"].index_copy(
+                    0, rows, new.to(batch["polaris_reward"].device, batch["polaris_reward"].dtype)
+                )
     elif action == TRAIN_MIXED:
         keep = torch.as_tensor(np.repeat(kinds == MIXED, group_size))
         batch = dict(batch)

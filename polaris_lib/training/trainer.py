@@ -38,18 +38,20 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils import gather_object
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from polaris_lib import artifacts
 from polaris_lib.config.sections import ConfigError, StageConfig
+from polaris_lib.training.backend import require_backend_trainer
 from polaris_lib.training.checkpoint_check import check_checkpoint
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
 from polaris_lib.training.reward_log import group_records, trim_reward_log
 from polaris_lib.training.substitution import (
+    RELEASED,
     SKIP,
     SubstitutionResult,
     gather_rows,
-    group_kinds,
     local_rows,
     substitute,
 )
@@ -65,20 +67,33 @@ SKIP_KEY = "polaris_skip"
 class PolarisOptions:
     """The POLARIS switches the trainer reads (a subset of StageConfig)."""
 
-    substitution: bool = True
-    """Replace all-0/all-1 groups by copies of mixed groups."""
+    substitution: str = "intent"
+    """intent / released / off (StageConfig.substitution); a bool is read as intent / off."""
     low_mixed_policy: str = "skip"
-    """'skip' or 'train_mixed' when mixed groups are <= min_mixed_fraction."""
+    """'skip', 'train_mixed' or 'none' when mixed groups are <= min_mixed_fraction."""
     min_mixed_fraction: float = 1.0 / 3.0
     """Threshold of the low-mixed policy (authors' code: 1/3)."""
     rescue: bool = True
     """Rollout rescue from the per-problem buffer."""
+    trained_steps_budget: int | None = None
+    """skipped_steps='redraw': stop once this many steps trained (skipped batches not counted);
+    None = TRL's max_steps alone decides (a skipped batch uses a step)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.substitution, bool):
+            self.substitution = "intent" if self.substitution else "off"
 
     @classmethod
     def from_stage(cls, st: StageConfig | PolarisOptions) -> PolarisOptions:
         if isinstance(st, PolarisOptions):
             return st
-        return cls(st.substitution, st.low_mixed_policy, st.min_mixed_fraction, st.rescue)
+        return cls(
+            substitution=st.substitution,
+            low_mixed_policy=st.low_mixed_policy,
+            min_mixed_fraction=st.min_mixed_fraction,
+            rescue=st.rescue,
+            trained_steps_budget=st.max_steps if st.skipped_steps == "redraw" else None,
+        )
 
 
 @dataclass
@@ -96,7 +111,9 @@ class PolarisGRPOTrainer(GRPOTrainer):
     """GRPOTrainer with substitution, low-mixed policy, rollout rescue and a per-prompt log.
 
     Extra keyword arguments: `polaris` (a StageConfig or PolarisOptions), `reward_log_path`
-    (jsonl, one line per prompt group per step; main process writes), `rescue_buffer`.
+    (jsonl, one line per prompt group per step; main process writes), `rescue_buffer`, `backend`
+    (model.backend: "unsloth" requires this class to derive from Unsloth's GRPOTrainer, checked
+    before anything is built; see backend.py).
     """
 
     def __init__(
@@ -105,8 +122,10 @@ class PolarisGRPOTrainer(GRPOTrainer):
         polaris: StageConfig | PolarisOptions | None = None,
         reward_log_path: str | Path | None = None,
         rescue_buffer: RescueBuffer | None = None,
+        backend: str = "transformers",
         **kwargs: Any,
     ) -> None:
+        require_backend_trainer(type(self), backend)
         model = kwargs.get("model", args[0] if args else None)
         # TRL's colocated engine gets the policy's RoPE (YaRN on a stage past the native context)
         with colocated_engine_rope(model) if hasattr(model, "config") else nullcontext():
@@ -126,6 +145,23 @@ class PolarisGRPOTrainer(GRPOTrainer):
                 f"gradient_accumulation_steps (got {a.steps_per_generation} vs "
                 f"{a.gradient_accumulation_steps}); grpo_config.to_grpo_config does this"
             )
+        if self.polaris.substitution == RELEASED and not all(
+            callable(f) and not isinstance(f, torch.nn.Module) for f in self.reward_funcs
+        ):
+            raise ConfigError(
+                "substitution='released' re-grades copied groups with the reward functions; "
+                "it needs function rewards, not reward models"
+            )
+        budget = self.polaris.trained_steps_budget
+        if budget is not None and a.max_steps < budget:
+            raise ConfigError(
+                f"skipped_steps='redraw' trains {budget} steps but TRL's max_steps is "
+                f"{a.max_steps}: give it room for redrawn batches (grpo_config does: 2 x budget)"
+            )
+        self.trained_steps = 0
+        """Steps that updated the weights (skipped batches excluded); restored on resume."""
+        if budget is not None:
+            self.add_callback(_StopAtTrainedSteps(self))
         if self.tools or self.rollout_func is not None or self.environment_factories is not None:
             raise ConfigError("PolarisGRPOTrainer supports single-turn rollouts only (no tools)")
         cols = getattr(self.train_dataset, "column_names", None) or []
@@ -248,23 +284,49 @@ class PolarisGRPOTrainer(GRPOTrainer):
             out, n_local, self.accelerator, gather_object, self._tokenizer.pad_token_id
         )
         pids = list(batch["polaris_problem_id"])
-        if self.polaris.substitution:
-            rng = np.random.default_rng([int(self.args.seed), int(self.state.global_step), 5])
-            batch, res = substitute(
-                batch,
-                rewards,
-                n,
-                policy=self.polaris.low_mixed_policy,
-                min_mixed_fraction=self.polaris.min_mixed_fraction,
-                rng=rng,
-            )
-        else:
-            kinds = group_kinds(rewards.cpu(), n)
-            res = SubstitutionResult(action="none", kinds=kinds, donors=np.arange(len(kinds)))
+        rng = np.random.default_rng([int(self.args.seed), int(self.state.global_step), 5])
+        batch, res = substitute(
+            batch,
+            rewards,
+            n,
+            policy=self.polaris.low_mixed_policy,
+            min_mixed_fraction=self.polaris.min_mixed_fraction,
+            rng=rng,
+            mode=self.polaris.substitution,
+            regrade=self._regrade_rows,
+            scale_rewards=self.scale_rewards,
+        )
+        if res.action != SKIP:
+            self.trained_steps += 1
         n_global = rewards.shape[0]
         batch[SKIP_KEY] = torch.full((n_global,), res.action == SKIP, device=rewards.device)
         self._log_step(res, pids, pre.cpu().numpy(), gen.rescued_rows)
         return local_rows(batch, n_global, n_local, rank)
+
+    def _regrade_rows(self, batch: dict[str, Any], rows: torch.Tensor) -> torch.Tensor:
+        """Rewards of `rows`' completions against the batch's `polaris_answer` (released mode).
+
+        Decoded as the kit decodes everywhere (special tokens kept, eos/pad dropped) and graded by
+        the same reward functions TRL uses, weighted as TRL combines them.
+        """
+        ids, mask = batch["completion_ids"], batch["completion_mask"]
+        drop = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        seqs = [
+            [
+                t
+                for t, m in zip(ids[r].tolist(), mask[r].tolist(), strict=True)
+                if m and t not in drop
+            ]
+            for r in rows.tolist()
+        ]
+        texts = self._tokenizer.batch_decode(seqs, skip_special_tokens=False)
+        answers = [batch["polaris_answer"][r] for r in rows.tolist()]
+        per_func = []
+        for f in self.reward_funcs:
+            out = f(prompts=[None] * len(texts), completions=texts, answer=answers)
+            per_func.append([np.nan if v is None else float(v) for v in out])
+        rpf = torch.tensor(per_func, dtype=torch.float32).T
+        return _combine(rpf, self.reward_weights.cpu())
 
     def _log_step(self, res: SubstitutionResult, pids, pre: np.ndarray, rescued: dict) -> None:
         """Per-step fractions into TRL's metrics; per-prompt records into the reward log."""
@@ -273,6 +335,7 @@ class PolarisGRPOTrainer(GRPOTrainer):
         for k, v in res.fractions().items():
             m[f"polaris/{k}"].append(v)
         m["polaris/rescued"].append(float(len(rescued)))
+        m["polaris/trained_steps"].append(float(self.trained_steps))
         m["polaris/pass_rate_pre_rescue"].append(float(np.nanmean(pre)) if pre.size else 0.0)
         if self.reward_log_path is None or not self.accelerator.is_main_process:
             return
@@ -298,12 +361,28 @@ class PolarisGRPOTrainer(GRPOTrainer):
         start = 0
         if ckpt:
             check_checkpoint(ckpt)  # a torn file fails here naming itself, not deep inside TRL
-            start = int(json.loads((Path(ckpt) / "trainer_state.json").read_text())["global_step"])
+            state = json.loads((Path(ckpt) / "trainer_state.json").read_text())
+            start = int(state["global_step"])
+            trained = [h["polaris/trained_steps"] for h in state.get("log_history", [])]
+            self.trained_steps = int(trained[-1]) if trained else start
             if (Path(ckpt) / RESCUE_FILE).exists():
                 self.rescue_buffer = RescueBuffer.load(Path(ckpt) / RESCUE_FILE)
         if self.reward_log_path is not None and self.accelerator.is_main_process:
             trim_reward_log(self.reward_log_path, start)
         return super().train(resume_from_checkpoint=ckpt or None, **kwargs)
+
+
+class _StopAtTrainedSteps(TrainerCallback):
+    """skipped_steps='redraw': end training once the budget of *trained* steps is reached (the
+    authors' verl does not count a skipped batch as a step; TRL's max_steps leaves room)."""
+
+    def __init__(self, trainer: PolarisGRPOTrainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.trainer.trained_steps >= self.trainer.polaris.trained_steps_budget:
+            control.should_training_stop = True
+        return control
 
 
 def _combine(rewards_per_func: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

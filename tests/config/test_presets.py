@@ -40,7 +40,7 @@ def test_paper_preset_has_the_papers_values():
     for s in cfg.stages:
         assert (s.group_size, s.prompts_per_step, s.learning_rate) == (8, 128, 1e-6)
         assert (s.clip_low, s.clip_high, s.kl_beta, s.entropy_coef) == (0.2, 0.28, 0.0, 0.0)
-        assert s.loss_type == "dapo" and s.lr_scheduler == "constant" and s.top_k == 0
+        assert s.loss_type == "bnpo" and s.lr_scheduler == "constant" and s.top_k == 0  # verl's
     assert cfg.eval.top_k == 20 and cfg.eval.temperature == 1.4
     assert (cfg.yarn.factor, cfg.yarn.attention_factor) == (1.5, 1.0)
     r1 = get_preset("r1-distill-7b-paper")
@@ -187,9 +187,50 @@ def test_every_length_fits_or_fails_with_the_fix():
         apply_overrides(paper, {"yarn.in_training": False})
     with pytest.raises(ConfigError, match=r"yarn.max_context >= 53248"):
         apply_overrides(paper, {"yarn.max_context": 49152})
-    with pytest.raises(ConfigError, match=r"set probe.max_new_tokens <= 39936"):
-        apply_overrides(paper, {"probe.max_new_tokens": 45000})
+    with pytest.raises(ConfigError, match=r"set curation.max_new_tokens <= 39936"):
+        apply_overrides(paper, {"curation.max_new_tokens": 45000})
     with pytest.raises(ConfigError, match=r"eval.max_new_tokens <= 97280"):
         apply_overrides(paper, {"eval.max_new_tokens": 100000})
     with pytest.raises(ConfigError, match=r"enable YaRN"):
         apply_overrides(paper, {"yarn.enabled": False})
+
+
+def test_paper_preset_values_follow_the_authors_or_are_marked_as_the_kits():
+    """Issue 14 item 6: every paper-preset value has a RECIPE source or says it is the kit's."""
+    import inspect
+
+    from polaris_lib.config import presets
+
+    for name in ("qwen3-4b-paper", "qwen3-1.7b-paper", "r1-distill-7b-paper"):
+        cfg = get_preset(name)
+        assert cfg.probe.max_new_tokens == 50000  # RECIPE §1: the authors' probe script
+        assert cfg.curation.max_new_tokens == cfg.stages[0].max_completion_length  # kit's choice
+        assert cfg.eval.max_new_tokens == 90000  # RECIPE §7
+        # RECIPE §7: never evaluate above the final training temperature.
+        assert cfg.eval.temperature <= cfg.stages[-1].temperature
+    assert get_preset("qwen3-1.7b-paper").eval.temperature == 1.4  # RECIPE §7 validation table
+    assert get_preset("r1-distill-7b-paper").eval.temperature == 0.8
+    assert [s.max_steps for s in get_preset("qwen3-1.7b-paper").stages] == [450, 150]
+    src = inspect.getsource(presets)
+    assert src.count("Kit's choice") >= 2  # the 1.7B boundary and the curation length
+
+
+def test_consumer_presets_train_on_the_recipes_pool_not_a_test_set():
+    for name in ("qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"):
+        assert get_preset(name).curation.pool == "polaris53k"
+
+
+def test_tiny_hard_is_the_toy_in_polaris_regime_at_tinys_budget():
+    """Same task, model and step budget as tiny; a harder warm start; stage 1 truncates long work;
+    probe and curation at stage 1's length (as the authors)."""
+    from polaris_lib.config.presets import HARD_TOY
+
+    tiny, hard = get_preset("tiny"), get_preset("tiny-hard")
+    assert hard.toy == HARD_TOY and hard.toy != tiny.toy
+    assert (hard.toy.hidden_size, hard.toy.max_terms) == (tiny.toy.hidden_size, tiny.toy.max_terms)
+    assert [s.max_steps for s in hard.stages] == [s.max_steps for s in tiny.stages]
+    lengths = [s.max_completion_length for s in hard.stages]
+    assert lengths == sorted(lengths) and lengths[0] < min(
+        s.max_completion_length for s in tiny.stages
+    )
+    assert hard.probe.max_new_tokens == hard.curation.max_new_tokens == lengths[0]

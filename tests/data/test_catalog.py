@@ -77,6 +77,22 @@ def test_catalog_names_the_recipe_datasets():
         catalog_entry("nope")
 
 
+def test_contamination_resistant_benchmarks_are_in_the_catalog(tmp_path, monkeypatch):
+    """AIME 2026 and HMMT Feb 2025: MathArena on the hub, or a local parquet (problem_idx ids)."""
+    for name, hub in (("aime26", "MathArena/aime_2026"), ("hmmt25", "MathArena/hmmt_feb_2025")):
+        e = catalog_entry(name)
+        assert e.hub == hub and e.local == f"benchmarks/{name}.parquet" and e.role == "eval"
+    (tmp_path / "benchmarks").mkdir()
+    pd.DataFrame(
+        {"problem_idx": [1, 2], "problem": ["What is 1+1?", "What is 2+2?"], "answer": ["2", "4"]}
+    ).to_parquet(tmp_path / "benchmarks" / "aime26.parquet")
+    df = load_dataset("aime2026", data_dir=tmp_path)
+    assert df["problem_id"].tolist() == ["aime26/1", "aime26/2"] and df["answers"][1] == ["4"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataUnavailableError, match="MathArena/hmmt_feb_2025"):
+        load_dataset("hmmt25", data_dir=tmp_path)
+
+
 def test_catalog_entry_validation():
     with pytest.raises(ValueError, match="at least one of local, hub or generator"):
         data.CatalogEntry(name="x")
@@ -394,9 +410,11 @@ def test_what_a_run_needs_is_checked_before_it_starts(monkeypatch, no_data_env, 
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     skipped = data.check_available(get_preset("tiny"))
-    assert set(skipped) == {"aime24", "aime25"} and "data/local/" in skipped["aime24"]
+    assert set(skipped) == {"aime24", "aime25", "aime26", "hmmt25"}
+    assert "data/local/" in skipped["aime24"] and "benchmarks/aime26.parquet" in skipped["aime26"]
     with pytest.raises(DataUnavailableError, match=r"curation\.pool .*eval\.benchmarks aime24"):
         data.check_available(get_preset("qwen3-0.6b-24gb"))
-    assert data.check_available(get_preset("tiny"), data_dir=data_dir) == {}
+    # the shared data holds AIME 2024/2025 but not the contamination-resistant sets
+    assert set(data.check_available(get_preset("tiny"), data_dir=data_dir)) == {"aime26", "hmmt25"}
     toy_only = apply_overrides(get_preset("tiny"), {"eval.benchmarks": ["toy"]})
     assert data.check_available(toy_only) == {}

@@ -358,7 +358,6 @@ def test_evaluation_loads_with_yarn_when_its_context_needs_it_and_records_the_co
     assert evaluate.eval_rope(paper) == "yarn" and evaluate.eval_context(paper) == 98304
     r1 = get_preset("r1-distill-7b-paper")  # its own 131,072 positions hold the budget
     assert evaluate.eval_rope(r1) == "none" and evaluate.eval_context(r1) == 131072
-    assert "context 98304 (YaRN)" in evaluate.figure_caption(paper)
 
     cfg = apply_overrides(_tiny_toy_cfg(tmp_path), {"eval.max_new_tokens": 96})  # 48 + 96 > 128
     seen = []
@@ -378,3 +377,127 @@ def test_evaluation_loads_with_yarn_when_its_context_needs_it_and_records_the_co
     assert settings["rope"] == "yarn" and settings["context"] == 192  # 128 x 1.5
     recorded = artifacts.read_json(tmp_path / "05" / "metrics.json")
     assert recorded["eval/rope"] == "yarn" and recorded["eval/context"] == 192
+
+
+# ----------------------------------------------------------------------------- issue 15
+def _two_checkpoint_run(tmp_path):
+    """A real run_evaluation of base and stage1 on 6 toy problems x 4 samples (stand-in sampler:
+    base answers problem i correctly on samples < i % 3, stage1 on samples < i % 3 + 1; every
+    response with no </think> carries a boxed right answer the kit's rule refuses)."""
+    from polaris_lib.toy import reference_solution
+
+    cfg = apply_overrides(
+        get_preset("tiny"),
+        {
+            "run_dir": str(tmp_path),
+            "eval.benchmarks": ["toy"],
+            "eval.max_problems": 6,
+            "eval.samples": {"toy": 4},
+            "eval.checkpoints": ["base", "stage1"],
+        },
+    )
+    artifacts.write_config(tmp_path / artifacts.EVALUATION, cfg)
+    stage1 = artifacts.checkpoint_dir(tmp_path, 1) / "final"
+    stage1.mkdir(parents=True)
+    (stage1 / "config.json").write_text("{}")  # the stand-in loader never reads it
+    ck = {"n": 0}
+
+    def load(cfg, path):
+        ck["n"] += 1
+        return object(), None
+
+    def fake_sample(model, tok, probs, n, **kw):
+        rows = []
+        for i, (p, q) in enumerate(zip(probs.problem_id, probs.problem, strict=True)):
+            right = reference_solution(q)
+            answer = right.rsplit("</think>", 1)[-1]
+            for j in range(n):
+                good = j < i % 3 + (ck["n"] - 1)
+                text = right if good else ("<think>cut short " + answer if j == n - 1 else "x")
+                rows.append(
+                    dict(
+                        problem_id=p,
+                        sample_idx=j,
+                        text=text,
+                        n_tokens=5 + j,
+                        finished=True,
+                        truncated=False,
+                    )
+                )
+        return pd.DataFrame(rows)
+
+    out = tmp_path / artifacts.EVALUATION
+    responses = evaluate.run_evaluation(cfg, out, load_fn=load, sample_fn=fake_sample, log=print)
+    return cfg, out, responses
+
+
+def test_protocol_paired_audit_selection_and_planner_on_an_evaluation(tmp_path):
+    cfg, out, responses = _two_checkpoint_run(tmp_path)
+    summary = evaluate.summarize(responses, n_boot=200)
+    # the protocol stamp: one mark for both pairs (same settings), every field present
+    protocol = evaluate.protocol_table(cfg, summary, out)
+    assert protocol["protocol"].tolist() == ["A", "A"] and not protocol["yarn"].any()
+    assert protocol["k"].tolist() == [4, 4] and protocol["temperature"].iloc[0] == 1.0
+    assert (protocol["context_used"] >= summary["max_len"]).all()
+    stamp = evaluate.protocol_legend(protocol)
+    for part in ("T 1", "top-p 1", "top-k off", "≤ 80 new tokens", "YaRN off", "4 samples/problem"):
+        assert part in stamp, part
+    assert "</think> required" in stamp
+    caption = evaluate.figure_caption(cfg, protocol)
+    assert "protocol A" in caption and "% truncated" in caption
+    m = evaluate.protocol_metrics(protocol)
+    assert m["eval/protocol/max_new_tokens"] == 80 and m["eval/protocol/yarn"] is False
+    assert m["eval/stage1/toy/protocol_mark"] == "A"
+    # a changed setting gets its own mark
+    hot = evaluate.protocol_table(apply_overrides(cfg, {"eval.temperature": 1.2}), summary, out)
+    both = evaluate.mark_protocols(pd.concat([protocol, hot], ignore_index=True))
+    assert both["protocol"].tolist() == ["A", "A", "B", "B"]
+    # paired: stage1 solves one more sample of every problem -> +0.25 on all 6, 6 wins
+    paired = evaluate.paired_table(responses)
+    r = paired.iloc[0]
+    assert (r["a"], r["b"], r["diff"], r["wins"]) == ("base", "stage1", pytest.approx(0.25), 6)
+    assert r["p_value"] == pytest.approx(2 / 64) and r["diff_lo"] == pytest.approx(0.25)
+    assert evaluate.paired_metrics(paired)["eval/paired/stage1_vs_base/toy/wins"] == 6
+    # the grader audit: the authors' rule credits the boxed answers inside unclosed reasoning
+    agreement, disagreements = evaluate.grader_audit(responses, cfg)
+    assert (agreement["authors_only"] > 0).all() and (agreement["kit_only"] == 0).all()
+    assert len(disagreements) == agreement["authors_only"].sum()
+    assert set(disagreements["kit_reason"]) == {"no_think_close"}
+    assert (disagreements["authors_correct"] == 1).all()
+    # which checkpoint: the final one by default; "best" says so and reports the held-out half
+    final = evaluate.selection(responses, "final")
+    assert (
+        final.attrs["chosen"] == "stage1" and "no checkpoint is chosen" in final.attrs["statement"]
+    )
+    best = evaluate.selection(responses, "best", seed=1)
+    assert "SELECTED by evaluation score" in best.attrs["statement"]
+    chosen = best[best.reported].iloc[0]
+    assert f"toy {chosen.heldout_half:.3f}" in best.attrs["statement"]
+    with pytest.raises(ValueError, match="selection"):
+        evaluate.selection(responses, "max")
+    # the planner from this run as a pilot: measured throughput, mean length of the pilot
+    p = evaluate.plan_eval(0.05, run_dir=tmp_path, benchmark="toy")
+    assert p["throughput_source"].startswith("measured") and p["device"] == "cpu"
+    assert p["mean_response_tokens"] == pytest.approx(
+        responses[responses.checkpoint == "stage1"].n_tokens.mean()
+    )
+    pp = metrics.per_problem(responses[responses.checkpoint == "stage1"])
+    assert (
+        p["samples_per_problem"] == metrics.plan_samples(0.05, pass_rates=pp)["samples_per_problem"]
+    )
+    assert "samples per problem" in evaluate.format_plan(p)
+
+
+def test_paper_comparison_uses_the_fixed_problem_interval_and_lists_new_benchmarks():
+    s = metrics.summarize(
+        pd.concat([_table(HAND, "base", "aime24"), _table(HAND, "final", "aime24")]), n_boot=200
+    )
+    cmp = paper.paper_comparison(s, "Qwen/Qwen3-4B", skipped=["aime26", "hmmt25"])
+    row = cmp.iloc[0]
+    assert row["kit_lo"] == pytest.approx(100 * s.iloc[0]["sampling_lo"])
+    assert "problems held fixed" in cmp.attrs["interval"] and "YaRN ×1.5" in row["paper_protocol"]
+    new = cmp.set_index("benchmark").loc[["aime26", "hmmt25"]]
+    assert new["paper"].isna().all()
+    assert new["note"].str.contains("no published POLARIS number").all()
+    ref = paper.paper_reference()
+    assert (ref["aime26"] == "no published POLARIS number").all()

@@ -68,6 +68,35 @@ def test_eval_notebook(run_dir, run_notebook, assert_figures_shown):
     by = responses.set_index(["checkpoint", "benchmark", "problem_id", "sample_idx"])["text"]
     assert by.loc["base"].equals(by.loc["final"])
     assert "bootstrap over problems" in m["eval/interval"]
+    # issue 15: both intervals, the protocol, paired differences, the audit, the selection
+    assert "problems held fixed" in m["eval/sampling_interval"]
+    assert (
+        m["eval/final/toy/sampling_lo"]
+        <= m["eval/final/toy/avg@4"]
+        <= m["eval/final/toy/sampling_hi"]
+    )
+    assert m["eval/final/toy/half_width"] > 0
+    assert m["eval/protocol/temperature"] == 1.0 and m["eval/protocol/yarn"] is False
+    assert "4 samples/problem" in m["eval/final/toy/protocol"]
+    assert "truncated" in m["eval/final/toy/protocol"] and m["eval/final/toy/context_used"] > 0
+    assert m["eval/paired/final_vs_base/toy/diff"] == 0.0  # same weights, same seed
+    assert m["eval/paired/final_vs_base/toy/p_value"] == 1.0
+    assert 0 <= m["eval/final/toy/grader_agreement"] <= 1
+    assert (
+        m["eval/reported_checkpoint"] == "final"
+        and "no checkpoint is chosen" in m["eval/selection"]
+    )
+    protocol = pd.read_parquet(step / "protocol.parquet")
+    assert set(protocol["protocol"]) == {"A", "B"}  # toy k=4, AIME k=2: two protocols, marked
+    assert (protocol["context_note"] == "prompt + response").all()  # the prompt was measured
+    assert set(pd.read_parquet(step / "grader_disagreements.parquet").columns) >= {
+        "problem_id",
+        "kit_correct",
+        "authors_correct",
+    }
+    nb = (run_dir / "nb05.ipynb").read_text()
+    assert "samples per problem" in nb and "SELECTED" not in nb  # the planner's answer is shown
+    assert "no published POLARIS number" in nb  # the reference table for a non-paper model
     curve = pd.read_parquet(step / "pass_at_k.parquet")
     assert curve[curve.benchmark == "toy"].groupby("checkpoint").k.max().eq(4).all()
     for fig in evaluate.ARTIFACTS:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from polaris_lib import toy
-from polaris_lib.config import get_preset
+from polaris_lib.config import PRESETS, get_preset
 from polaris_lib.config.sections import ConfigError, ModelConfig, ToyConfig, YarnConfig
 from polaris_lib.policy import load as models
 from polaris_lib.policy.rope import yarn_applied
@@ -145,6 +145,54 @@ def test_vllm_cpu_opt_in_reaches_the_engine(monkeypatch, cache):
     plain = ModelConfig(device="auto", use_vllm=True)
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         models.load_policy(_run(plain, SMALL))
+
+
+GPU_PRESETS = [p for p in PRESETS if get_preset(p).model.device == "cuda"]
+
+
+@pytest.mark.parametrize("name", GPU_PRESETS)
+def test_gpu_presets_sample_through_vllm(name, monkeypatch):
+    """Issue 12, defect 9: 01 (probe), 02 (curation) and 03's held-out check sample what
+    `load_policy(cfg, checkpoint)` returns; for every GPU preset that is a vLLM engine (paper
+    presets: a vllm.LLM; LoRA presets: Unsloth's fast_inference engine), never transformers'
+    generate at 32K+ tokens. No GPU here: stand-in vllm/unsloth modules record what the loader
+    asks for (the real vLLM engine runs in tests/policy/test_vllm_cpu.py)."""
+    import sys
+    import types
+
+    calls = []
+
+    class LLM:
+        def __init__(self, **kw):
+            calls.append(("vllm.LLM", kw))
+
+        def get_tokenizer(self):
+            return "tokenizer"
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kw):
+            calls.append(("unsloth", kw))
+            return types.SimpleNamespace(), "tokenizer"
+
+        @staticmethod
+        def for_inference(model):
+            pass
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM))
+    monkeypatch.setitem(
+        sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel)
+    )
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    cfg = get_preset(name)
+    model, _ = models.load_policy(cfg)
+    (kind, kw), *_ = calls
+    if cfg.model.backend == "unsloth":
+        assert kind == "unsloth" and kw["fast_inference"] is True
+    else:
+        assert (
+            kind == "vllm.LLM" and isinstance(model, LLM) and kw["model"] == cfg.model.name_or_path
+        )
 
 
 def _adamw_moved(model, dtype, steps: int = 1, lr: float = 1e-6) -> float:

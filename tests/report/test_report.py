@@ -324,3 +324,72 @@ def test_a_skipped_benchmark_is_named_in_the_report(tmp_path):
     artifacts.update_metrics(run / "05_eval_aime", {"eval/aime25/skipped": SKIPPED_NOTE})
     page = build_report(run).read_text()
     assert page.count("aime25: not evaluated: a harness check on the toy model") == 2
+
+
+def test_evaluation_section_shows_two_intervals_paired_audit_protocol_and_selection(tmp_path):
+    """Section 5: both intervals per number with a protocol mark and its legend, each checkpoint
+    paired against base, the grader audit with a link to its disagreements, the reported
+    checkpoint; the compare report pairs run B against run A and marks differing protocols."""
+    import pandas as pd
+
+    from polaris_lib import artifacts
+
+    a = make_run_folder(tmp_path / "runA", seed=0)
+    b = make_run_folder(tmp_path / "runB", seed=1)
+    step = a / "05_eval_aime"
+    agree = pd.DataFrame(
+        dict(
+            checkpoint=["stage3"],
+            benchmark=["toy"],
+            graded=[80],
+            agreement=[0.975],
+            kit_only=[0],
+            authors_only=[2],
+            kit_avg=[0.5],
+            authors_avg=[0.525],
+        )
+    )
+    rows = pd.DataFrame(
+        dict(
+            checkpoint=["stage3"] * 2,
+            benchmark=["toy"] * 2,
+            problem_id=["toy/1", "toy/2"],
+            sample_idx=[0, 3],
+            answers=[["7"], ["9"]],
+            kit_answer=[None, None],
+            kit_correct=[0.0, 0.0],
+            kit_reason=["no_think_close"] * 2,
+            authors_answer=["7", "9"],
+            authors_correct=[1.0, 1.0],
+            authors_reason=["correct"] * 2,
+        )
+    )
+    artifacts.write_parquet(step / "grader_audit.parquet", agree)
+    artifacts.write_parquet(step / "grader_disagreements.parquet", rows)
+    html = build_report(a).read_text()
+    sec = html[html.index('id="eval"') :]
+    for text in (
+        "problems fixed: lo",
+        "over problems: lo",
+        "protocols — ",
+        "Paired: each checkpoint",
+    ):
+        assert text in sec, text
+    assert "T 1 · top-p 1 · top-k off · ≤ 80 new tokens · YaRN off · 8 samples/problem" in sec
+    assert "reported checkpoint: the last evaluated one (stage3)" in sec
+    # a selection by score is stated as 05 recorded it (eval.selection = "best")
+    artifacts.update_metrics(step, {"eval/selection": "reported checkpoint: stage2, SELECTED by"})
+    assert "reported checkpoint: stage2, SELECTED by" in build_report(a).read_text()
+    assert '<a href="05_eval_aime/grader_disagreements.parquet">' in sec
+    assert "2 disagreements" in sec and "0.975" in sec
+    # run B evaluated at another temperature: its numbers carry another mark in the compare
+    cfg = artifacts.read_json(b / "05_eval_aime" / "config.json")
+    cfg["eval"]["temperature"] = 0.7
+    artifacts.write_json(b / "05_eval_aime" / "config.json", cfg)
+    page = build_compare_report([a, b], tmp_path / "cmp").read_text()
+    overlay = page[page.index('id="eval"') : page.index('id="passk"')]
+    # k differs by benchmark (toy 8, aime24 2): two marks per run, two more for run B's T 0.7
+    assert "protocol C: T 0.7" in overlay and "runA AB; runB CD" in overlay
+    paired = page[page.index('id="paired"') :]
+    assert "≠ protocols differ" in paired and "T 0.7" in paired and "T 1 " in paired
+    assert paired.count("runB") >= 8  # one row per checkpoint x benchmark: 4 x 2

@@ -212,3 +212,19 @@ def test_plain_trl_logits_follow_its_fused_head_not_full_logits():
     assert full > 180  # what the planner counted before
     unsloth = setup_for_stage(get_preset("qwen3-4b-24gb"), get_preset("qwen3-4b-24gb").stage(1))
     assert not unsloth.fused_lm_head and unsloth.logits_chunk_rows == 1  # Unsloth's own loss
+
+
+@pytest.mark.parametrize("preset", ["qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"])
+def test_consumer_extrapolation_goes_past_32k_within_24gb(preset):
+    """Issue 12, defect 11: notebook 04 on a consumer preset samples past Qwen3's 32,768 native
+    positions (inside YaRN's 49,152), and one vLLM engine sampling alone holds at least one
+    sequence of that length in 24 GB."""
+    from polaris_lib.config import get_preset
+
+    fit = plan.extrapolation_fit(get_preset(preset), 24)
+    assert fit["original_positions"] < fit["context"] <= fit["yarn_positions"] == 49152
+    assert fit["sequences"] >= 1, fit
+    # By hand for the 4B: K and V of 36 layers x 8 heads x 128 dims in bf16 per token.
+    if preset == "qwen3-4b-24gb":
+        assert fit["kv_per_sequence_gb"] == pytest.approx(49152 * 2 * 36 * 1024 * 2 / GIB)
+        print(f"\n[04 sizing] {preset}: {fit}")

@@ -13,9 +13,15 @@ def test_shipped_world_matches_the_default_config():
     Fix: `python -m polaris_lib.toy --ship` (rebuilds with the kit's own code and replaces it).
     """
     shipped = sorted(p.name for p in toy_build.SHIPPED_DIR.glob("toy-*"))
-    assert shipped == [f"toy-{toy_build.config_hash(ToyConfig())}"], shipped
-    stats = toy_build.warmstart_stats(toy_build.SHIPPED_DIR / shipped[0])
-    assert stats["code_version"] == toy.CODE_VERSION
+    expected = {
+        name: f"toy-{toy_build.config_hash(c)}" for name, c in toy_build.SHIPPED_WORLDS.items()
+    }
+    assert shipped == sorted(expected.values()), shipped
+    assert expected["tiny"] == f"toy-{toy_build.config_hash(ToyConfig())}"
+    for folder in shipped:
+        stats = toy_build.warmstart_stats(toy_build.SHIPPED_DIR / folder)
+        assert stats["code_version"] == toy.CODE_VERSION
+    stats = toy_build.warmstart_stats(toy_build.SHIPPED_DIR / expected["tiny"])
     assert 0.2 <= stats["acc_T1"]["all"] <= 0.6  # the issue's band at T=1.0
 
 
@@ -34,6 +40,10 @@ def test_regeneration_is_one_command(tmp_path, monkeypatch):
     cfg = ToyConfig(warmstart_steps=2, hidden_size=32, num_heads=2, num_kv_heads=1, max_terms=3)
     dest = tmp_path / "assets"
     (dest / "toy-stale").mkdir(parents=True)
-    out = toy_build.ship_toy_world(cfg, dest=dest, eval_per_difficulty=1)
+    other = ToyConfig(seed=3)
+    (dest / f"toy-{toy_build.config_hash(other)}").mkdir(parents=True)  # another current world
+    out = toy_build.ship_toy_world(cfg, dest=dest, eval_per_difficulty=1, keep=(other,))
     assert out.name == f"toy-{toy_build.config_hash(cfg)}" and (out / "model.safetensors").exists()
-    assert [p.name for p in dest.iterdir()] == [out.name]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [out.name, f"toy-{toy_build.config_hash(other)}"]
+    )

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_model import random_qwen3
 
 from polaris_lib import artifacts
 from polaris_lib.training.rescue import RESCUE_FILE, RescueBuffer, latest_correct_rows, plan_rescue
@@ -28,26 +27,6 @@ from polaris_lib.training.substitution import (
 from polaris_lib.training.trainer import PolarisGRPOTrainer, PolarisOptions
 
 N = 4  # group size in the hand-made batches
-
-
-@pytest.fixture
-def tiny_world():
-    """Factory of (tiny random Qwen3, toy char tokenizer, 4-problem dataset): seconds on a CPU."""
-    from datasets import Dataset
-
-    def make():
-        model, tok = random_qwen3(max_positions=64)
-        rows = [
-            dict(
-                prompt=[{"role": "user", "content": f"{i}+{i}"}],
-                answer=str(2 * i),
-                problem_id=f"p{i}",
-            )
-            for i in range(4)
-        ]
-        return model, tok, Dataset.from_list(rows)
-
-    return make
 
 
 def _batch(rewards: list[float]) -> dict:
