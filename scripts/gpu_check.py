@@ -201,6 +201,7 @@ def grpo_run(name: str, work: Path, steps: int, cap_gib: float) -> dict:
         processing_class=tok,
         polaris=st,
         reward_log_path=work / name / "reward_log.jsonl",
+        backend=cfg.model.backend,  # refuses a trainer that does not derive from Unsloth's
     )
     t1 = time.perf_counter()
     trainer.train()
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     # vLLM does not travel: Unsloth samples with transformers, and its standby mode (which
     # shares memory with a vLLM engine) is off
     os.environ["UNSLOTH_VLLM_STANDBY"] = "0"
+    os.environ["POLARIS_UNSLOTH_FIRST"] = "1"  # no vllm here, so the kit would not choose it
     from polaris_lib.policy.load import import_unsloth_first
 
     import_unsloth_first()  # before trl/peft: Unsloth patches them at import
