@@ -272,6 +272,14 @@ class ModelConfig:
                 "use_vllm=False, load_in_4bit=False (or model.allow_vllm_cpu=True for vLLM's CPU "
                 "backend, `make test-vllm`)",
             )
+        # Unsloth loads the weights in model.dtype: full fine-tuning there would be pure bf16
+        # AdamW (a 1e-6 step rounds away); backend 'transformers' keeps fp32 master weights.
+        _require(
+            self.backend != "unsloth" or self.lora_rank > 0,
+            "model: full fine-tuning (lora_rank 0) on the unsloth backend would train bf16 "
+            "weights without fp32 master copies; set lora_rank > 0 (LoRA) or use backend "
+            "'transformers' for full fine-tuning",
+        )
 
 
 @dataclass
@@ -426,6 +434,19 @@ class StageConfig:
     """Advantage normalisation: (r - mean) / (std + eps) within the group (GRPO)."""
     mask_truncated_completions: bool = False
     """Exclude truncated responses from the loss (the paper does not; set explicitly)."""
+    vllm_is_correction: bool = False
+    """Reweight the loss by the trainer/vLLM log-prob ratio (TRL's vllm_importance_sampling_*).
+    Off: the authors' verl has no such correction (RECIPE §3); TRL 1.15 defaults it on
+    (sequence_mask, cap 3.0) and Unsloth's config off, so the kit always sets it."""
+    vllm_is_mode: Literal["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"] = (
+        "token_truncate"
+    )
+    """How the ratio is applied when vllm_is_correction is on (per token or per sequence; clipped
+    or masked). A sequence-level ratio over a 40K-token response can mask a whole rollout."""
+    vllm_is_clip_max: float | None = 3.0
+    """Upper bound of the ratio when vllm_is_correction is on (None = no upper bound)."""
+    vllm_is_clip_min: float | None = None
+    """Lower bound of the ratio when vllm_is_correction is on (None = no lower bound)."""
     substitution: Literal["intent", "released", "off"] = "intent"
     """Intra-batch informative substitution of all-0/all-1 groups by copies of mixed groups
     (RECIPE §4). 'intent': the blog's intent, a copy keeps its donor's answer and rewards (so it
@@ -494,6 +515,15 @@ class StageConfig:
         _require(self.entropy_coef >= 0.0, f"stage {self.stage}: entropy_coef must be >= 0")
         _require(self.temperature is None or self.temperature > 0, "stage: temperature must be > 0")
         _require(0 < self.min_mixed_fraction < 1, "stage: min_mixed_fraction must be in (0, 1)")
+        lo, hi = self.vllm_is_clip_min, self.vllm_is_clip_max
+        _require(
+            lo is None or hi is None or 0 <= lo < hi,
+            f"stage {k}: need 0 <= vllm_is_clip_min < vllm_is_clip_max, got {lo} / {hi}",
+        )
+        _require(
+            not (self.vllm_is_correction and lo is None and hi is None),
+            f"stage {k}: vllm_is_correction needs vllm_is_clip_min or vllm_is_clip_max",
+        )
 
     @property
     def rollouts_per_step(self) -> int:
@@ -506,7 +536,16 @@ class YarnConfig:
     """Training-free length extrapolation with YaRN (RECIPE.md §6)."""
 
     enabled: bool = True
-    """Apply YaRN at evaluation."""
+    """Evaluate with YaRN when prompt + eval.max_new_tokens exceed model.max_context (notebook 05
+    loads every checkpoint with it then; the paper's 81.2 / 79.4 at 96K, RECIPE §6-7). A model
+    whose own context holds the budget (R1-Distill-7B: 131,072) is evaluated as it is."""
+    in_training: bool = True
+    """Train a stage with YaRN when its prompt + response exceed model.max_context (Qwen3-4B
+    stages 2-3: 49,152 / 53,248 > 40,960, RECIPE §5); a stage that fits keeps the model's RoPE."""
+    max_context: int = 0
+    """Longest context (prompt + response) YaRN is used at; 0 = original positions x factor. The
+    authors keep factor 1.5 and evaluate at 96K context (RECIPE §6-7: their eval sets
+    max_num_batched_tokens 96000 with 90,000 new tokens), past 1.5 x 32K: paper presets set 98304."""
     factor: float = 1.5
     """Context scale factor (paper: 1.5)."""
     original_max_position_embeddings: int = 32768
@@ -530,6 +569,12 @@ class YarnConfig:
         _require(self.factor >= 1.0, "yarn: factor must be >= 1 (it extends the context)")
         _require(self.original_max_position_embeddings > 0, "yarn: original positions must be > 0")
         _require(self.attention_factor > 0, "yarn: attention_factor must be > 0")
+        _require(self.max_context >= 0, "yarn: max_context must be >= 0 (0 = positions x factor)")
+
+    @property
+    def context(self) -> int:
+        """Longest prompt + response YaRN runs at (max_context, else original x factor)."""
+        return self.max_context or int(self.original_max_position_embeddings * self.factor)
 
 
 @dataclass
@@ -632,13 +677,19 @@ class RunConfig:
             _require(
                 st.stage == i, f"run: stages must be numbered 1..N in order (got {st.stage} at {i})"
             )
-            total = st.max_prompt_length + st.max_completion_length
-            ctx = self.model.max_context
-            if total > ctx and not self.yarn.enabled:
-                raise ConfigError(
-                    f"stage {i}: prompt + response = {total} tokens exceeds the model context "
-                    f"{ctx}; shorten max_completion_length or enable YaRN (yarn.enabled=True)"
-                )
+            self.stage_rope(i)  # every training length fits, with YaRN where it needs it
+        self.eval_rope()
+        # Curation samples the policy as it trains: its own RoPE, its own context. (The probe is
+        # not checked: the paper presets probe with the authors' 50,000 tokens, RECIPE §1, and
+        # the engine's context cap stops a response first, counted as truncated.)
+        for name, budget in (("curation.max_new_tokens", self.curation.max_new_tokens),):
+            total = self.prompt_budget + budget
+            _require(
+                total <= self.model.max_context,
+                f"{name}: prompt ({self.prompt_budget}) + {budget} new tokens = {total} exceeds "
+                f"the model context {self.model.max_context}; set {name} <= "
+                f"{self.model.max_context - self.prompt_budget}",
+            )
         for ck in self.eval.checkpoints:
             _require(
                 not ck.startswith("stage") or int(ck[5:]) <= len(self.stages),
@@ -648,6 +699,64 @@ class RunConfig:
             _require(
                 self.toy is not None, "run: model 'toy' needs a toy config (use preset 'tiny')"
             )
+
+    @property
+    def prompt_budget(self) -> int:
+        """Longest prompt any step sends (the stages' max_prompt_length; paper: 1024)."""
+        return max(st.max_prompt_length for st in self.stages)
+
+    def stage_context(self, k: int) -> int:
+        """Tokens stage k's sequences may reach: prompt + response budget."""
+        st = self.stage(k)
+        return st.max_prompt_length + st.max_completion_length
+
+    def stage_rope(self, k: int) -> str:
+        """RoPE variant stage k trains with: 'none' when it fits model.max_context, else 'yarn'
+        (yarn.in_training); ConfigError with the fix when neither holds."""
+        total, ctx = self.stage_context(k), self.model.max_context
+        if total <= ctx:
+            return "none"
+        fix = f"set stages.{k - 1}.max_completion_length <= {ctx - self.stage(k).max_prompt_length}"
+        _require(
+            self.yarn.in_training,
+            f"stage {k}: prompt + response = {total} tokens exceeds the model context {ctx}; "
+            f"{fix}, or train it with YaRN (yarn.in_training=True)",
+        )
+        _require(
+            total <= self.yarn.context,
+            f"stage {k}: prompt + response = {total} tokens exceeds even YaRN's context "
+            f"{self.yarn.context}; {fix}, or set yarn.max_context >= {total}",
+        )
+        return "yarn"
+
+    def eval_budget(self) -> int:
+        """Tokens an evaluation sequence may reach: prompt budget + eval.max_new_tokens."""
+        return self.prompt_budget + self.eval.max_new_tokens
+
+    def eval_rope(self) -> str:
+        """RoPE variant evaluation loads every checkpoint with: 'none' when the eval context fits
+        model.max_context, else 'yarn' (yarn.enabled; the paper's setting, RECIPE §6-7);
+        ConfigError with the fix when neither fits."""
+        total = self.eval_budget()
+        if total <= self.model.max_context:
+            return "none"
+        if self.yarn.enabled:
+            _require(
+                total <= self.yarn.context,
+                f"eval: prompt ({self.prompt_budget}) + eval.max_new_tokens "
+                f"({self.eval.max_new_tokens}) = {total} exceeds YaRN's context "
+                f"{self.yarn.context}; set yarn.max_context >= {total} or eval.max_new_tokens "
+                f"<= {self.yarn.context - self.prompt_budget}",
+            )
+            return "yarn"
+        _require(
+            total <= self.model.max_context,
+            f"eval: prompt ({self.prompt_budget}) + eval.max_new_tokens "
+            f"({self.eval.max_new_tokens}) = {total} exceeds the model context "
+            f"{self.model.max_context}; set eval.max_new_tokens <= "
+            f"{self.model.max_context - self.prompt_budget} or enable YaRN (yarn.enabled=True)",
+        )
+        return "none"
 
     def stage(self, k: int) -> StageConfig:
         """Config of stage k (1-based)."""

@@ -21,6 +21,7 @@ from polaris_lib.evaluate.run import (
     SKIPPED_NOTE,
     TOY_EVAL_PROBLEMS,
     benchmarks_to_run,
+    eval_context,
     eval_rope,
     harness_only,
     load_benchmark,

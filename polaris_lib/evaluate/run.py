@@ -27,6 +27,7 @@ from polaris_lib.data import (
 )
 from polaris_lib.policy.load import load_policy, lora_request_for, weights_key
 from polaris_lib.policy.rollouts import RESPONSE_COLUMNS, rollout
+from polaris_lib.policy.rope import yarn_max_length
 from polaris_lib.policy.sampling import loaded_model
 
 TOY_EVAL_PROBLEMS = 128
@@ -75,6 +76,8 @@ def pair_settings(cfg: RunConfig, benchmark: str, checkpoint: str | None) -> dic
         seed=cfg.seed,
         suffix=cfg.model.instruction_suffix,
         thinking=cfg.model.thinking,
+        rope=eval_rope(cfg),
+        context=eval_context(cfg),
     )
 
 
@@ -102,12 +105,17 @@ def plan(cfg: RunConfig, data_dir: str | Path | None = None) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- running
 def eval_rope(cfg: RunConfig) -> str:
-    """The RoPE variant every evaluation loads its checkpoints with (`policy.load_policy`).
+    """The RoPE variant every evaluation loads its checkpoints with (`policy.load_policy`):
+    YaRN when prompt + eval.max_new_tokens pass the model's context and yarn.enabled, as the
+    paper's 81.2 / 79.4 (RECIPE §6-7); `RunConfig.eval_rope`. The exported model records it."""
+    return cfg.eval_rope()
 
-    "none": the kit evaluates at the model's own positions today, although the paper's 81.2 /
-    79.4 used YaRN (docs/recipe.md §6-7); the exported model records the same setting.
-    """
-    return "none"
+
+def eval_context(cfg: RunConfig) -> int:
+    """Context (positions) the evaluation actually runs at: YaRN's (yarn.max_context, else
+    original x factor; 98,304 = the paper's "96K" for the paper presets) or the model's own.
+    Recorded with every pair (`pair_settings`) and in metrics.json as eval/context."""
+    return yarn_max_length(cfg.yarn) if eval_rope(cfg) == "yarn" else cfg.model.max_context
 
 
 def rollout_settings(settings: dict) -> dict:
@@ -139,6 +147,8 @@ def run_evaluation(
     skipped = [b for b in cfg.eval.benchmarks if b not in names]
     # Recorded for the report: a skipped harness check must say so, not silently vanish.
     artifacts.update_metrics(out, {f"eval/{b}/skipped": SKIPPED_NOTE for b in skipped})
+    # The context every number below was measured at (the paper's 81.2 is at 96K with YaRN).
+    artifacts.update_metrics(out, {"eval/rope": eval_rope(cfg), "eval/context": eval_context(cfg)})
     benches = {b: load_benchmark(b, cfg, data_dir) for b in names}  # fail fast
     frames = []
     for ck in cfg.eval.checkpoints:
@@ -148,7 +158,9 @@ def run_evaluation(
         if todo:  # a vLLM engine is shut down and its GPU memory freed before the next loads
             # no name may hold the (model, tokenizer): release_engine must drop the last reference
             with loaded_model(
-                load_fn(cfg, path) if load_fn else load_policy(cfg, path, eval_rope(cfg))
+                load_fn(cfg, path)
+                if load_fn
+                else load_policy(cfg, path, eval_rope(cfg), max_seq_length=eval_context(cfg))
             ) as m:
                 lora = lora_request_for(m.model, path)
                 for b in todo:

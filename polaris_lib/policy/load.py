@@ -22,7 +22,12 @@ from pathlib import Path
 
 from polaris_lib.artifacts import weights_stamp
 from polaris_lib.config.sections import ConfigError, ModelConfig, RunConfig
-from polaris_lib.policy.rope import check_variant, scaled_config, vllm_rope_kwargs
+from polaris_lib.policy.rope import (
+    check_variant,
+    scaled_config,
+    vllm_rope_kwargs,
+    yarn_max_length,
+)
 from polaris_lib.policy.sampling import adapter_request, attach_adapter
 from polaris_lib.toy import build as toy_build  # module: toy/build.py samples with policy.sampling
 
@@ -68,6 +73,12 @@ def _require_gpu(model_cfg: ModelConfig) -> None:
         )
 
 
+UNSLOTH_STANDBY = "UNSLOTH_VLLM_STANDBY"
+"""Unsloth's standby mode (its Qwen3 GRPO notebook sets it to 1): the colocated vLLM engine and
+training share GPU memory instead of splitting it. Read when unsloth is imported, so it is set
+before that import (a user's own value, e.g. 0, is kept)."""
+
+
 UNSLOTH_FIRST_ENV = "POLARIS_UNSLOTH_FIRST"
 """Environment switch for `unsloth_wanted`: "1" always import Unsloth first, "0" never."""
 
@@ -90,7 +101,9 @@ def unsloth_wanted() -> bool:
 
 
 def import_unsloth_first() -> None:
-    """Import unsloth before trl/transformers/peft so its patches apply (warns if too late)."""
+    """Import unsloth before trl/transformers/peft so its patches apply (warns if too late);
+    standby mode is switched on first (UNSLOTH_STANDBY)."""
+    os.environ.setdefault(UNSLOTH_STANDBY, "1")
     late = [m for m in ("trl", "transformers", "peft") if m in sys.modules]
     if late and "unsloth" not in sys.modules:
         import warnings
@@ -125,18 +138,29 @@ def load_policy(
     a preset with ``use_vllm`` on plain transformers weights gets a ``vllm.LLM``; otherwise the
     model is a transformers model (or Unsloth's, whose ``fast_inference`` engine sits inside it).
     `for_training` leaves the model in train mode (and, for Unsloth, adds LoRA adapters).
-    `max_seq_length` (Unsloth) should be the longest stage's prompt + completion length; defaults
-    to run.model.max_context. For a plain vLLM engine it becomes ``max_model_len`` when given.
+    `max_seq_length` (Unsloth) is the longest sequence the caller samples or trains (a stage's
+    prompt + completion); defaults to `sampling_context(run)`. For a plain vLLM engine it
+    becomes ``max_model_len`` when given.
     """
     check_variant(rope)
     model_cfg = run.model
     _require_gpu(model_cfg)
     if model_cfg.backend == "unsloth":
+        os.environ.setdefault(UNSLOTH_STANDBY, "1")  # before unsloth is imported (UNSLOTH_STANDBY)
         return _load_unsloth(run, checkpoint, rope, for_training, max_seq_length)
     path = model_path(run, checkpoint)
     if model_cfg.use_vllm and not for_training:
         return _load_vllm(run, path, rope, max_seq_length)
     return _load_transformers(model_cfg, path, _scaled(run, path, rope), for_training)
+
+
+def sampling_context(run: RunConfig) -> int:
+    """The longest sequence the run samples at the model's own RoPE: prompt budget + the probe's,
+    curation's or a stage's budget, capped at model.max_context (Unsloth's max_seq_length when a
+    caller does not pass its own: training passes the stage's, evaluation its context)."""
+    need = run.prompt_budget + max(run.probe.max_new_tokens, run.curation.max_new_tokens)
+    stages = [run.stage_context(k) for k in range(1, len(run.stages) + 1)]
+    return min(run.model.max_context, max(need, *stages))
 
 
 def model_path(run: RunConfig, checkpoint: str | None) -> str:
@@ -216,11 +240,20 @@ def _scaled(run: RunConfig, path: str, rope: str):
     return scaled_config(base_config(path), run.yarn, rope)
 
 
-def _torch_dtype(model_cfg: ModelConfig, device: str):
+def weights_dtype(model_cfg: ModelConfig, device: str, for_training: bool = False):
+    """The torch dtype the weights load in.
+
+    Full fine-tuning (lora_rank 0) trains fp32 weights whatever model.dtype says: AdamW on bf16
+    weights rounds a 1e-6 step away (one step on the toy moves 0.8% of bf16 weights and all fp32
+    ones, tests/policy/test_load.py; the GPU-path issue measured 2% after 20 steps),
+    so the fp32 weights are the master copy and TRL's bf16=True runs the compute in bf16 under
+    autocast (under DeepSpeed bf16 the engine keeps its own fp32 master from these). LoRA trains
+    fp32 adapters on frozen bf16 weights. On CPU always fp32 (bf16 gives no speed-up there).
+    """
     import torch
 
-    if device == "cpu":
-        return torch.float32  # bf16 gives no speed-up on CPU and hurts a tiny model's precision
+    if device == "cpu" or (for_training and model_cfg.lora_rank == 0):
+        return torch.float32
     return getattr(torch, model_cfg.dtype)
 
 
@@ -229,7 +262,7 @@ def _load_transformers(model_cfg: ModelConfig, path: str, config, for_training: 
 
     device = resolve_device(model_cfg.device)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    kwargs = {"dtype": _torch_dtype(model_cfg, device)}
+    kwargs = {"dtype": weights_dtype(model_cfg, device, for_training)}
     if config is not None:
         kwargs["config"] = config
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device)
@@ -252,12 +285,15 @@ def _load_unsloth(run: RunConfig, checkpoint, rope: str, for_training: bool, max
         )
     kwargs = dict(
         model_name=str(path),
-        max_seq_length=max_seq_length or model_cfg.max_context,
+        # the engine and Unsloth's buffers sized to what the run samples, not the model's 40,960
+        # (with a RoPE variant: the context it extends to, as notebook 04 samples up to it)
+        max_seq_length=max_seq_length
+        or (yarn_max_length(run.yarn) if rope != "none" else sampling_context(run)),
         load_in_4bit=model_cfg.load_in_4bit,
         fast_inference=model_cfg.use_vllm,
         max_lora_rank=model_cfg.lora_rank or None,
         gpu_memory_utilization=model_cfg.gpu_memory_utilization,
-        dtype=None if model_cfg.dtype == "float32" else _torch_dtype(model_cfg, "cuda"),
+        dtype=None if model_cfg.dtype == "float32" else weights_dtype(model_cfg, "cuda"),
     )
     if rope != "none":
         kwargs["rope_scaling"] = _scaled(run, str(path), rope).rope_parameters

@@ -60,8 +60,14 @@ def yarn_rope_parameters(config, yarn: YarnConfig) -> dict:
 
 
 def yarn_max_length(yarn: YarnConfig) -> int:
-    """Context length YaRN extends to: original positions x factor."""
-    return int(yarn.original_max_position_embeddings * yarn.factor)
+    """Context length YaRN runs at: yarn.max_context when set, else original positions x factor.
+
+    The authors keep factor 1.5 and evaluate at 96K context (RECIPE §6-7), past 1.5 x 32K: the
+    frequencies come from the factor and the original positions, and the context only sets how
+    many positions exist (transformers computes the rotation for any position; vLLM sizes its
+    YaRN cos/sin cache by max(original x factor, max_position_embeddings), so the override of
+    max_position_embeddings below is what lets an engine run there)."""
+    return yarn.context
 
 
 def apply_yarn(config_or_model_path, yarn: YarnConfig):

@@ -24,6 +24,12 @@ NF4_BYTES = (
 ) / 8  # 4-bit + 8-bit absmax/64 + fp32 absmax-of-absmax/256
 TRAINABLE_BYTES = 16  # fp32 param or master + fp32 grad + AdamW m + v
 LOGIT_BYTES = 4  # fp32 logits for the log-softmax (the GRPO memory hog)
+# TRL 1.15's fused LM head (trl/trainer/utils.py add_fused_lm_head -> kernels/chunked_logprob.py)
+# projects the labelled tokens in tiles of TOKEN_CHUNK_SIZE tokens x _CHUNKED_LOGPROB_CHUNK_SIZE
+# vocabulary entries and keeps only per-token statistics: it never holds the full logits.
+TRL_TOKEN_TILE = 4096
+TRL_VOCAB_TILE = 32768
+TRL_STATS_BYTES = 8 * 4  # fp32 per token: max, sums, target logit, log-prob, entropy, ...
 CUDA_CONTEXT_GB = 1.0  # CUDA context + cuBLAS/allocator workspaces
 VLLM_RUNTIME_GB = 1.0  # vLLM sampler buffers and CUDA graphs (not KV, not weights)
 HEADROOM = 0.05  # keep 5% free for allocator fragmentation
@@ -127,6 +133,7 @@ class TrainSetup:
     logits_chunk_rows: int | None = (
         None  # rows whose logits exist at once; None = whole micro-batch
     )
+    fused_lm_head: bool = False  # TRL 1.15's chunked log-prob head (fused_head_bytes)
     use_vllm: bool = True
     shared_vllm_weights: bool = False  # Unsloth fast_inference shares weights with vLLM
     gpu_memory_utilization: float | None = None  # vLLM's pool as a fraction of the GPU
@@ -203,12 +210,28 @@ def activation_bytes(spec: ModelSpec, s: TrainSetup) -> float:
     return ckpt_layers * tokens * spec.hidden * BF16 + layer
 
 
+def fused_head_bytes(spec: ModelSpec, s: TrainSetup) -> float:
+    """Live memory of TRL 1.15's fused LM head over one micro-batch's completion tokens.
+
+    One bf16 tile (<= 4096 tokens x 32768 vocab), fp32 per-token statistics, and in backward the
+    fp32 gradient of the hidden states plus, when the LM head trains (full fine-tuning; tied
+    embeddings included), its fp32 gradient accumulator. Nothing of size tokens x vocab."""
+    tokens = s.micro_batch_rows * s.completion_len
+    tile = min(tokens, TRL_TOKEN_TILE) * min(spec.vocab, TRL_VOCAB_TILE) * BF16
+    grad_hidden = tokens * spec.hidden * 4
+    grad_head = spec.vocab * spec.hidden * 4 if s.lora_rank == 0 else 0
+    return tile + tokens * TRL_STATS_BYTES + grad_hidden + grad_head
+
+
 def estimate(spec: ModelSpec, s: TrainSetup, gpu_gb: float) -> Estimate:
     """GPU memory of one training step plus its colocated rollout, component by component."""
     w = weight_bytes(spec, s.load_in_4bit)
     n_train = spec.lora_params(s.lora_rank) if s.lora_rank > 0 else spec.params
     rows = s.logits_chunk_rows or s.micro_batch_rows
-    logits = rows * s.completion_len * spec.vocab * LOGIT_BYTES  # TRL keeps completion logits only
+    if s.fused_lm_head:
+        logits = fused_head_bytes(spec, s)
+    else:  # full fp32 completion logits of `rows` rows at once
+        logits = rows * s.completion_len * spec.vocab * LOGIT_BYTES
     kv = s.group_size * s.seq_len * spec.kv_bytes_per_token() if s.use_vllm else 0.0
     vllm_extra = (0 if s.shared_vllm_weights else w) + VLLM_RUNTIME_GB * GIB if s.use_vllm else 0.0
     est = Estimate(

@@ -40,8 +40,10 @@ def setup_for_stage(run, stage) -> TrainSetup:
         gradient_checkpointing=run.model.gradient_checkpointing,
         offload_checkpoints=unsloth,
         # Unsloth's GRPO loss computes log-probs one row at a time (its blog: 78.3 GB -> 9.8 GB
-        # at 8 rows); plain TRL materialises the whole micro-batch's completion logits.
+        # at 8 rows); plain TRL 1.15 projects through its fused LM head in tiles and never holds
+        # the full logits (memory.fused_head_bytes).
         logits_chunk_rows=1 if unsloth else None,
+        fused_lm_head=not unsloth,
         use_vllm=run.model.use_vllm,
         shared_vllm_weights=unsloth,
         gpu_memory_utilization=run.model.gpu_memory_utilization if run.model.use_vllm else None,

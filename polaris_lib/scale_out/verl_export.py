@@ -91,6 +91,11 @@ def verl_overrides(
             f"stage {stage}: scale_rewards={st.scale_rewards!r} / mask_truncated_completions="
             f"{st.mask_truncated_completions} cannot be expressed in verl (group|none, False)"
         )
+    if st.vllm_is_correction:
+        raise ConfigError(
+            f"stage {stage}: vllm_is_correction (TRL's vLLM importance sampling) has no "
+            "counterpart in the authors' verl; set vllm_is_correction=False to export"
+        )
     seq_len = st.max_prompt_length + st.max_completion_length
     model = paths["model_path"] if stage == 1 else f"{paths['ckpt_dir']}/stage{stage - 1}/hf"
     data = f"{paths['data_dir']}/stage{stage}.parquet"

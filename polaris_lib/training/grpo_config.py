@@ -46,6 +46,13 @@ def grpo_kwargs(
         importance_sampling_level="token",
         num_iterations=1,
         mask_truncated_completions=st.mask_truncated_completions,
+        # --- vLLM importance-sampling correction: off by default, since the authors' verl has
+        # none (RECIPE §3); TRL 1.15 turns it on and Unsloth off, so every key is set here ---
+        vllm_importance_sampling_correction=st.vllm_is_correction,
+        vllm_importance_sampling_mode=st.vllm_is_mode,
+        vllm_importance_sampling_clip_max=st.vllm_is_clip_max,
+        vllm_importance_sampling_clip_min=st.vllm_is_clip_min,
+        vllm_importance_sampling_cap=None,  # deprecated alias of clip_max; None = not used
         # --- sampling ---
         temperature=float(temperature),
         top_p=st.top_p,
@@ -76,6 +83,9 @@ def grpo_kwargs(
         use_vllm=run.model.use_vllm,
         vllm_mode="colocate",
         vllm_gpu_memory_utilization=run.model.gpu_memory_utilization,
+        # the engine holds exactly the stage's prompt + response budget (RunConfig.stage_rope
+        # checked it fits, with YaRN where needed), not the model's whole context
+        vllm_max_model_length=run.stage_context(stage),
         shuffle_dataset=True,
         disable_dropout=True,
         remove_unused_columns=False,

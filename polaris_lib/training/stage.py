@@ -136,7 +136,15 @@ def build_trainer(run: RunConfig, plan: StagePlan, out: Path, problems: pd.DataF
     """A PolarisGRPOTrainer for this stage (policy loaded from plan.start_checkpoint)."""
 
     st = run.stage(plan.stage)
-    model, tokenizer = load_policy(run, plan.start_checkpoint, for_training=True)
+    # The stage's own context: YaRN where its prompt + response pass the native context
+    # (RunConfig.stage_rope), and an Unsloth engine sized to the stage, not the model's 40,960.
+    model, tokenizer = load_policy(
+        run,
+        plan.start_checkpoint,
+        run.stage_rope(plan.stage),
+        for_training=True,
+        max_seq_length=run.stage_context(plan.stage),
+    )
     # Under accelerate/torchrun each process generates its share of the step's rollouts.
     procs = int(os.environ.get("WORLD_SIZE", "1"))
     args = to_grpo_config(run, plan.stage, plan.temperature, str(plan.trl_dir), num_processes=procs)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from polaris_lib.training.substitution import (
     local_rows,
     substitute,
 )
-from polaris_lib.training.trl_compat import install_cpu_logprob_fallback
+from polaris_lib.training.trl_compat import colocated_engine_rope, install_cpu_logprob_fallback
 from polaris_lib.training.vllm_sync import install_weight_sync_guard
 
 install_cpu_logprob_fallback()  # TRL 1.15's fused LM head needs Triton; CPU gets plain torch
@@ -125,7 +126,10 @@ class PolarisGRPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ) -> None:
         require_backend_trainer(type(self), backend)
-        super().__init__(*args, **kwargs)
+        model = kwargs.get("model", args[0] if args else None)
+        # TRL's colocated engine gets the policy's RoPE (YaRN on a stage past the native context)
+        with colocated_engine_rope(model) if hasattr(model, "config") else nullcontext():
+            super().__init__(*args, **kwargs)
         # Colocated vLLM: every weight sync is checked by the canary (WeightSyncError on a stale
         # engine); without CUDA the sync itself goes through the CPU-only shim (vllm_sync.py).
         self.weight_sync_guard = install_weight_sync_guard(self)

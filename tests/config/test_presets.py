@@ -135,6 +135,66 @@ def test_run_dir_is_the_same_folder_from_jupyterlab_and_papermill(monkeypatch):
     assert resolve("tiny", {}, RUN_DIR="/tmp/elsewhere").run_dir == "/tmp/elsewhere"
 
 
+def test_every_vllm_importance_sampling_key_is_set_and_off_by_default():
+    """TRL 1.15 defaults the correction on (sequence_mask, cap 3.0) and Unsloth off: the kit sets
+    every vllm_importance_sampling_* field of the installed GRPOConfig itself, off by default (the
+    authors' verl has none, RECIPE §3), so consumer and paper presets train the same loss."""
+    from trl import GRPOConfig
+
+    keys = {f.name for f in dataclasses.fields(GRPOConfig)}
+    keys = {k for k in keys if k.startswith("vllm_importance_sampling")}
+    assert len(keys) >= 4, keys  # correction, mode, clip_max, clip_min (+ deprecated cap)
+    for preset in ("tiny", "qwen3-4b-24gb", "qwen3-4b-paper"):
+        kw = grpo_kwargs(get_preset(preset), 1, 1.0, "/tmp/x")
+        assert keys <= set(kw), keys - set(kw)
+        assert kw["vllm_importance_sampling_correction"] is False
+    on = apply_overrides(  # a real GRPOConfig takes them (tiny: this machine has no bf16 GPU)
+        get_preset("tiny"),
+        {"stages.0.vllm_is_correction": True, "stages.0.vllm_is_mode": "token_mask"},
+    )
+    args = to_grpo_config(on, 1, 1.4, "/tmp/x")
+    assert args.vllm_importance_sampling_correction is True
+    assert args.vllm_importance_sampling_mode == "token_mask"
+    assert args.vllm_importance_sampling_clip_max == 3.0
+    with pytest.raises(ConfigError, match="vllm_is_clip_min"):
+        apply_overrides(get_preset("tiny"), {"stages.0.vllm_is_clip_min": 5.0})
+
+
+def test_trls_engine_is_sized_to_the_stage():
+    """vllm_max_model_length is the stage's prompt + response budget, not the model's context."""
+    cfg = get_preset("qwen3-4b-24gb")
+    for k in (1, 2, 3):
+        kw = grpo_kwargs(cfg, k, 1.0, "/tmp/x")
+        st = cfg.stage(k)
+        assert kw["vllm_max_model_length"] == st.max_prompt_length + st.max_completion_length
+    assert grpo_kwargs(get_preset("qwen3-4b-paper"), 3, 1.5, "/tmp/x")["vllm_max_model_length"] == (
+        1024 + 52224
+    )
+
+
+def test_every_length_fits_or_fails_with_the_fix():
+    """Paper stages 2-3 (49,152 / 53,248 tokens) pass Qwen3's 40,960 positions: they train with
+    YaRN; a length YaRN cannot hold, or one without YaRN, fails naming the fix."""
+    paper = get_preset("qwen3-4b-paper")
+    assert [paper.stage_rope(k) for k in (1, 2, 3)] == ["none", "yarn", "yarn"]
+    for name in PRESETS:  # every preset's lengths fit as shipped
+        cfg = get_preset(name)
+        for k in range(1, len(cfg.stages) + 1):
+            assert cfg.stage_context(k) <= (
+                cfg.model.max_context if cfg.stage_rope(k) == "none" else cfg.yarn.context
+            )
+    with pytest.raises(ConfigError, match=r"yarn.in_training=True"):
+        apply_overrides(paper, {"yarn.in_training": False})
+    with pytest.raises(ConfigError, match=r"yarn.max_context >= 53248"):
+        apply_overrides(paper, {"yarn.max_context": 49152})
+    with pytest.raises(ConfigError, match=r"set curation.max_new_tokens <= 39936"):
+        apply_overrides(paper, {"curation.max_new_tokens": 45000})
+    with pytest.raises(ConfigError, match=r"eval.max_new_tokens <= 97280"):
+        apply_overrides(paper, {"eval.max_new_tokens": 100000})
+    with pytest.raises(ConfigError, match=r"enable YaRN"):
+        apply_overrides(paper, {"yarn.enabled": False})
+
+
 def test_paper_preset_values_follow_the_authors_or_are_marked_as_the_kits():
     """Issue 14 item 6: every paper-preset value has a RECIPE source or says it is the kit's."""
     import inspect

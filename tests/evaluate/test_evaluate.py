@@ -250,9 +250,10 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
     cfg = apply_overrides(get_preset("qwen3-4b-paper"), {"model.name_or_path": str(tmp_path)})
     assert load_policy(cfg, None, "yarn")[1] == "tokenizer"
     kw = made[-1]
-    assert (
-        kw["model"] == str(tmp_path) and kw["dtype"] == "bfloat16" and kw["max_model_len"] == 49152
-    )
+    # the paper's 96K context with factor 1.5 (RECIPE §6-7), not 1.5 x 32K: the positions past
+    # 49,152 exist because max_position_embeddings is raised with it
+    assert kw["model"] == str(tmp_path) and kw["dtype"] == "bfloat16"
+    assert kw["max_model_len"] == 98304 == kw["hf_overrides"]["max_position_embeddings"]
     rope = kw["hf_overrides"]["rope_parameters"]
     assert rope["rope_type"] == "yarn" and rope["rope_theta"] == 1e6 and rope["factor"] == 1.5
     load_policy(cfg, None)
@@ -263,7 +264,7 @@ def test_vllm_engine_gets_yarn_through_hf_overrides(tmp_path, monkeypatch):
         "factor": 1.5,
         "rope_theta": 1e6,
     }
-    assert made[-1]["max_model_len"] == 49152
+    assert made[-1]["max_model_len"] == 98304  # the same extended context as YaRN's
 
 
 def test_each_vllm_engine_is_released_before_the_next_checkpoint_loads(tmp_path, monkeypatch):
@@ -340,7 +341,42 @@ def test_a_harness_benchmark_without_data_is_skipped_with_a_note(tmp_path, monke
     assert set(out["benchmark"]) == {"toy"}
     assert any(n.startswith("aime24: skipped") and "data/local/" in n for n in notes), notes
     recorded = artifacts.read_json(tmp_path / "05" / "metrics.json")
-    assert recorded == {"eval/aime24/skipped": evaluate.SKIPPED_NOTE}  # the report shows it
+    assert recorded == {  # the report shows the skip, and every number's context
+        "eval/aime24/skipped": evaluate.SKIPPED_NOTE,
+        "eval/rope": "none",
+        "eval/context": 128,
+    }
+
+
+def test_evaluation_loads_with_yarn_when_its_context_needs_it_and_records_the_context(tmp_path):
+    """Past the model's context the evaluation loads every checkpoint with YaRN (the config's
+    setting; before, 05 always loaded without it) and records the context used with each pair
+    and in metrics.json (eval/context), so no number is read without its context."""
+    from polaris_lib.policy.rope import yarn_applied
+
+    paper = get_preset("qwen3-4b-paper")  # 1024 + 90,000 tokens: the paper's 96K with YaRN
+    assert evaluate.eval_rope(paper) == "yarn" and evaluate.eval_context(paper) == 98304
+    r1 = get_preset("r1-distill-7b-paper")  # its own 131,072 positions hold the budget
+    assert evaluate.eval_rope(r1) == "none" and evaluate.eval_context(r1) == 131072
+
+    cfg = apply_overrides(_tiny_toy_cfg(tmp_path), {"eval.max_new_tokens": 96})  # 48 + 96 > 128
+    seen = []
+
+    def fake_sample(model, tok, probs, n, **kw):
+        seen.append(yarn_applied(model))
+        rows = [
+            dict(problem_id=p, sample_idx=j, text="x", n_tokens=1, finished=True, truncated=False)
+            for p in probs.problem_id
+            for j in range(n)
+        ]
+        return pd.DataFrame(rows)
+
+    evaluate.run_evaluation(cfg, tmp_path / "05", sample_fn=fake_sample, log=lambda s: None)
+    assert seen == [True]  # the real loader applied YaRN to the toy model
+    settings = evaluate.pair_settings(cfg, "toy", None)
+    assert settings["rope"] == "yarn" and settings["context"] == 192  # 128 x 1.5
+    recorded = artifacts.read_json(tmp_path / "05" / "metrics.json")
+    assert recorded["eval/rope"] == "yarn" and recorded["eval/context"] == 192
 
 
 # ----------------------------------------------------------------------------- issue 15
@@ -404,13 +440,13 @@ def test_protocol_paired_audit_selection_and_planner_on_an_evaluation(tmp_path):
     assert protocol["k"].tolist() == [4, 4] and protocol["temperature"].iloc[0] == 1.0
     assert (protocol["context_used"] >= summary["max_len"]).all()
     stamp = evaluate.protocol_legend(protocol)
-    for part in ("T 1", "top-p 1", "top-k off", "≤ 96 new tokens", "YaRN off", "4 samples/problem"):
+    for part in ("T 1", "top-p 1", "top-k off", "≤ 80 new tokens", "YaRN off", "4 samples/problem"):
         assert part in stamp, part
     assert "</think> required" in stamp
     caption = evaluate.figure_caption(cfg, protocol)
     assert "protocol A" in caption and "% truncated" in caption
     m = evaluate.protocol_metrics(protocol)
-    assert m["eval/protocol/max_new_tokens"] == 96 and m["eval/protocol/yarn"] is False
+    assert m["eval/protocol/max_new_tokens"] == 80 and m["eval/protocol/yarn"] is False
     assert m["eval/stage1/toy/protocol_mark"] == "A"
     # a changed setting gets its own mark
     hot = evaluate.protocol_table(apply_overrides(cfg, {"eval.temperature": 1.2}), summary, out)

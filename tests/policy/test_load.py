@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -192,3 +193,80 @@ def test_gpu_presets_sample_through_vllm(name, monkeypatch):
         assert (
             kind == "vllm.LLM" and isinstance(model, LLM) and kw["model"] == cfg.model.name_or_path
         )
+
+
+def _adamw_moved(model, dtype, steps: int = 1, lr: float = 1e-6) -> float:
+    """Fraction of weights an AdamW step at `lr` changes, weights held in `dtype` and the forward
+    under bf16 autocast (what TRL's bf16=True does on a GPU)."""
+    model = model.to(dtype).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ids = torch.randint(
+        0, model.config.vocab_size, (4, 24), generator=torch.Generator().manual_seed(0)
+    )
+    for _ in range(steps):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    moved = sum(
+        int((p.detach() != b).sum()) for p, b in zip(model.parameters(), before, strict=True)
+    )
+    return moved / sum(b.numel() for b in before)
+
+
+def test_full_fine_tuning_keeps_fp32_master_weights(small_cache):
+    """Full fine-tuning on a GPU loads fp32 weights (TRL's bf16 autocasts the compute): a 1e-6
+    AdamW step then moves every weight, where bf16 weights round most such steps away. LoRA and
+    sampling keep model.dtype; Unsloth full fine-tuning (pure bf16) is refused."""
+    gpu_bf16 = ModelConfig(name_or_path="Qwen/Qwen3-0.6B", device="cuda", dtype="bfloat16")
+    assert models.weights_dtype(gpu_bf16, "cuda", for_training=True) is torch.float32
+    assert models.weights_dtype(gpu_bf16, "cuda", for_training=False) is torch.bfloat16
+    lora = dataclasses.replace(gpu_bf16, lora_rank=16)
+    assert models.weights_dtype(lora, "cuda", for_training=True) is torch.bfloat16
+
+    model, _ = models.load_policy(_run(ModelConfig(), SMALL), for_training=True)
+    dtype = models.weights_dtype(gpu_bf16, "cuda", for_training=True)
+    assert _adamw_moved(model, dtype) > 0.99  # every weight with a gradient moves
+    model, _ = models.load_policy(_run(ModelConfig(), SMALL), for_training=True)
+    assert _adamw_moved(model, torch.bfloat16) < 0.5  # the defect: pure bf16 AdamW stalls
+
+    with pytest.raises(ConfigError, match="fp32 master"):
+        ModelConfig(name_or_path="Qwen/Qwen3-0.6B", backend="unsloth", device="cuda")
+
+
+def test_unsloth_gets_the_runs_length_and_standby_mode(monkeypatch):
+    """Unsloth's engine is sized to what the run needs (qwen3-4b-24gb: 1024 + 5248 = 6272, a
+    stage's own length when training), not the model's 40,960, and UNSLOTH_VLLM_STANDBY=1 is set
+    before unsloth is imported. Unsloth is not installed here: a stand-in module records the call
+    (the real one runs in scripts/gpu_check.py on a GPU)."""
+    import sys
+    import types
+
+    calls = []
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kw):
+            calls.append((kw, os.environ.get("UNSLOTH_VLLM_STANDBY")))
+            return types.SimpleNamespace(peft_config={}), "tokenizer"
+
+        @staticmethod
+        def for_inference(model):
+            return model
+
+    fake = types.ModuleType("unsloth")
+    fake.FastLanguageModel = FastLanguageModel
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    monkeypatch.setattr(models, "cuda_available", lambda: True)
+    monkeypatch.delenv("UNSLOTH_VLLM_STANDBY", raising=False)
+    cfg = get_preset("qwen3-4b-24gb")
+    models.load_policy(cfg)
+    kw, standby = calls[-1]
+    assert kw["max_seq_length"] == 1024 + 5248 == models.sampling_context(cfg) and standby == "1"
+    models.load_policy(cfg, for_training=True, max_seq_length=cfg.stage_context(1))
+    assert calls[-1][0]["max_seq_length"] == 1024 + 3968
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "0")  # a user's own choice is kept
+    models.load_policy(cfg)
+    assert calls[-1][1] == "0"

@@ -375,7 +375,7 @@ def test_evaluation_section_shows_two_intervals_paired_audit_protocol_and_select
         "Paired: each checkpoint",
     ):
         assert text in sec, text
-    assert "T 1 · top-p 1 · top-k off · ≤ 96 new tokens · YaRN off · 8 samples/problem" in sec
+    assert "T 1 · top-p 1 · top-k off · ≤ 80 new tokens · YaRN off · 8 samples/problem" in sec
     assert "reported checkpoint: the last evaluated one (stage3)" in sec
     # a selection by score is stated as 05 recorded it (eval.selection = "best")
     artifacts.update_metrics(step, {"eval/selection": "reported checkpoint: stage2, SELECTED by"})

@@ -191,6 +191,29 @@ def test_plan_run_rejects_unknown_model():
         plan.plan_run(run, 24)
 
 
+def test_plain_trl_logits_follow_its_fused_head_not_full_logits():
+    """TRL 1.15 computes GRPO log-probs through a fused LM head in 4096-token x 32768-vocab bf16
+    tiles (trl/kernels/chunked_logprob.py): the planner counts that, not 8 x 39,936 x 151,936
+    fp32 logits (181 GB, which made every paper stage look 180 GB heavier than it is)."""
+    from polaris_lib.config import get_preset
+    from polaris_lib.scale_out.memory import MODEL_SPECS, fused_head_bytes
+    from polaris_lib.scale_out.plan import plan_run, setup_for_stage
+
+    run = get_preset("qwen3-4b-paper")
+    s = setup_for_stage(run, run.stage(1))
+    assert s.fused_lm_head and s.logits_chunk_rows is None
+    spec = MODEL_SPECS["Qwen/Qwen3-4B"]
+    tokens = 8 * 39936
+    by_hand = 4096 * 32768 * 2 + tokens * 32 + tokens * 2560 * 4 + 151936 * 2560 * 4
+    assert fused_head_bytes(spec, s) == by_hand
+    row = plan_run(run, 80).iloc[0]
+    assert row.logits_gb == pytest.approx(by_hand / GIB) and row.logits_gb < 6
+    full = 8 * 39936 * 151936 * 4 / GIB
+    assert full > 180  # what the planner counted before
+    unsloth = setup_for_stage(get_preset("qwen3-4b-24gb"), get_preset("qwen3-4b-24gb").stage(1))
+    assert not unsloth.fused_lm_head and unsloth.logits_chunk_rows == 1  # Unsloth's own loss
+
+
 @pytest.mark.parametrize("preset", ["qwen3-0.6b-24gb", "qwen3-1.7b-24gb", "qwen3-4b-24gb"])
 def test_consumer_extrapolation_goes_past_32k_within_24gb(preset):
     """Issue 12, defect 11: notebook 04 on a consumer preset samples past Qwen3's 32,768 native
