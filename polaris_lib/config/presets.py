@@ -122,7 +122,7 @@ def _tiny_hard() -> RunConfig:
     probe's accuracy curve a plateau: low temperatures lock the guessing mode in.
     """
     run = _tiny()
-    stage_len = (48, 64, 80)
+    stage_len = (40, 64, 80)
     stages = [
         dataclasses.replace(st, max_completion_length=stage_len[i])
         for i, st in enumerate(run.stages)
@@ -134,7 +134,7 @@ def _tiny_hard() -> RunConfig:
         stages=stages,
         # the authors estimate pass rates and probe at stage 1's length (RECIPE §1-2)
         probe=dataclasses.replace(run.probe, max_new_tokens=stage_len[0]),
-        curation=dataclasses.replace(run.curation, max_new_tokens=stage_len[0]),
+        curation=dataclasses.replace(run.curation, max_new_tokens=stage_len[0], toy_terms=[4, 8]),
         notes="CPU toy in POLARIS's regime: many all-0 groups, truncation at stage 1, saturation.",
     )
 
