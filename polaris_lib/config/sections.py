@@ -366,12 +366,21 @@ class CurationConfig:
     """Response budget while estimating pass rates."""
     checkpoint_every: int = 256
     """Problems between partial-progress checkpoints (a crash resumes from the last one)."""
+    toy_terms: list[int] = field(default_factory=list)
+    """Toy pool only: [fewest, most] terms of its problems (empty = the world's whole range);
+    `tiny-hard` trains on the long sums only."""
 
     def __post_init__(self) -> None:
         _check_types(self, "curation")
         _require(self.max_problems >= 0, "curation: max_problems must be >= 0 (0 = whole pool)")
         _require(self.max_new_tokens >= 1, "curation: max_new_tokens must be >= 1")
         _require(self.checkpoint_every >= 1, "curation: checkpoint_every must be >= 1")
+        _require(
+            not self.toy_terms
+            or (len(self.toy_terms) == 2 and 2 <= self.toy_terms[0] <= self.toy_terms[1]),
+            f"curation: toy_terms must be empty or [fewest, most] with 2 <= fewest <= most, "
+            f"got {self.toy_terms}",
+        )
         _require(self.samples_per_problem >= 1, "curation: samples_per_problem must be >= 1")
         _require(
             0.0 < self.easy_drop_threshold <= 1.0,

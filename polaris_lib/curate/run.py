@@ -47,7 +47,10 @@ def pool_problems(run) -> pd.DataFrame:
 
     cap = run.curation.max_problems
     if run.curation.pool == "toy":
-        df = data.load_dataset("toy", split="train", n=cap or 256, toy_cfg=run.toy, seed=run.seed)
+        terms = dict(zip(("min_terms", "max_terms"), run.curation.toy_terms, strict=False))
+        df = data.load_dataset(
+            "toy", split="train", n=cap or 256, toy_cfg=run.toy, seed=run.seed, **terms
+        )
     else:
         df = data.load_dataset(run.curation.pool)
         if cap and cap < len(df):

@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 
 from polaris_lib.config.overrides import apply_overrides, resolve
-from polaris_lib.config.presets import PRESETS, QWEN3_4B_RESPONSE, get_preset
+from polaris_lib.config.presets import HARD_TOY, PRESETS, QWEN3_4B_RESPONSE, get_preset
 from polaris_lib.config.sections import ConfigError
+from polaris_lib.curate import pool_problems
 from polaris_lib.training.grpo_config import grpo_kwargs, to_grpo_config
 
 ALGORITHM_FIELDS = {
@@ -223,8 +224,6 @@ def test_consumer_presets_train_on_the_recipes_pool_not_a_test_set():
 def test_tiny_hard_is_the_toy_in_polaris_regime_at_tinys_budget():
     """Same task, model and step budget as tiny; a harder warm start; stage 1 truncates long work;
     probe and curation at stage 1's length (as the authors)."""
-    from polaris_lib.config.presets import HARD_TOY
-
     tiny, hard = get_preset("tiny"), get_preset("tiny-hard")
     assert hard.toy == HARD_TOY and hard.toy != tiny.toy
     assert (hard.toy.hidden_size, hard.toy.max_terms) == (tiny.toy.hidden_size, tiny.toy.max_terms)
@@ -234,3 +233,7 @@ def test_tiny_hard_is_the_toy_in_polaris_regime_at_tinys_budget():
         s.max_completion_length for s in tiny.stages
     )
     assert hard.probe.max_new_tokens == hard.curation.max_new_tokens == lengths[0]
+    assert set(pool_problems(hard).difficulty) == {4, 5, 6, 7, 8}  # the long sums only
+    assert set(pool_problems(tiny).difficulty) == set(range(2, 9))
+    with pytest.raises(ConfigError, match="toy_terms"):
+        apply_overrides(tiny, {"curation.toy_terms": [5, 3]})
