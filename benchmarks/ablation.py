@@ -12,6 +12,7 @@ stage), curation of one pool drawn with seed 0 (pass rates at stage 1's length),
 set and the warm start's score on it. Per (arm, seed): the arm's stages through the kit's own
 stage code (polaris_lib.training), or TRL's GRPOTrainer for `plain`.
 
+Figure: docs/ablation.png (every regime's summary; the report shows the same figure).
 Results: one JSON line per finished (arm, seed) in benchmarks/results/ablation_<regime>[_sgd].runs.jsonl
 (a rerun skips finished pairs, so an interrupted ablation resumes), and a summary
 benchmarks/results/ablation_<regime>[_sgd].json: per arm the held-out accuracy, the paired
@@ -45,10 +46,13 @@ from polaris_lib.config.overrides import apply_overrides
 from polaris_lib.config.presets import get_preset
 from polaris_lib.grading.grader import make_reward_fn
 from polaris_lib.policy.load import load_policy
+from polaris_lib.report.ablation import ablation_figure, load_ablations
+from polaris_lib.report.html import png_of
 from polaris_lib.training.grpo_config import to_grpo_config
 from polaris_lib.training.stage import to_train_dataset
 
 RESULTS = Path(__file__).parent / "results"
+FIGURE = Path(__file__).parents[1] / "docs" / "ablation.png"
 WORK = Path(os.environ.get("ABLATION_WORK", "/tmp/polaris-ablation"))
 ALL_OFF = {
     "stages.*.substitution": "off",
@@ -395,6 +399,9 @@ def main() -> None:
     if runs_path.exists():
         write_json(out, summarize(runs_path, prep, desc))
         print(json.dumps(artifacts.read_json(out)["summary"], indent=1))
+        fig = ablation_figure(load_ablations(results))
+        if fig is not None and results == RESULTS:  # all regimes in one figure, for the README
+            artifacts.write_bytes(FIGURE, png_of(fig))
 
 
 if __name__ == "__main__":
