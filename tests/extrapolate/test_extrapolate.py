@@ -50,7 +50,8 @@ def test_qwen3_variant_settings_keep_theta(tmp_path):
         "rope_theta": 1e6,
     }
     vllm = json.loads(table.loc["yarn", "vllm_kwargs"])
-    assert vllm["hf_overrides"]["rope_parameters"] == yarn and vllm["max_model_len"] == 49152
+    # the paper presets run YaRN at the authors' evaluation context (yarn.max_context, RECIPE §7)
+    assert vllm["hf_overrides"]["rope_parameters"] == yarn and vllm["max_model_len"] == 98304
     assert json.loads(table.loc["none", "rope_parameters"])["rope_theta"] == 1e6
 
 
