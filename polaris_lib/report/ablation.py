@@ -68,7 +68,7 @@ def ablation_figure(ablations: dict[str, dict]):
         ax.set_yticklabels(arms if ax is axes[0][0] else [""] * len(arms))
         ax.invert_yaxis()
         n_seeds = max(v["seeds"] for v in summary.values())
-        ax.set_title(f"{name} ({n_seeds} seeds)")
+        ax.set_title(f"{name} ({n_seeds} seed{'' if n_seeds == 1 else 's'})")
         ax.set_xlabel("held-out accuracy, arm − full (points)")
         ax.grid(axis="x", alpha=0.3)
     caption(
