@@ -18,12 +18,15 @@ import pytest
 from PIL import Image
 from synthetic import make_run_folder
 
+from polaris_lib.report.ablation import load_ablations
 from polaris_lib.report.build import build_compare_report, build_report
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
+# the kit's shipped ablation figure: in every single-run report while its result files exist
+ABLATION = {"ablation"} if load_ablations() else set()
 # report-made figures, then one per step figure file the synthetic steps write
-REPORT_FIGS = {"probe_overlay", "difficulty", "training", "easy_drop", "pass_at_k"}
+REPORT_FIGS = {"probe_overlay", "difficulty", "training", "easy_drop", "pass_at_k", *ABLATION}
 STEP_FIGS = {
     *(f"01_temperature_probe_stage{k}/fig_probe" for k in (1, 2, 3)),
     "02_curate_by_difficulty/fig_pass_rates",
@@ -77,7 +80,7 @@ def test_missing_steps_are_shown_as_not_run(runs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     html = build_report(empty).read_text()
-    assert html.count('class="notrun"') >= 4 and html.count("<img") == 0
+    assert html.count('class="notrun"') >= 4 and html.count("<img") == len(ABLATION)
 
 
 def test_incomplete_step_is_not_shown_as_done(runs, tmp_path):
@@ -154,11 +157,17 @@ def test_report_notebook_builds_the_page(runs, tmp_path, run_notebook):
     run_notebook("06_report.ipynb", out / "notebook.ipynb", RUN_DIR=str(run))
     assert artifacts.step_done(out)
     index = artifacts.read_json(out / "report_index.json")
-    assert set(index["figures"]) == {"probe_overlay", "difficulty", "training", "easy_drop"}
+    assert set(index["figures"]) == {
+        "probe_overlay",
+        "difficulty",
+        "training",
+        "easy_drop",
+        *ABLATION,
+    }
     assert set(index["not_run"]) == {"04_length_extrapolation", "05_eval_aime"}
-    assert (
-        len(images((run / "report.html").read_text())) == 4 + 3 + 1 + 3
-    )  # report figures (no eval in runB) + probe/curate/stage figs
+    assert len(images((run / "report.html").read_text())) == 4 + 3 + 1 + 3 + len(
+        ABLATION
+    )  # report figures (no eval in runB) + probe/curate/stage figs (+ the kit's ablation)
 
 
 def test_dollar_signs_in_run_names_are_drawn_literally(runs, tmp_path, monkeypatch):
