@@ -200,7 +200,7 @@ def kit_arm(cfg, arm: Arm, problems: pd.DataFrame, temperature: float, run_dir: 
         out = artifacts.step_dir(run_dir, artifacts.GRPO_STAGE, k)
         data = training.load_stage_data(run, k)
         training.train_stage(run, plan, out, data)
-        kept, dropped = training.drop_easy(run, k, out, data)
+        _, dropped = training.drop_easy(run, k, out, data)
         logs.append(stage_log(out, k, len(data), len(dropped)))
     return str(artifacts.checkpoint_dir(run_dir, len(run.stages)) / "final"), logs
 

@@ -25,7 +25,7 @@ from polaris_lib.grading import (
     disagreements,
     kit_rule_name,
 )
-from polaris_lib.metrics import mark_protocols, per_problem, protocol_stamp
+from polaris_lib.metrics import PROTOCOL_SETTINGS, mark_protocols, per_problem, protocol_stamp
 
 
 def grader_name(cfg: RunConfig) -> str:
@@ -82,15 +82,7 @@ def protocol_metrics(table: pd.DataFrame) -> dict:
         out[f"{p}/context_used"] = int(r["context_used"])
     if len(table):
         first = table.iloc[0]
-        for c in (
-            "temperature",
-            "top_p",
-            "top_k",
-            "max_new_tokens",
-            "yarn",
-            "yarn_factor",
-            "grader",
-        ):
+        for c in (c for c in PROTOCOL_SETTINGS if c != "k"):  # k is per benchmark
             v = first[c].item() if hasattr(first[c], "item") else first[c]  # numpy -> json
             out[f"eval/protocol/{c}"] = None if isinstance(v, float) and np.isnan(v) else v
         out["eval/protocol/marks"] = dict(table.attrs.get("legend", {}))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from trl.trainer.utils import nanstd
 
 ALL0, ALL1, MIXED = "all0", "all1", "mixed"
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded per-row tensors; the others pad right
@@ -180,10 +181,7 @@ def regrade_copies(
     mean = torch.nanmean(rewards, dim=1, keepdim=True)
     adv = rewards - mean
     if scale_rewards == "group":
-        finite = torch.isfinite(rewards)
-        var = ((rewards - mean).nan_to_num(0.0) ** 2).sum(1, keepdim=True)
-        std = (var / (finite.sum(1, keepdim=True) - 1).clamp(min=1)).sqrt()
-        adv = adv / (std + 1e-4)  # TRL's group scaling (nanstd, unbiased, eps 1e-4)
+        adv = adv / (nanstd(rewards, dim=1).unsqueeze(1) + 1e-4)  # TRL's group scaling
     elif scale_rewards != "none":
         raise ValueError(
             f"released substitution supports scale_rewards group/none, not {scale_rewards!r}"
