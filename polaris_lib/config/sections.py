@@ -119,6 +119,10 @@ CHECKPOINT_NAME = re.compile(r"base|final|stage[1-9][0-9]*")
 """The names eval.checkpoints may hold."""
 
 
+GUESS_MISSES = ("near", "uninformative")
+"""What a wrong guess of the toy teacher is (ToyConfig.guess_miss)."""
+
+
 @dataclass
 class ToyConfig:
     """The embedded toy world (polaris_lib/toy/task.py): task, tiny Qwen3 model and warm start."""
@@ -167,7 +171,12 @@ class ToyConfig:
     as in real reasoning models. 0 = always work it out."""
     shortcut_accuracy: float = 0.6
     """How often the teacher's guess is right on 2 terms (0.1 less per extra term, at least 0.05);
-    a wrong guess is off by 1 to 3."""
+    `guess_miss` says what a wrong guess is."""
+    guess_miss: str = "near"
+    """A wrong guess of the teacher: "near" = off by 1 to 3 (the policy's learned guess then
+    centres on the true sum and is often right: little for RL to fix); "uninformative" = any other
+    sum the terms could give, uniformly (the guess carries no information, so a problem the policy
+    only guesses at is all-0: the hard regime's source of all-0 groups)."""
 
     def __post_init__(self) -> None:
         _check_types(self, "toy")
@@ -186,6 +195,10 @@ class ToyConfig:
         _require(1 <= self.max_value <= 9, "toy: max_value must be a single digit (1..9)")
         _require(0.0 <= self.warmstart_shortcut < 1.0, "toy: warmstart_shortcut must be in [0, 1)")
         _require(0.0 <= self.shortcut_accuracy <= 1.0, "toy: shortcut_accuracy must be in [0, 1]")
+        _require(
+            self.guess_miss in GUESS_MISSES,
+            f"toy: guess_miss must be one of {GUESS_MISSES}, got {self.guess_miss!r}",
+        )
         _require(self.hidden_size <= 256, "toy: hidden_size must be <= 256 (a CPU-sized model)")
         _require(
             self.hidden_size % self.num_heads == 0,

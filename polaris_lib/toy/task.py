@@ -178,16 +178,31 @@ GUESS = "~"
 """First thinking character of a guessed answer (`<think>~17</think>\\boxed{17}`)."""
 
 
-def guess_solution(terms: list[int], rng: np.random.Generator, accuracy: float, modulus: int = 0):
+def guess_solution(
+    terms: list[int],
+    rng: np.random.Generator,
+    accuracy: float,
+    modulus: int = 0,
+    miss: str = "near",
+    max_value: int | None = None,
+):
     """A teacher's shortcut: no worked steps, a guessed total (`<think>~N</think>\\boxed{N}`).
 
     The guess is right with probability `accuracy` - 0.1 per term beyond two (at least 0.05), so
-    guessing is fine on easy items and a bad bet on hard ones; otherwise it is off by 1 to 3.
+    guessing is fine on easy items and a bad bet on hard ones. A wrong guess is off by 1 to 3
+    (`miss` "near"), or any other total the terms could sum to, uniformly ("uninformative":
+    k terms of 1..max_value sum to k..k*max_value, or 0..modulus-1).
     """
     total = sum(terms) % modulus if modulus else sum(terms)
     if rng.random() >= max(0.05, accuracy - 0.1 * (len(terms) - 2)):
-        total = max(0, total + int(rng.choice([-3, -2, -1, 1, 2, 3])))
-        total = total % modulus if modulus else total
+        if miss == "uninformative":
+            k, top = len(terms), max_value or max(terms)
+            lo, hi = (0, modulus - 1) if modulus else (k, k * top)
+            others = [v for v in range(lo, hi + 1) if v != total]
+            total = int(rng.choice(others)) if others else total
+        else:
+            total = max(0, total + int(rng.choice([-3, -2, -1, 1, 2, 3])))
+            total = total % modulus if modulus else total
     return f"{THINK}{GUESS}{total}{THINK_END}\\boxed{{{total}}}"
 
 
@@ -196,5 +211,7 @@ def teacher_solution(terms: list[int], rng: np.random.Generator, cfg: ToyConfig)
     span = max(1, cfg.max_terms - cfg.min_terms)
     p_guess = cfg.warmstart_shortcut * min(1.0, max(0.0, (len(terms) - cfg.min_terms) / span))
     if p_guess and rng.random() < p_guess:
-        return guess_solution(terms, rng, cfg.shortcut_accuracy, cfg.modulus)
+        return guess_solution(
+            terms, rng, cfg.shortcut_accuracy, cfg.modulus, cfg.guess_miss, cfg.max_value
+        )
     return sloppy_solution(terms, rng, cfg.warmstart_noise, cfg.modulus)

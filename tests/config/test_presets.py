@@ -233,7 +233,7 @@ def test_tiny_hard_is_the_toy_in_polaris_regime_at_tinys_budget():
         s.max_completion_length for s in tiny.stages
     )
     assert hard.probe.max_new_tokens == hard.curation.max_new_tokens == lengths[0]
-    assert set(pool_problems(hard).difficulty) == {4, 5, 6, 7, 8}  # the long sums only
+    assert set(pool_problems(hard).difficulty) == {5, 6, 7, 8}  # the long sums only
     assert set(pool_problems(tiny).difficulty) == set(range(2, 9))
     with pytest.raises(ConfigError, match="toy_terms"):
         apply_overrides(tiny, {"curation.toy_terms": [5, 3]})

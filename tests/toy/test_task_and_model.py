@@ -120,6 +120,37 @@ def test_guessing_teacher_is_right_less_often_on_harder_items():
         assert g.split("~")[1].split("<")[0] == g.split("{")[1].rstrip("}")
 
 
+def test_uninformative_misses_spread_over_every_possible_sum():
+    """The hard world's teacher: a wrong guess is any other reachable total, not a near miss, so
+    the guessed number carries no information about the true sum."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    terms = [5, 4, 3, 2, 1, 5, 4, 3]  # 27; 8 terms of 1..5 reach 8..40
+    misses = [
+        int(g.split("~")[1].split("<")[0])
+        for g in (toy.guess_solution(terms, rng, 0.0, 0, "uninformative", 5) for _ in range(2000))
+    ]
+    assert 0.03 < misses.count(27) / len(misses) < 0.07  # right 5% of the time (the floor)
+    assert min(misses) == 8 and max(misses) == 40
+    assert sum(abs(m - 27) > 3 for m in misses) / len(misses) > 0.7  # "near" would give 0
+    near = [toy.guess_solution(terms, rng, 0.0) for _ in range(200)]
+    assert all(abs(int(g.split("~")[1].split("<")[0]) - 27) <= 3 for g in near)
+    mod = [toy.guess_solution([3, 4], rng, 0.0, 5, "uninformative", 5) for _ in range(300)]
+    assert {int(g.split("~")[1].split("<")[0]) for g in mod} == {0, 1, 2, 3, 4}  # 7 mod 5 = 2
+
+
+def test_new_toy_fields_at_their_default_keep_the_shipped_hash():
+    """Fields added after toy-v5 leave the hash alone at the value the shipped worlds were built
+    with (their folders keep their names) and change it at any other value."""
+    assert toy_build.config_hash(ToyConfig()) == toy_build.config_hash(ToyConfig(guess_miss="near"))
+    assert toy_build.config_hash(ToyConfig(guess_miss="uninformative")) != toy_build.config_hash(
+        ToyConfig()
+    )
+    with pytest.raises(ConfigError, match="guess_miss"):
+        ToyConfig(guess_miss="far")
+
+
 def test_teacher_guesses_more_on_longer_sums():
     import numpy as np
 
