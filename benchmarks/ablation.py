@@ -102,6 +102,16 @@ ARMS = {
         ALL_OFF | {"stages.*.low_mixed_policy": "skip"},
     ),
     "all_off": Arm("the kit's trainer and stages with every extra off", ALL_OFF),
+    # A skipped step spends one of the stage's steps under `count` (the kit's default on tiny);
+    # the authors' verl redraws instead: these two arms separate the rule from the lost steps.
+    "skip_redraw": Arm(
+        "the full recipe, a skipped step redrawn instead of spent (as the authors' verl)",
+        {"stages.*.skipped_steps": "redraw"},
+    ),
+    "skip_only_redraw": Arm(
+        "the skip rule alone, a skipped step redrawn instead of spent",
+        ALL_OFF | {"stages.*.low_mixed_policy": "skip", "stages.*.skipped_steps": "redraw"},
+    ),
 }
 
 
@@ -335,6 +345,7 @@ def summarize(path_runs: Path, prep: dict, args_desc: dict) -> dict:
     return dict(
         what="held-out toy accuracy per ablation arm, paired by seed against full and plain",
         regime=prep["regime"],
+        arm_order=arms,  # the harness's order (JSON objects are written with sorted keys)
         prepared={k: v for k, v in prep.items() if k != "root"},
         regime_table=per_stage,
         summary=summary,

@@ -42,10 +42,7 @@ def ablation_figure(ablations: dict[str, dict]):
         return None
     arms = list(
         dict.fromkeys(
-            arm
-            for n in names
-            for arm, v in ablations[n]["summary"].items()
-            if v.get("vs_full") is not None
+            arm for n in names for arm, v in _in_order(ablations[n]) if v.get("vs_full") is not None
         )
     )
     fig, axes = plt.subplots(
@@ -98,9 +95,15 @@ def arms_table(ablation: dict) -> pd.DataFrame:
             "arm − full (pts)": diff(v.get("vs_full")),
             "arm − plain (pts)": diff(v.get("vs_plain")),
         }
-        for arm, v in ablation["summary"].items()
+        for arm, v in _in_order(ablation)
     ]
     return pd.DataFrame(rows)
+
+
+def _in_order(ablation: dict) -> list[tuple[str, dict]]:
+    """(arm, summary) in the harness's order (`arm_order`), else the file's."""
+    summary = ablation["summary"]
+    return [(a, summary[a]) for a in ablation.get("arm_order") or summary if a in summary]
 
 
 def regime_table(ablation: dict) -> pd.DataFrame:
