@@ -139,7 +139,12 @@ def format_plan(p: dict) -> str:
         f"{unit} time: {p['device_hours']:.2f} h at {p['tokens_per_s']:,.0f} tokens/s "
         f"({p['throughput_source']})",
     ]
-    if floor == floor:  # not NaN: known from a pilot
+    if floor == 0:  # the between-problem variance estimate was clipped at 0
+        lines.append(
+            f"note: the pilot's {p['problems']} problems differ no more than sampling noise "
+            "explains, so it cannot size the over-problems half-width; a larger pilot can"
+        )
+    elif floor == floor:  # not NaN: known from a pilot
         lines.append(
             f"note: over problems (another draw of {p['problems']} problems) the half-width stays "
             f"about ±{100 * floor:.1f} points however many samples are drawn"

@@ -486,6 +486,11 @@ def test_protocol_paired_audit_selection_and_planner_on_an_evaluation(tmp_path):
         p["samples_per_problem"] == metrics.plan_samples(0.05, pass_rates=pp)["samples_per_problem"]
     )
     assert "samples per problem" in evaluate.format_plan(p)
+    # a pilot whose problems all score alike cannot size the over-problems floor: said, not ±0.0
+    same = p | {"problems_floor": 0.0}
+    assert "cannot size the over-problems half-width" in evaluate.format_plan(same)
+    assert "±0.0" not in evaluate.format_plan(same)
+    assert "±2.0 points however many" in evaluate.format_plan(p | {"problems_floor": 0.02})
 
 
 def test_paper_comparison_uses_the_fixed_problem_interval_and_lists_new_benchmarks():
