@@ -63,9 +63,11 @@ def ablation_figure(ablations: dict[str, dict]):
         ax.axvline(0, color="0.3", lw=1)
         ax.set_yticks(range(len(arms)))
         ax.set_yticklabels(arms if ax is axes[0][0] else [""] * len(arms))
-        ax.invert_yaxis()
+        ax.set_ylim(len(arms) - 0.5, -0.5)  # top to bottom, half a row of margin at both ends
         n_seeds = max(v["seeds"] for v in summary.values())
-        ax.set_title(f"{name} ({n_seeds} seed{'' if n_seeds == 1 else 's'})")
+        ax.set_title(
+            f"{name.replace('_sgd', ', SGD')} ({n_seeds} seed{'' if n_seeds == 1 else 's'})"
+        )
         ax.set_xlabel("held-out accuracy, arm − full (points)")
         ax.grid(axis="x", alpha=0.3)
     caption(
