@@ -32,6 +32,11 @@ def load_ablations(folder: str | Path = RESULTS_DIR) -> dict[str, dict]:
     return dict(sorted(out.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else 99))
 
 
+def label(name: str) -> str:
+    """A result file's regime name as shown: `tiny-hard_sgd` -> `tiny-hard, SGD`."""
+    return name.replace("_sgd", ", SGD")
+
+
 def ablation_figure(ablations: dict[str, dict]):
     """One panel per regime: each arm's held-out accuracy minus the full recipe's, paired by seed
     (dots: seeds; bar: mean with its 95% t-interval over seeds). Right of 0: the arm did better."""
@@ -65,9 +70,7 @@ def ablation_figure(ablations: dict[str, dict]):
         ax.set_yticklabels(arms if ax is axes[0][0] else [""] * len(arms))
         ax.set_ylim(len(arms) - 0.5, -0.5)  # top to bottom, half a row of margin at both ends
         n_seeds = max(v["seeds"] for v in summary.values())
-        ax.set_title(
-            f"{name.replace('_sgd', ', SGD')} ({n_seeds} seed{'' if n_seeds == 1 else 's'})"
-        )
+        ax.set_title(f"{label(name)} ({n_seeds} seed{'' if n_seeds == 1 else 's'})")
         ax.set_xlabel("held-out accuracy, arm − full (points)")
         ax.grid(axis="x", alpha=0.3)
     caption(
@@ -145,7 +148,7 @@ def ablation_section(save_dir: Path | None, folder: str | Path = RESULTS_DIR) ->
         prep = a.get("prepared", {})
         parts.append(
             html.details(
-                f"{name}: arms and regime",
+                f"{label(name)}: arms and regime",
                 html.note(
                     f"warm start {100 * prep.get('warm_acc', float('nan')):.1f}% on "
                     f"{a.get('heldout_problems')} held-out problems x {a.get('samples_per_problem')}; "

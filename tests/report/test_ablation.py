@@ -92,7 +92,11 @@ def test_arms_keep_the_harness_order_not_the_files_sorted_keys():
     """Result files are written with sorted keys; tables and the figure follow `arm_order`."""
     a = _summary("tiny-hard") | {"arm_order": ["full", "subst_off", "plain"]}
     assert list(arms_table(a)["arm"]) == ["full", "subst_off", "plain"]
-    fig = ablation_figure({"tiny-hard": a})
+    fig = ablation_figure({"tiny-hard": a, "tiny-hard_sgd": a})
+    assert [ax.get_title() for ax in fig.axes] == [
+        "tiny-hard (3 seeds)",
+        "tiny-hard, SGD (3 seeds)",
+    ]
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["subst_off", "plain"]  # full is the reference: no row of its own
     assert list(arms_table(_summary("tiny"))["arm"]) == ["full", "plain", "subst_off"]
