@@ -20,7 +20,7 @@ difference to `full` and to `plain` per seed, their mean and 95% t-interval over
 regime table (group mix, skip, rescue and truncation rates per stage, from the `full` arm's logs).
 
     .venv/bin/python benchmarks/ablation.py --regime tiny-hard --arms full plain subst_off --seeds 0 1 2
-    .venv/bin/python benchmarks/ablation.py --regime tiny-hard --optimizer sgd --lr 0.05 --arms plain skip_only full
+    .venv/bin/python benchmarks/ablation.py --regime tiny-hard --optimizer sgd --lr 0.2 --arms plain skip_only full
     .venv/bin/python benchmarks/ablation.py --summarize     # rewrite the summaries and the figure
 """
 
