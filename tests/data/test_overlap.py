@@ -22,7 +22,9 @@ def test_the_same_problem_matches_across_spacing_case_and_math_delimiters(data_d
     copied["problem_id"] = ["mine/a", "mine/b", "mine/c"]
     fresh = pd.DataFrame({"problem_id": ["mine/d"], "problem": ["What is 1 + 1?"]})
     pool = pd.concat([copied, fresh], ignore_index=True)
-    found = data.overlaps(pool, {"aime24": aime, "aime25": data.load_dataset("aime25")})
+    found = data.overlaps(
+        pool, {"aime24": aime, "aime25": data.load_dataset("aime25", data_dir=data_dir)}
+    )
     assert list(found) == ["aime24"]
     assert found["aime24"] == list(zip(copied.problem_id, aime.problem_id.head(3), strict=True))
 
